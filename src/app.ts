@@ -1,0 +1,65 @@
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { alistAdminRoutes } from './api/alist/admin-routes.ts';
+import { alistAuthRoutes } from './api/alist/auth-routes.ts';
+import { errorEnvelope } from './api/alist/envelope.ts';
+import { alistTaskRoutes } from './api/alist/task-routes.ts';
+import { downloadRoutes } from './api/download.ts';
+import { efileRoutes } from './api/efile/routes.ts';
+import { eventRoutes } from './api/events.ts';
+import { fsRoutes } from './api/fs.ts';
+import { koodriveRoutes } from './api/koodrive/routes.ts';
+import type { Core } from './core.ts';
+
+/**
+ * Build the HTTP app around a started core. No port is opened here: `server.ts` listens, tests
+ * use `app.inject()`. Errors anywhere become AList envelopes; a 5xx never shows its details.
+ */
+export async function buildApp(core: Core): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: core.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 4 * 1024 * 1024,
+    // Task ids and paths may be long; AList clients send odd but valid URLs.
+    routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: true },
+  });
+  app.decorate('core', core);
+  app.decorateRequest('principal', null);
+
+  app.setErrorHandler((err, request, reply) => {
+    const envelope = errorEnvelope(err);
+    if (envelope.code >= 500) request.log.error({ err }, 'request failed');
+    return reply.code(200).send(envelope);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      code: 404,
+      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+      data: null,
+    }),
+  );
+
+  // The OpenAPI document is built from the route schemas below (served at /api/docs).
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'ferry',
+        version: '0.1.0',
+        description:
+          'Task APIs of ferry: AList (/api/task), SCNet efile (/efile/openapi/v2/file) and KooDrive (/koodrive/ose/v1/task).',
+      },
+    },
+  });
+
+  app.get('/ping', { schema: { hide: true } }, async () => 'pong');
+  await app.register(alistAuthRoutes);
+  await app.register(alistAdminRoutes);
+  await app.register(alistTaskRoutes);
+  await app.register(eventRoutes);
+  await app.register(fsRoutes);
+  await app.register(downloadRoutes);
+  await app.register(efileRoutes);
+  await app.register(koodriveRoutes);
+  app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,199 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { FerryError } from './errors.ts';
+
+/** Task kinds the engine knows; each has its own worker limit and retry budget. */
+export const TASK_KINDS = [
+  'upload',
+  'copy',
+  'move',
+  'delete',
+  'offline_download',
+  'offline_download_transfer',
+  'decompress',
+  'decompress_upload',
+] as const;
+export type TaskKind = (typeof TASK_KINDS)[number];
+
+export interface MountConfig {
+  mount_path: string;
+  driver: string;
+  /** Driver settings, as AList's `addition` (object or JSON string). */
+  addition: Record<string, unknown> | string;
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Password of `admin` set on first start; generated and printed once when absent. */
+  adminPassword: string | undefined;
+  /** `sqlite:<file>` (default `<dataDir>/ferry.db`) or `postgres://…`. */
+  databaseUrl: string;
+  /** SQLite `synchronous` pragma: FULL survives power loss, NORMAL only process crashes. */
+  sqliteSynchronous: 'FULL' | 'NORMAL';
+  logLevel: string;
+  /** Token lifetime in hours. */
+  tokenExpiresHours: number;
+  /** Whether requests without a token act as the built-in guest. */
+  guestEnabled: boolean;
+  tasks: {
+    workers: Record<TaskKind, number>;
+    maxRetry: Record<TaskKind, number>;
+    /** First retry delay; doubles each attempt up to `retryMaxDelayMs`. */
+    retryBaseDelayMs: number;
+    retryMaxDelayMs: number;
+    leaseMs: number;
+    /** How often a running task's progress is written to the store at most. */
+    progressIntervalMs: number;
+    /** Finished tasks older than this are deleted by the background sweep. */
+    retentionHours: number;
+    sweepIntervalMs: number;
+    /** How often the runner polls the store for runnable tasks and cancel flags. */
+    pollIntervalMs: number;
+    /** Most per-item failures kept on one directory task. */
+    maxItemFailures: number;
+  };
+  /** Mounts created on first start (besides `/local`). */
+  mounts: MountConfig[];
+  /** SCNet efile dialect: per-user request rate limit (token bucket; over it: code 911048). */
+  efile: { ratePerSecond: number; rateBurst: number };
+}
+
+const DEFAULT_WORKERS: Record<TaskKind, number> = {
+  upload: 4,
+  copy: 8,
+  move: 8,
+  delete: 4,
+  offline_download: 4,
+  offline_download_transfer: 2,
+  decompress: 2,
+  decompress_upload: 2,
+};
+
+const DEFAULT_MAX_RETRY: Record<TaskKind, number> = {
+  upload: 3,
+  copy: 3,
+  move: 3,
+  delete: 3,
+  offline_download: 3,
+  offline_download_transfer: 3,
+  decompress: 1,
+  decompress_upload: 3,
+};
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Build the one validated config: defaults, then the JSON file named by `FERRY_CONFIG` (or
+ * `options.file`), then `FERRY_*` environment variables. Nothing else in ferry reads the
+ * environment. Throws `E_BAD_REQUEST` with the offending key for invalid values.
+ */
+export async function loadConfig(
+  env: Env = process.env,
+  overrides: DeepPartial<Config> = {},
+): Promise<Config> {
+  const fromFile = env.FERRY_CONFIG ? await readConfigFile(env.FERRY_CONFIG) : {};
+  const merged = deepMerge(deepMerge(defaults(), fromFile), overrides) as Config;
+  applyEnv(merged, env);
+  merged.dataDir = resolve(merged.dataDir);
+  if (!merged.databaseUrl) merged.databaseUrl = `sqlite:${resolve(merged.dataDir, 'ferry.db')}`;
+  validate(merged);
+  return merged;
+}
+
+function defaults(): Config {
+  return {
+    host: '0.0.0.0',
+    port: 5244,
+    dataDir: './data',
+    adminPassword: undefined,
+    databaseUrl: '',
+    sqliteSynchronous: 'FULL',
+    logLevel: 'info',
+    tokenExpiresHours: 48,
+    guestEnabled: false,
+    tasks: {
+      workers: { ...DEFAULT_WORKERS },
+      maxRetry: { ...DEFAULT_MAX_RETRY },
+      retryBaseDelayMs: 1000,
+      retryMaxDelayMs: 60_000,
+      leaseMs: 30_000,
+      progressIntervalMs: 500,
+      retentionHours: 24,
+      sweepIntervalMs: 60_000,
+      pollIntervalMs: 250,
+      maxItemFailures: 1000,
+    },
+    mounts: [],
+    efile: { ratePerSecond: 20, rateBurst: 40 },
+  };
+}
+
+function applyEnv(config: Config, env: Env): void {
+  if (env.FERRY_HOST) config.host = env.FERRY_HOST;
+  if (env.FERRY_PORT) config.port = toInt('FERRY_PORT', env.FERRY_PORT);
+  if (env.FERRY_DATA_DIR) config.dataDir = env.FERRY_DATA_DIR;
+  if (env.FERRY_ADMIN_PASSWORD) config.adminPassword = env.FERRY_ADMIN_PASSWORD;
+  if (env.FERRY_DATABASE_URL) config.databaseUrl = env.FERRY_DATABASE_URL;
+  if (env.FERRY_LOG_LEVEL) config.logLevel = env.FERRY_LOG_LEVEL;
+  if (env.FERRY_SQLITE_SYNCHRONOUS) config.sqliteSynchronous = env.FERRY_SQLITE_SYNCHRONOUS as 'FULL';
+  if (env.FERRY_RETENTION_HOURS) config.tasks.retentionHours = Number(env.FERRY_RETENTION_HOURS);
+  if (env.FERRY_LEASE_MS) config.tasks.leaseMs = toInt('FERRY_LEASE_MS', env.FERRY_LEASE_MS);
+}
+
+function validate(config: Config): void {
+  const bad = (key: string, why: string): never => {
+    throw new FerryError('E_BAD_REQUEST', `config ${key}: ${why}`);
+  };
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) bad('port', 'not a port');
+  if (!['FULL', 'NORMAL'].includes(config.sqliteSynchronous)) bad('sqliteSynchronous', 'FULL or NORMAL');
+  for (const kind of TASK_KINDS) {
+    const workers = config.tasks.workers[kind];
+    if (!Number.isInteger(workers) || workers < 0 || workers > 256) bad(`tasks.workers.${kind}`, '0..256');
+    const retries = config.tasks.maxRetry[kind];
+    if (!Number.isInteger(retries) || retries < 0 || retries > 100) bad(`tasks.maxRetry.${kind}`, '0..100');
+  }
+  for (const key of ['leaseMs', 'progressIntervalMs', 'pollIntervalMs', 'sweepIntervalMs'] as const) {
+    if (!(config.tasks[key] > 0)) bad(`tasks.${key}`, 'must be positive');
+  }
+  if (!(config.tasks.retentionHours >= 0)) bad('tasks.retentionHours', 'must be >= 0');
+  if (!Array.isArray(config.mounts)) bad('mounts', 'must be an array');
+  if (!(config.efile.ratePerSecond > 0) || !(config.efile.rateBurst >= 1))
+    bad('efile', 'ratePerSecond > 0, rateBurst >= 1');
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new FerryError('E_BAD_REQUEST', `cannot read config file ${path}`, { cause: err });
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (!isPlainObject(parsed)) throw new Error('not an object');
+    return parsed;
+  } catch (err) {
+    throw new FerryError('E_BAD_REQUEST', `config file ${path} is not a JSON object`, { cause: err });
+  }
+}
+
+function toInt(key: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new FerryError('E_BAD_REQUEST', `${key} must be an integer`);
+  return n;
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function deepMerge(base: unknown, patch: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(patch)) return patch === undefined ? base : patch;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(patch)) out[key] = deepMerge(base[key], value);
+  return out;
+}

@@ -1,0 +1,159 @@
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { AuthService } from './auth/auth-service.ts';
+import type { Config } from './config.ts';
+import { FerryError } from './errors.ts';
+import { LocalDriver } from './storage/local/local-driver.ts';
+import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
+import { S3Driver, s3Settings } from './storage/s3/s3-driver.ts';
+import { openDatabase } from './store/database.ts';
+import { MountStore } from './store/mount-store.ts';
+import { TaskStore } from './store/task-store.ts';
+import { UserStore } from './store/user-store.ts';
+import { TaskEvents } from './tasks/events.ts';
+import { builtinKinds } from './tasks/kinds/index.ts';
+import { Runner } from './tasks/runner.ts';
+import { TaskService } from './tasks/service.ts';
+
+/** Everything the HTTP layer and the CLI use, wired together. */
+export interface Core {
+  config: Config;
+  log: Logger;
+  auth: AuthService;
+  mounts: MountRegistry;
+  tasks: TaskService;
+  runner: Runner;
+  events: TaskEvents;
+  /** Stop workers (their tasks resume at next start), close storages and the database. */
+  close(): Promise<void>;
+}
+
+/** Driver name (AList's) → factory. */
+export function driverFactories(): Map<string, DriverFactory> {
+  return new Map<string, DriverFactory>([
+    [
+      'Local',
+      async (addition, { dataDir }) => {
+        const root = addition.root_folder_path;
+        if (typeof root !== 'string' || root === '')
+          throw new FerryError('E_STORAGE_CONFIG', 'Local needs root_folder_path');
+        return LocalDriver.open(isAbsolute(root) ? root : resolve(dataDir, root));
+      },
+    ],
+    ['S3', async (addition) => S3Driver.open(s3Settings(addition))],
+  ]);
+}
+
+/**
+ * Open the data directory and start the engine. With SQLite the data directory belongs to one
+ * process (a lock file says which), so tasks still marked running belonged to a dead process and
+ * are queued again at once instead of waiting for their leases to expire.
+ */
+export async function startCore(
+  config: Config,
+  log: Logger,
+  options: { runWorkers?: boolean } = {},
+): Promise<Core> {
+  await mkdir(join(config.dataDir, 'spool'), { recursive: true });
+  const sqlite = config.databaseUrl.startsWith('sqlite:');
+  const releaseLock = sqlite ? await lockDataDir(config.dataDir) : async () => undefined;
+  try {
+    const database = await openDatabase(config.databaseUrl, { synchronous: config.sqliteSynchronous });
+    const users = new UserStore(database.db);
+    const auth = await AuthService.open(database.db, users, config.tokenExpiresHours);
+    const generated = await auth.ensureDefaultUsers(config.adminPassword);
+    if (generated)
+      log.warn(
+        `created user admin with password ${generated} (shown once; change it with "ferry user passwd admin")`,
+      );
+
+    const mountStore = new MountStore(database.db);
+    const mounts = new MountRegistry(mountStore, driverFactories(), config.dataDir, log);
+    await mounts.load();
+    await ensureDefaultMounts(mounts, config);
+
+    const store = new TaskStore(database.db, database.dialect);
+    const events = new TaskEvents();
+    const kinds = builtinKinds();
+    const runner = new Runner({ store, events, mounts, kinds, config, log });
+    const tasks = new TaskService(store, events, runner, kinds, config, log);
+
+    if (options.runWorkers !== false) {
+      const requeued = await store.reclaimExpired(Date.now(), { all: sqlite });
+      if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
+      runner.start();
+      tasks.startMaintenance();
+    }
+    return {
+      config,
+      log,
+      auth,
+      mounts,
+      tasks,
+      runner,
+      events,
+      async close() {
+        tasks.stopMaintenance();
+        await runner.stop();
+        await mounts.close();
+        await database.close();
+        await releaseLock();
+      },
+    };
+  } catch (err) {
+    await releaseLock();
+    throw err;
+  }
+}
+
+async function ensureDefaultMounts(mounts: MountRegistry, config: Config): Promise<void> {
+  const wanted = [
+    { mount_path: '/local', driver: 'Local', addition: { root_folder_path: join(config.dataDir, 'files') } },
+    ...config.mounts,
+  ];
+  for (const m of wanted) {
+    if (mounts.all().some((existing) => existing.record.mountPath === m.mount_path)) continue;
+    await mounts.create({
+      mountPath: m.mount_path,
+      driver: m.driver,
+      addition: typeof m.addition === 'string' ? m.addition : JSON.stringify(m.addition),
+      order: 0,
+      remark: '',
+      disabled: false,
+    });
+  }
+}
+
+/**
+ * Take the data directory for this process: `ferry.lock` holds the owner's pid. A lock left by a
+ * dead process is taken over; a live owner makes this start fail with a clear message.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const path = join(dataDir, 'ferry.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new FerryError('E_BAD_REQUEST', `data directory ${dataDir} is in use by process ${pid}`);
+      }
+      await rm(path, { force: true });
+    }
+  }
+  throw new FerryError('E_INTERNAL', `could not lock ${dataDir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,28 @@
+import pino from 'pino';
+import { buildApp } from './app.ts';
+import type { Config } from './config.ts';
+import { startCore } from './core.ts';
+import { redact } from './store/database.ts';
+
+/** Start ferry: the engine, then the HTTP server; stop both cleanly on SIGINT/SIGTERM. */
+export async function serve(config: Config): Promise<void> {
+  const log = pino({ level: config.logLevel });
+  const core = await startCore(config, log);
+  const app = await buildApp(core);
+  await app.listen({ host: config.host, port: config.port });
+  log.info({ dataDir: config.dataDir, database: redact(config.databaseUrl) }, 'ferry is serving');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down; running tasks resume at next start');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await app.close();
+    await core.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}

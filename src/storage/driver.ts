@@ -1,0 +1,93 @@
+import type { Readable } from 'node:stream';
+
+/** One file or folder as a driver sees it. `path` is relative to the driver's root, always starting with `/`. */
+export interface Entry {
+  name: string;
+  path: string;
+  isDir: boolean;
+  size: number;
+  /** Modification time in ms since the epoch. */
+  modified: number;
+}
+
+export interface DriverCapabilities {
+  /** `copy()` runs on the backend without moving the bytes through ferry. */
+  serverSideCopy: boolean;
+  /** `rename()` replaces the destination atomically. */
+  atomicRename: boolean;
+  /** `read()` honours `start`/`end`. */
+  rangeRead: boolean;
+}
+
+export interface ReadOptions {
+  /** First byte, inclusive. */
+  start?: number;
+  /** Last byte, inclusive (as in HTTP ranges). */
+  end?: number;
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions {
+  signal?: AbortSignal;
+  /** Expected size when known; drivers may use it to choose an upload strategy. */
+  size?: number;
+  /** Replace an existing file. Without it, an existing destination is `E_EXISTS`. */
+  overwrite?: boolean;
+  /** Called with the number of bytes written since the previous call. */
+  onProgress?: (bytes: number) => void;
+  /**
+   * Names the temporary file (see `tempToken`): a write retried with the same key reuses the
+   * temp name of an interrupted attempt, so a crash leaves no orphan behind.
+   */
+  tempKey?: string;
+}
+
+/**
+ * The contract every storage backend fulfils. Paths are driver-relative (`/a/b.txt`), already
+ * normalised by `normalizePath`; every driver checks again that they stay inside its root
+ * (`E_PATH_OUTSIDE_ROOT`). A driver knows nothing of tasks.
+ */
+export interface Driver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+
+  /** The entry at `path`, or `null` when nothing is there. */
+  stat(path: string): Promise<Entry | null>;
+
+  /** The children of the folder `path`. `E_NOT_FOUND` when absent, `E_NOT_A_DIRECTORY` for a file. */
+  list(path: string): Promise<Entry[]>;
+
+  /** A stream of the file's bytes (or a byte range). `E_NOT_FOUND`, `E_IS_A_DIRECTORY`. */
+  read(path: string, options?: ReadOptions): Promise<Readable>;
+
+  /**
+   * Write a whole file from `source`. The bytes go to a temporary name that is renamed into place
+   * only when complete, so a failed or aborted write leaves nothing under `path`. Parent folders
+   * are created. `E_EXISTS` when `path` exists and `overwrite` is not set.
+   */
+  write(path: string, source: Readable, options?: WriteOptions): Promise<void>;
+
+  /** Create the folder and its parents; no error when it exists already as a folder. */
+  mkdir(path: string): Promise<void>;
+
+  /** Rename within this driver. `E_NOT_FOUND` for a missing source, `E_EXISTS` unless `overwrite`. */
+  rename(from: string, to: string, options?: { overwrite?: boolean }): Promise<void>;
+
+  /** Server-side copy of one file; only called when `capabilities.serverSideCopy`. */
+  copy(from: string, to: string, options?: WriteOptions): Promise<void>;
+
+  /** Remove a file or a whole folder tree. No error when nothing is there. */
+  remove(path: string, options?: { signal?: AbortSignal }): Promise<void>;
+
+  /**
+   * The absolute local file-system path behind `path`, for drivers that have one (Local); lets
+   * the engine use a fast in-kernel copy between two local mounts. `null` for remote drivers.
+   */
+  localPath(path: string): string | null;
+
+  /** Bytes free for new data at `path`, or `null` when the backend cannot tell (object stores). */
+  freeSpace(path: string): Promise<number | null>;
+
+  /** Release connections; the driver is not used afterwards. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,478 @@
+import { createWriteStream, lstatSync, realpathSync, type Stats } from 'node:fs';
+import {
+  type FileHandle,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  statfs,
+  unlink,
+} from 'node:fs/promises';
+import { dirname, isAbsolute, join, sep } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
+import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
+import { baseName, isWithin, normalizePath, TEMP_PREFIX, tempSiblingPath, tempToken } from '../paths.ts';
+import { copyLocalFile } from './fast-copy.ts';
+
+/** lstat calls in flight at once while listing a folder: enough to keep the thread pool busy. */
+const LIST_CONCURRENCY = 32;
+
+/** Errors of a path lookup that mean "nothing (reachable) there" rather than a failure. */
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
+
+/** Where a driver path lands on disk, once its ancestors are known to stay inside the root. */
+interface Located {
+  /** The normalised driver path. */
+  path: string;
+  abs: string;
+  /** What is there (for a link that stays inside the root, its target); null when nothing is. */
+  info: Stats | null;
+  /** The link's own lstat when `path` itself is a link that leads out of the root or nowhere. */
+  escapingLink: Stats | null;
+}
+
+/**
+ * A folder on the local disk. Paths are checked here again, whatever the caller did: they are
+ * normalised (no `..`), and the real path of the deepest existing ancestor must stay inside the
+ * real root, so a symlink anywhere on the way that leads out of the root is refused
+ * (`E_PATH_OUTSIDE_ROOT`). Links that stay inside the root are followed. A link that leads out
+ * is still listed and `stat`ed (as a plain empty file) and may be removed (`rm` unlinks the link,
+ * never its target), but reading, writing, listing or renaming through it is refused.
+ *
+ * The checks and the file operations are separate system calls: someone with write access to
+ * the folder itself could swap a folder for a link in between. We accept that race: the root
+ * belongs to ferry, and the check exists to stop links placed in advance and paths from users.
+ */
+export class LocalDriver implements Driver {
+  readonly name = 'Local';
+  readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: true, rangeRead: true };
+  private readonly rootPrefix: string;
+
+  private constructor(private readonly root: string) {
+    this.rootPrefix = root.endsWith(sep) ? root : root + sep;
+  }
+
+  /**
+   * Open the folder `root` (an absolute path), creating it when missing; the driver works on its
+   * real path from then on. `E_STORAGE_CONFIG` when it is relative, not a folder or not usable.
+   */
+  static async open(root: string): Promise<LocalDriver> {
+    if (!isAbsolute(root))
+      throw new FerryError('E_STORAGE_CONFIG', `the Local root must be absolute: ${root}`);
+    try {
+      await mkdir(root, { recursive: true });
+      const real = await realpath(root);
+      if (!(await stat(real)).isDirectory())
+        throw new FerryError('E_STORAGE_CONFIG', `${root} is not a folder`);
+      return new LocalDriver(real);
+    } catch (err) {
+      if (err instanceof FerryError) throw err;
+      const message = `cannot use ${root} as a Local root: ${(err as Error).message}`;
+      throw new FerryError('E_STORAGE_CONFIG', message, { cause: err });
+    }
+  }
+
+  /**
+   * The absolute path behind `path`, checked like every other operation (synchronously, as the
+   * interface wants a plain value): `E_PATH_OUTSIDE_ROOT` when it leads out of the root.
+   */
+  localPath(path: string): string {
+    const rel = normalizePath(path);
+    const abs = this.abs(rel);
+    if (abs === this.root) return abs;
+    for (let probe = dirname(abs); ; probe = dirname(probe)) {
+      const real = lookupSync(() => realpathSync.native(probe), rel);
+      if (real !== null) {
+        if (!this.inside(real)) throw outside(rel);
+        break;
+      }
+      if (lookupSync(() => lstatSync(probe), rel)?.isSymbolicLink()) throw outside(rel);
+      if (probe === this.root || probe === dirname(probe)) break;
+    }
+    if (lookupSync(() => lstatSync(abs), rel)?.isSymbolicLink()) {
+      const target = lookupSync(() => realpathSync.native(abs), rel);
+      if (target === null || !this.inside(target)) throw outside(rel);
+    }
+    return abs;
+  }
+
+  async stat(path: string): Promise<Entry | null> {
+    const at = await this.locate(path);
+    if (at.escapingLink) return linkEntry(at.path, at.escapingLink);
+    return at.info ? toEntry(at.path, at.info) : null;
+  }
+
+  async list(path: string): Promise<Entry[]> {
+    const at = await this.existing(path);
+    if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
+    let names: string[];
+    try {
+      names = (await readdir(at.abs)).filter((name) => !name.startsWith(TEMP_PREFIX));
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+    const entries: Entry[] = [];
+    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
+      const batch = names.slice(i, i + LIST_CONCURRENCY);
+      for (const entry of await Promise.all(batch.map((name) => this.child(at, name)))) {
+        if (entry) entries.push(entry);
+      }
+    }
+    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async read(path: string, options: ReadOptions = {}): Promise<Readable> {
+    const at = await this.existing(path);
+    if (at.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
+    checkRange(options);
+    if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
+    // Open now, so a missing or unreadable file is an error of read() rather than of the stream.
+    let handle: FileHandle;
+    try {
+      handle = await open(at.abs, 'r');
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+    return handle.createReadStream({
+      highWaterMark: 1 << 20,
+      start: options.start,
+      end: options.end,
+      ...(options.signal && { signal: options.signal }),
+    });
+  }
+
+  async write(path: string, source: Readable, options: WriteOptions = {}): Promise<void> {
+    const at = await this.confined(path);
+    if (at.info && !options.overwrite) throw alreadyExists(at.path);
+    if (at.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
+    const temp = await this.prepareTemp(at, options.tempKey);
+    const onProgress = options.onProgress;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        onProgress?.(chunk.length);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(source, counter, createWriteStream(temp, { highWaterMark: 1 << 20 }), {
+        ...(options.signal && { signal: options.signal }),
+      });
+      await fsyncFile(temp);
+      // A cancel that lands after the last byte still cancels: the task will say "canceled".
+      options.signal?.throwIfAborted();
+      await place(temp, at.abs, options.overwrite === true);
+    } catch (err) {
+      source.destroy();
+      await unlink(temp).catch(() => undefined);
+      throw failure(err, at.path, options.signal);
+    }
+  }
+
+  async mkdir(path: string): Promise<void> {
+    const at = await this.confined(path);
+    if (at.info?.isDirectory()) return;
+    try {
+      await mkdir(at.abs, { recursive: true });
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+  }
+
+  /**
+   * Rename a file or folder; parent folders of `to` are created. Without `overwrite`, a file is
+   * moved with link + unlink, which refuses an existing name atomically; a folder is checked and
+   * then renamed (a folder appearing in between is replaced only when empty: nothing is lost).
+   * With `overwrite`, a file replaces a file atomically and a folder replaces a folder (the old
+   * one is set aside under a temp name and removed afterwards); a file never replaces a folder.
+   * `E_SAME_PATH` for a rename onto itself, `E_BAD_REQUEST` for a folder into itself.
+   */
+  async rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<void> {
+    const fromPath = normalizePath(from);
+    const toPath = normalizePath(to);
+    if (fromPath === '/' || toPath === '/') throw new FerryError('E_FORBIDDEN', 'cannot rename the root');
+    if (fromPath === toPath) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
+    if (isWithin(toPath, fromPath)) throw new FerryError('E_BAD_REQUEST', 'cannot move a folder into itself');
+    const src = await this.existing(fromPath);
+    const dst = await this.confined(toPath);
+    const srcIsDir = src.info.isDirectory();
+    try {
+      await mkdir(dirname(dst.abs), { recursive: true });
+      if (!dst.info) {
+        if (srcIsDir) await rename(src.abs, dst.abs);
+        else await moveNoClobber(src.abs, dst.abs);
+      } else if (!srcIsDir && (await sameFile(src.abs, dst.abs))) {
+        // Both names on one inode: a rename interrupted between link and unlink. Finish it.
+        await unlink(src.abs);
+      } else if (!options.overwrite) {
+        throw alreadyExists(dst.path);
+      } else if (dst.info.isDirectory()) {
+        if (!srcIsDir)
+          throw new FerryError('E_IS_A_DIRECTORY', `a file cannot replace the folder ${dst.path}`);
+        await replaceFolder(src.abs, dst.abs);
+      } else {
+        await rename(src.abs, dst.abs);
+      }
+    } catch (err) {
+      throw failure(err, dst.path);
+    }
+  }
+
+  /**
+   * Copy one file on this disk through a temp sibling, renamed into place when complete. The
+   * bytes go through `copyLocalFile` rather than `fs.copyFile`, so the copy reports progress,
+   * stops within one chunk on abort and is fsynced. `E_IS_A_DIRECTORY` for a folder source.
+   */
+  async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
+    const src = await this.existing(from);
+    if (src.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${src.path}`);
+    const dst = await this.confined(to);
+    if (dst.path === src.path) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
+    if (dst.info && !options.overwrite) throw alreadyExists(dst.path);
+    if (dst.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst.path}`);
+    const temp = await this.prepareTemp(dst, options.tempKey);
+    try {
+      await copyLocalFile(src.abs, temp, {
+        ...(options.signal && { signal: options.signal }),
+        ...(options.onProgress && { onProgress: options.onProgress }),
+        sizeHint: src.info.size,
+      });
+      options.signal?.throwIfAborted();
+      await place(temp, dst.abs, options.overwrite === true);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw failure(err, dst.path, options.signal);
+    }
+  }
+
+  /** Remove a file, link or folder tree; `E_FORBIDDEN` for the root itself. Links are not followed. */
+  async remove(path: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const at = await this.locate(path);
+    if (at.path === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
+    if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
+    try {
+      await rm(at.abs, { recursive: true, force: true });
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+  }
+
+  async freeSpace(path: string): Promise<number | null> {
+    const at = await this.confined(path);
+    // The nearest existing folder tells: the path itself may not exist yet.
+    for (let probe = at.abs; ; probe = dirname(probe)) {
+      try {
+        const fs = await statfs(probe);
+        return fs.bavail * fs.bsize;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (!MISSING.has(code ?? '') || probe === this.root) throw fromFsError(err, at.path);
+      }
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private abs(normalised: string): string {
+    return normalised === '/' ? this.root : join(this.root, normalised);
+  }
+
+  private inside(real: string): boolean {
+    return real === this.root || real.startsWith(this.rootPrefix);
+  }
+
+  /**
+   * Normalise `path`, check that its nearest existing ancestor is really inside the root, and
+   * look at what is there. A link at `path` itself is reported, not refused: callers decide.
+   */
+  private async locate(path: string): Promise<Located> {
+    const rel = normalizePath(path);
+    const abs = this.abs(rel);
+    if (abs !== this.root) await this.checkAncestors(dirname(abs), rel);
+    const own = await lookup(lstat(abs), rel);
+    if (!own?.isSymbolicLink()) return { path: rel, abs, info: own, escapingLink: null };
+    const target = await lookup(realpath(abs), rel);
+    if (target === null || !this.inside(target)) return { path: rel, abs, info: null, escapingLink: own };
+    return { path: rel, abs, info: await lookup(stat(target), rel), escapingLink: null };
+  }
+
+  /** `locate`, refusing a link at `path` that leads out of the root (or nowhere). */
+  private async confined(path: string): Promise<Located> {
+    const at = await this.locate(path);
+    if (at.escapingLink) throw outside(at.path);
+    return at;
+  }
+
+  /** `confined`, and `E_NOT_FOUND` when nothing is there. */
+  private async existing(path: string): Promise<Located & { info: Stats }> {
+    const at = await this.confined(path);
+    if (!at.info) throw new FerryError('E_NOT_FOUND', `not found: ${at.path}`);
+    return at as Located & { info: Stats };
+  }
+
+  /** The nearest existing folder at or above `dir` must really be inside the root. */
+  private async checkAncestors(dir: string, rel: string): Promise<void> {
+    for (let probe = dir; ; probe = dirname(probe)) {
+      const real = await lookup(realpath(probe), rel);
+      if (real !== null) {
+        if (!this.inside(real)) throw outside(rel);
+        return;
+      }
+      // A dangling link on the way is refused: its target could be created outside later.
+      if ((await lookup(lstat(probe), rel))?.isSymbolicLink()) throw outside(rel);
+      if (probe === this.root || probe === dirname(probe)) return;
+    }
+  }
+
+  /** A child of a listed folder; null when it vanished between readdir and lstat. */
+  private async child(dir: Located, name: string): Promise<Entry | null> {
+    const abs = join(dir.abs, name);
+    const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
+    try {
+      const own = await lstat(abs);
+      if (!own.isSymbolicLink()) return toEntry(path, own);
+      // Follow a link only when it stays inside the root; others are listed as plain entries.
+      const target = await realpath(abs).catch(() => null);
+      return target && this.inside(target) ? toEntry(path, await stat(target)) : linkEntry(path, own);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Create the parent folders of `at` and clear its temp sibling; returns the temp's absolute path. */
+  private async prepareTemp(at: Located, key: string | undefined): Promise<string> {
+    try {
+      await mkdir(dirname(at.abs), { recursive: true });
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+    const temp = this.abs(tempSiblingPath(at.path, tempToken(at.path, key)));
+    // A temp left by an interrupted attempt with the same key may still be hard-linked to a
+    // placed file: remove it rather than truncate it (truncating would empty that file too).
+    await unlink(temp).catch(() => undefined);
+    return temp;
+  }
+}
+
+/** fsync through a second descriptor: it flushes the file's data whichever descriptor wrote it. */
+async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Put a finished temp file in place: rename over it (overwrite) or refuse an existing name. */
+async function place(temp: string, target: string, overwrite: boolean): Promise<void> {
+  if (overwrite) await rename(temp, target);
+  else await moveNoClobber(temp, target);
+}
+
+/** link() failures that mean "this file system has no hard links" (FAT, exFAT, some network mounts). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
+
+/**
+ * Move the file `from` to `to` unless `to` exists: link() refuses an existing name atomically,
+ * then the old name is unlinked. A crash in between leaves both names on one inode; the retry
+ * sees that (same inode) and finishes. Where hard links are unsupported it falls back to
+ * check-then-rename, accepting that a file created at `to` in between would be replaced.
+ */
+async function moveNoClobber(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST' && (await sameFile(from, to))) return unlink(from);
+    if (!NO_HARD_LINKS.has(code)) throw err;
+    if (await lstat(to).catch(() => null)) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' });
+    return rename(from, to);
+  }
+  try {
+    await unlink(from);
+  } catch (err) {
+    // Leave things as they were rather than the file under two names.
+    await unlink(to).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([lstat(a).catch(() => null), lstat(b).catch(() => null)]);
+  return sa !== null && sb !== null && sa.ino === sb.ino && sa.dev === sb.dev;
+}
+
+/** Replace the folder `to` by `from`: set `to` aside (hidden), rename, then remove the old one. */
+async function replaceFolder(from: string, to: string): Promise<void> {
+  const aside = join(dirname(to), `${TEMP_PREFIX}${tempToken(to)}`);
+  await rename(to, aside);
+  try {
+    await rename(from, to);
+  } catch (err) {
+    await rename(aside, to).catch(() => undefined);
+    throw err;
+  }
+  await rm(aside, { recursive: true, force: true });
+}
+
+/** `E_BAD_REQUEST` unless start/end are non-negative integers with start ≤ end. */
+function checkRange({ start, end }: ReadOptions): void {
+  const bad = (n: number | undefined) => n !== undefined && !(Number.isSafeInteger(n) && n >= 0);
+  if (bad(start) || bad(end) || (start !== undefined && end !== undefined && start > end)) {
+    throw new FerryError('E_BAD_REQUEST', `invalid byte range ${start}-${end}`);
+  }
+}
+
+/** The result of a lookup, or null when nothing (reachable) is there; other errors are mapped. */
+async function lookup<T>(promise: Promise<T>, path: string): Promise<T | null> {
+  try {
+    return await promise;
+  } catch (err) {
+    if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return null;
+    throw fromFsError(err, path);
+  }
+}
+
+function lookupSync<T>(fn: () => T, path: string): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return null;
+    throw fromFsError(err, path);
+  }
+}
+
+/** The error to throw for a failed operation on `path`: cancel wins, coded errors pass through. */
+function failure(err: unknown, path: string, signal?: AbortSignal): Error {
+  if (signal?.aborted && !isFerryError(err, 'E_CANCELED'))
+    return new FerryError('E_CANCELED', 'canceled', { cause: err });
+  if (err instanceof FerryError) return err;
+  if ((err as NodeJS.ErrnoException).code === 'EINVAL')
+    return new FerryError('E_BAD_REQUEST', `invalid operation on ${path}`, { cause: err });
+  return fromFsError(err, path);
+}
+
+function outside(path: string): FerryError {
+  return new FerryError('E_PATH_OUTSIDE_ROOT', `path leaves the storage root: ${path}`);
+}
+
+function alreadyExists(path: string): FerryError {
+  return new FerryError('E_EXISTS', `already exists: ${path}`);
+}
+
+function toEntry(path: string, info: Stats): Entry {
+  const isDir = info.isDirectory();
+  return { name: baseName(path), path, isDir, size: isDir ? 0 : info.size, modified: info.mtimeMs };
+}
+
+/** A link leading out of the root, shown as what it is to us: an empty, unreadable file. */
+function linkEntry(path: string, own: Stats): Entry {
+  return { name: baseName(path), path, isDir: false, size: 0, modified: own.mtimeMs };
+}

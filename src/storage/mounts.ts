@@ -1,0 +1,182 @@
+import type { Logger } from 'pino';
+import { FerryError } from '../errors.ts';
+import type { MountStore, NewStorage, StorageRecord } from '../store/mount-store.ts';
+import type { Driver } from './driver.ts';
+import { isWithin, normalizePath, relativeTo } from './paths.ts';
+
+/** Builds a driver from AList's `addition` settings. Throws E_STORAGE_CONFIG for bad settings. */
+export type DriverFactory = (
+  addition: Record<string, unknown>,
+  context: { dataDir: string },
+) => Promise<Driver>;
+
+export interface Mount {
+  record: StorageRecord;
+  driver: Driver | null;
+  /** Why the driver could not start (AList's storage `status`); 'work' when it runs. */
+  status: string;
+}
+
+/** A virtual path resolved to the mount that holds it. */
+export interface Resolved {
+  mount: Mount;
+  driver: Driver;
+  /** Path inside the driver (`/` for the mount root). */
+  path: string;
+  /** The mount's path in the virtual tree, e.g. `/local`. */
+  mountPath: string;
+}
+
+/**
+ * The virtual file tree: storages mounted at paths, each backed by a driver. Resolves a
+ * virtual path to (driver, inner path) by the longest mount prefix; lists the virtual folders
+ * above mounts. Mount records live in the store; drivers live here while mounted.
+ */
+export class MountRegistry {
+  private mounts: Mount[] = [];
+
+  constructor(
+    private readonly store: MountStore,
+    private readonly factories: ReadonlyMap<string, DriverFactory>,
+    private readonly dataDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Start every stored mount. A mount whose driver fails stays listed with its error as status. */
+  async load(): Promise<void> {
+    for (const record of await this.store.list()) this.mounts.push(await this.start(record));
+    this.sort();
+  }
+
+  all(): readonly Mount[] {
+    return this.mounts;
+  }
+
+  byId(id: number): Mount | undefined {
+    return this.mounts.find((m) => m.record.id === id);
+  }
+
+  async create(input: NewStorage): Promise<Mount> {
+    const record = this.validate(input);
+    if (this.mounts.some((m) => m.record.mountPath === record.mountPath)) {
+      throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
+    }
+    // Start first: a driver with wrong settings is refused before anything is stored.
+    const probe = record.disabled ? null : await this.makeDriver(record);
+    const stored = await this.store.insert(record);
+    const mount: Mount = { record: stored, driver: probe, status: probe ? 'work' : 'disabled' };
+    this.mounts.push(mount);
+    this.sort();
+    return mount;
+  }
+
+  async update(id: number, input: NewStorage): Promise<Mount> {
+    const existing = this.byId(id);
+    if (!existing) throw new FerryError('E_NOT_FOUND', 'storage not found');
+    const record = this.validate(input);
+    if (this.mounts.some((m) => m !== existing && m.record.mountPath === record.mountPath)) {
+      throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
+    }
+    const driver = record.disabled ? null : await this.makeDriver(record);
+    const stored = await this.store.update(id, record);
+    if (!stored) throw new FerryError('E_NOT_FOUND', 'storage not found');
+    await existing.driver?.close().catch(() => undefined);
+    Object.assign(existing, { record: stored, driver, status: driver ? 'work' : 'disabled' });
+    this.sort();
+    return existing;
+  }
+
+  async delete(id: number): Promise<void> {
+    const existing = this.byId(id);
+    if (!existing) throw new FerryError('E_NOT_FOUND', 'storage not found');
+    await this.store.delete(id);
+    this.mounts = this.mounts.filter((m) => m !== existing);
+    await existing.driver?.close().catch(() => undefined);
+  }
+
+  /** The mount holding `virtualPath` (already normalised). `E_NO_STORAGE` when none does. */
+  resolve(virtualPath: string): Resolved {
+    let best: Mount | undefined;
+    for (const m of this.mounts) {
+      if (
+        isWithin(virtualPath, m.record.mountPath) &&
+        (!best || m.record.mountPath.length > best.record.mountPath.length)
+      ) {
+        best = m;
+      }
+    }
+    if (!best) throw new FerryError('E_NO_STORAGE', `no storage is mounted at ${virtualPath}`);
+    if (!best.driver)
+      throw new FerryError('E_NO_STORAGE', `storage ${best.record.mountPath} is not working: ${best.status}`);
+    return {
+      mount: best,
+      driver: best.driver,
+      path: relativeTo(virtualPath, best.record.mountPath),
+      mountPath: best.record.mountPath,
+    };
+  }
+
+  /** Names of virtual folders directly below `virtualPath` that lead to mounts (for listing `/`). */
+  virtualChildren(virtualPath: string): string[] {
+    const names = new Set<string>();
+    for (const m of this.mounts) {
+      const mp = m.record.mountPath;
+      if (mp !== virtualPath && isWithin(mp, virtualPath)) {
+        const rest = relativeTo(mp, virtualPath).split('/')[1];
+        if (rest) names.add(rest);
+      }
+    }
+    return [...names];
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.mounts.map((m) => m.driver?.close()));
+  }
+
+  private validate(input: NewStorage): NewStorage {
+    const mountPath = normalizePath(input.mountPath);
+    if (mountPath === '/') throw new FerryError('E_STORAGE_CONFIG', 'a storage cannot be mounted at /');
+    if (!this.factories.has(input.driver)) {
+      throw new FerryError(
+        'E_STORAGE_CONFIG',
+        `unknown driver ${JSON.stringify(input.driver)}; known: ${[...this.factories.keys()].join(', ')}`,
+      );
+    }
+    parseAddition(input.addition);
+    return { ...input, mountPath };
+  }
+
+  private async start(record: StorageRecord): Promise<Mount> {
+    if (record.disabled) return { record, driver: null, status: 'disabled' };
+    try {
+      return { record, driver: await this.makeDriver(record), status: 'work' };
+    } catch (err) {
+      this.log.error({ err, mount: record.mountPath }, 'storage failed to start');
+      return { record, driver: null, status: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  private async makeDriver(record: NewStorage): Promise<Driver> {
+    const factory = this.factories.get(record.driver);
+    if (!factory) throw new FerryError('E_STORAGE_CONFIG', `unknown driver ${record.driver}`);
+    return factory(parseAddition(record.addition), { dataDir: this.dataDir });
+  }
+
+  private sort(): void {
+    this.mounts.sort(
+      (a, b) => a.record.order - b.record.order || a.record.mountPath.localeCompare(b.record.mountPath),
+    );
+  }
+}
+
+/** AList keeps driver settings as a JSON string in `addition`. */
+export function parseAddition(addition: string): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(addition || '{}');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not an object');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new FerryError('E_STORAGE_CONFIG', 'addition must be a JSON object (as a string)', { cause: err });
+  }
+}

@@ -1,0 +1,387 @@
+import type { Readable } from 'node:stream';
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { FerryError } from '../../errors.ts';
+import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
+import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
+
+/** AList's `addition` fields of the S3 driver. */
+export interface S3Settings {
+  bucket: string;
+  endpoint?: string;
+  region?: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  forcePathStyle?: boolean;
+  /** Key prefix the mount starts at ('' for the whole bucket). */
+  rootFolderPath?: string;
+}
+
+/** Read AList's `addition` for S3 (`access_key_id`, …); E_STORAGE_CONFIG when required ones are missing. */
+export function s3Settings(addition: Record<string, unknown>): S3Settings {
+  const str = (key: string) => (typeof addition[key] === 'string' ? (addition[key] as string) : undefined);
+  const bucket = str('bucket');
+  const accessKeyId = str('access_key_id');
+  const secretAccessKey = str('secret_access_key');
+  if (!bucket || !accessKeyId || !secretAccessKey) {
+    throw new FerryError('E_STORAGE_CONFIG', 'S3 needs bucket, access_key_id and secret_access_key');
+  }
+  return {
+    bucket,
+    accessKeyId,
+    secretAccessKey,
+    ...(str('endpoint') && { endpoint: str('endpoint') }),
+    ...(str('region') && { region: str('region') }),
+    ...(str('session_token') && { sessionToken: str('session_token') }),
+    forcePathStyle: addition.force_path_style === true || addition.force_path_style === 'true',
+    rootFolderPath: str('root_folder_path') ?? '',
+  };
+}
+
+const PART_SIZE = 8 * 1024 * 1024;
+
+/**
+ * An empty object that keeps an empty folder in existence (S3 has no folders). A named object
+ * inside the prefix rather than a `name/` key: some S3-compatible servers mishandle keys that
+ * end in a slash once other keys live below them. Listings hide it.
+ */
+const FOLDER_MARKER = '.ferry-folder';
+
+/**
+ * An S3 bucket (or a prefix of one). Folders are key prefixes (an empty marker object keeps an
+ * empty folder). Writes are multipart uploads completed only when every byte is there and
+ * aborted otherwise, so no partial object ever appears under its name. Copies inside the bucket
+ * are server-side; renames are copy + delete (S3 has no rename).
+ */
+export class S3Driver implements Driver {
+  readonly name = 'S3';
+  readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: false, rangeRead: true };
+  private readonly prefix: string;
+
+  private constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    rootFolderPath: string,
+  ) {
+    const root = normalizePath(rootFolderPath || '/');
+    this.prefix = root === '/' ? '' : `${root.slice(1)}/`;
+  }
+
+  /** Connect and check the bucket answers with these credentials (a clear error at mount time). */
+  static async open(settings: S3Settings): Promise<S3Driver> {
+    const client = new S3Client({
+      region: settings.region || 'us-east-1',
+      ...(settings.endpoint && { endpoint: settings.endpoint }),
+      forcePathStyle: settings.forcePathStyle ?? false,
+      credentials: {
+        accessKeyId: settings.accessKeyId,
+        secretAccessKey: settings.secretAccessKey,
+        ...(settings.sessionToken && { sessionToken: settings.sessionToken }),
+      },
+      // Checksums only where S3 requires them: S3-compatible servers vary in what they accept.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 2,
+    });
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: settings.bucket }));
+    } catch (err) {
+      client.destroy();
+      throw new FerryError('E_STORAGE_CONFIG', `cannot use bucket ${settings.bucket}: ${describe(err)}`, {
+        cause: err,
+      });
+    }
+    return new S3Driver(client, settings.bucket, settings.rootFolderPath ?? '');
+  }
+
+  localPath(): null {
+    return null;
+  }
+
+  async freeSpace(): Promise<null> {
+    return null;
+  }
+
+  async stat(path: string): Promise<Entry | null> {
+    const p = normalizePath(path);
+    if (p === '/') return { name: '', path: '/', isDir: true, size: 0, modified: 0 };
+    let headError: unknown = null;
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(p) }));
+      return {
+        name: baseName(p),
+        path: p,
+        isDir: false,
+        size: Number(head.ContentLength ?? 0),
+        modified: head.LastModified?.getTime() ?? 0,
+      };
+    } catch (err) {
+      headError = err;
+    }
+    // Not an object: a folder when keys start with its prefix. (Some S3-compatible servers
+    // answer HEAD on a "folder" key with an error other than 404; the listing decides.)
+    const page = await this.call(path, () =>
+      this.client.send(
+        // One page of immediate children (no MaxKeys: s3rver fails on truncated pages).
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.dirKey(p), Delimiter: '/' }),
+      ),
+    );
+    // KeyCount alone is not enough: some servers (s3rver) leave CommonPrefixes out of it.
+    const children = (page.KeyCount ?? 0) + (page.Contents?.length ?? 0) + (page.CommonPrefixes?.length ?? 0);
+    if (children > 0) return { name: baseName(p), path: p, isDir: true, size: 0, modified: 0 };
+    if (isNotFound(headError)) return null;
+    throw toFerry(headError, path);
+  }
+
+  async list(path: string): Promise<Entry[]> {
+    const p = normalizePath(path);
+    const prefix = this.dirKey(p);
+    const entries = new Map<string, Entry>();
+    let token: string | undefined;
+    let any = false;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.call(path, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            Delimiter: '/',
+            ContinuationToken: token,
+          }),
+        ),
+      );
+      for (const common of page.CommonPrefixes ?? []) {
+        const name = (common.Prefix ?? '').slice(prefix.length, -1);
+        any = true;
+        if (name && !name.startsWith(TEMP_PREFIX))
+          entries.set(name, { name, path: joinPath(p, name), isDir: true, size: 0, modified: 0 });
+      }
+      for (const object of page.Contents ?? []) {
+        any = true;
+        const name = (object.Key ?? '').slice(prefix.length);
+        if (!name || name === FOLDER_MARKER) continue; // the folder's own markers
+        if (name.startsWith(TEMP_PREFIX)) continue; // another writer's work in progress
+        entries.set(name, {
+          name,
+          path: joinPath(p, name),
+          isDir: false,
+          size: Number(object.Size ?? 0),
+          modified: object.LastModified?.getTime() ?? 0,
+        });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    if (!any && p !== '/') {
+      const self = await this.stat(p);
+      if (!self) throw new FerryError('E_NOT_FOUND', `not found: ${path}`);
+      if (!self.isDir) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${path}`);
+    }
+    return [...entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async read(path: string, options: ReadOptions = {}): Promise<Readable> {
+    const p = normalizePath(path);
+    const range =
+      options.start !== undefined || options.end !== undefined
+        ? `bytes=${options.start ?? 0}-${options.end ?? ''}`
+        : undefined;
+    try {
+      const object = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(p), ...(range && { Range: range }) }),
+        { ...(options.signal && { abortSignal: options.signal }) },
+      );
+      return object.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err) && (await this.stat(p))?.isDir)
+        throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${path}`);
+      throw toFerry(err, path);
+    }
+  }
+
+  async write(path: string, source: Readable, options: WriteOptions = {}): Promise<void> {
+    const p = normalizePath(path);
+    if (p === '/') throw new FerryError('E_IS_A_DIRECTORY', 'cannot write the root');
+    if (!options.overwrite && (await this.stat(p)))
+      throw new FerryError('E_EXISTS', `already exists: ${path}`);
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.key(p), Body: source },
+      partSize: PART_SIZE,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    let reported = 0;
+    upload.on('httpUploadProgress', (progress) => {
+      const loaded = progress.loaded ?? 0;
+      if (loaded > reported) {
+        options.onProgress?.(loaded - reported);
+        reported = loaded;
+      }
+    });
+    const abort = () => void upload.abort().catch(() => undefined);
+    options.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      options.signal?.throwIfAborted();
+      await upload.done();
+    } catch (err) {
+      source.destroy();
+      if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+      throw toFerry(err, path);
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  async mkdir(path: string): Promise<void> {
+    const p = normalizePath(path);
+    if (p === '/' || (await this.stat(p))?.isDir) return;
+    await this.call(path, () =>
+      this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: `${this.dirKey(p)}${FOLDER_MARKER}`, Body: '' }),
+      ),
+    );
+  }
+
+  async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
+    const src = normalizePath(from);
+    const dst = normalizePath(to);
+    if (!options.overwrite && (await this.stat(dst)))
+      throw new FerryError('E_EXISTS', `already exists: ${to}`);
+    await this.call(from, () =>
+      this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(dst),
+          CopySource: `${this.bucket}/${encodeKey(this.key(src))}`,
+        }),
+      ),
+    );
+  }
+
+  async rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<void> {
+    const src = normalizePath(from);
+    const dst = normalizePath(to);
+    if (src === '/' || dst === '/') throw new FerryError('E_FORBIDDEN', 'cannot rename the root');
+    if (isWithin(dst, src)) throw new FerryError('E_BAD_REQUEST', 'cannot move a folder into itself');
+    const entry = await this.stat(src);
+    if (!entry) throw new FerryError('E_NOT_FOUND', `not found: ${from}`);
+    if (!options.overwrite && (await this.stat(dst)))
+      throw new FerryError('E_EXISTS', `already exists: ${to}`);
+    if (!entry.isDir) {
+      await this.copy(src, dst, { overwrite: true });
+      await this.remove(src);
+      return;
+    }
+    for await (const key of this.keysUnder(this.dirKey(src))) {
+      const rest = key.slice(this.dirKey(src).length);
+      await this.call(from, () =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key: `${this.dirKey(dst)}${rest}`,
+            CopySource: `${this.bucket}/${encodeKey(key)}`,
+          }),
+        ),
+      );
+    }
+    await this.remove(src);
+  }
+
+  async remove(path: string): Promise<void> {
+    const p = normalizePath(path);
+    if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
+    await this.call(path, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(p) })),
+    );
+    let batch: { Key: string }[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await this.call(path, () =>
+        this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }),
+        ),
+      );
+      batch = [];
+    };
+    for await (const key of this.keysUnder(this.dirKey(p))) {
+      batch.push({ Key: key });
+      if (batch.length === 1000) await flush();
+    }
+    await flush();
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  /** Every key below a prefix, page by page. */
+  private async *keysUnder(prefix: string): AsyncGenerator<string> {
+    let token: string | undefined;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.call(prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        ),
+      );
+      for (const object of page.Contents ?? []) if (object.Key) yield object.Key;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** The object key of a normalised path (never with a leading slash; `..` was refused). */
+  private key(p: string): string {
+    return `${this.prefix}${p.slice(1)}`;
+  }
+
+  private dirKey(p: string): string {
+    return p === '/' ? this.prefix : `${this.key(p)}/`;
+  }
+
+  /** Run an S3 call, turning its errors into ferry's. */
+  private async call<T>(path: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw toFerry(err, path);
+    }
+  }
+}
+
+function encodeKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+function isNotFound(err: unknown): boolean {
+  return (
+    err instanceof S3ServiceException &&
+    (err.$metadata.httpStatusCode === 404 || err.name === 'NoSuchKey' || err.name === 'NotFound')
+  );
+}
+
+function describe(err: unknown): string {
+  if (err instanceof S3ServiceException) return `${err.name} (HTTP ${err.$metadata.httpStatusCode ?? '?'})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** S3's answers as ferry's codes: missing → E_NOT_FOUND, refused → E_FORBIDDEN, the rest retryable. */
+function toFerry(err: unknown, path: string): Error {
+  if (err instanceof FerryError) return err;
+  if (isNotFound(err)) return new FerryError('E_NOT_FOUND', `not found: ${path}`, { cause: err });
+  if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 403) {
+    return new FerryError('E_FORBIDDEN', `S3 refused access to ${path}: ${describe(err)}`, { cause: err });
+  }
+  return new FerryError('E_BACKEND', `S3 failed on ${path}: ${describe(err)}`, { cause: err });
+}

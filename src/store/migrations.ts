@@ -1,0 +1,136 @@
+import { type ColumnDefinitionBuilder, type Kysely, sql } from 'kysely';
+import type { Database } from './schema.ts';
+
+/**
+ * Numbered, forward-only migrations. Each runs once, in order, inside the start-up transaction
+ * (see `migrate`). Never edit a published migration: add the next number.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists
+type Migration = (db: Kysely<any>, dialect: Dialect) => Promise<void>;
+
+export type Dialect = 'sqlite' | 'postgres';
+
+const MIGRATIONS: Migration[] = [
+  // 1: tasks, users, storages, meta
+  async (db, dialect) => {
+    // SQLite's rowid alias must be spelled `integer primary key autoincrement`; PostgreSQL wants
+    // a 64-bit identity.
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    const idColumn = (c: ColumnDefinitionBuilder) =>
+      dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
+    await db.schema
+      .createTable('tasks')
+      .addColumn('seq', serial, (c) => idColumn(c))
+      .addColumn('id', 'text', (c) => c.notNull().unique())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('creator_id', 'integer', (c) => c.notNull())
+      .addColumn('creator', 'text', (c) => c.notNull())
+      .addColumn('creator_role', 'integer', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('done', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('status', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('error_code', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('total_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+      .addColumn('done_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+      .addColumn('total_files', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('done_files', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('failed_files', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('speed', 'real', (c) => c.notNull().defaultTo(0))
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('failures', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('max_retry', 'integer', (c) => c.notNull())
+      .addColumn('run_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_owner', 'text')
+      .addColumn('lease_until', 'bigint')
+      .addColumn('cancel_requested', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('delete_requested', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('start_time', 'bigint')
+      .addColumn('end_time', 'bigint')
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    // claim: runnable tasks of a kind, already in claim order (no sort, however long the queue)
+    await db.schema
+      .createIndex('tasks_runnable')
+      .on('tasks')
+      .columns(['kind', 'run_at', 'seq'])
+      .where(sql<boolean>`state IN ('pending', 'waiting_retry', 'before_retry') AND cancel_requested = 0`)
+      .execute();
+    // AList done/undone lists, all users and one user's
+    await db.schema.createIndex('tasks_kind_done').on('tasks').columns(['kind', 'done', 'seq']).execute();
+    await db.schema
+      .createIndex('tasks_creator_kind_done')
+      .on('tasks')
+      .columns(['creator_id', 'kind', 'done', 'seq'])
+      .execute();
+    // cross-kind lists (KooDrive) and retention sweep
+    await db.schema.createIndex('tasks_creator_seq').on('tasks').columns(['creator_id', 'seq']).execute();
+    await db.schema.createIndex('tasks_done_end').on('tasks').columns(['done', 'end_time']).execute();
+    // lease reclaim and cancel polling by the holding worker
+    await db.schema.createIndex('tasks_lease').on('tasks').columns(['lease_owner', 'lease_until']).execute();
+    // deleted while running: removed by upkeep once finished (a handful of rows at most)
+    await db.schema
+      .createIndex('tasks_delete_requested')
+      .on('tasks')
+      .column('done')
+      .where(sql.ref('delete_requested'), '=', 1)
+      .execute();
+
+    await db.schema
+      .createTable('users')
+      .addColumn('id', serial, (c) => idColumn(c))
+      .addColumn('username', 'text', (c) => c.notNull().unique())
+      .addColumn('password_hash', 'text', (c) => c.notNull())
+      .addColumn('password_ts', 'bigint', (c) => c.notNull())
+      .addColumn('base_path', 'text', (c) => c.notNull().defaultTo('/'))
+      .addColumn('role', 'integer', (c) => c.notNull())
+      .addColumn('permission', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('storages')
+      .addColumn('id', serial, (c) => idColumn(c))
+      .addColumn('mount_path', 'text', (c) => c.notNull().unique())
+      .addColumn('driver', 'text', (c) => c.notNull())
+      .addColumn('addition', 'text', (c) => c.notNull())
+      .addColumn('order', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('remark', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('modified', 'bigint', (c) => c.notNull())
+      .execute();
+
+    await db.schema
+      .createTable('meta')
+      .addColumn('key', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .execute();
+  },
+];
+
+/**
+ * Bring the schema up to date. Runs in one transaction (under an advisory lock on PostgreSQL) so
+ * two starting processes cannot interleave.
+ */
+export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    if (dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(7316001)`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`.execute(
+      trx,
+    );
+    const row = await sql<{ v: number | null }>`SELECT MAX(version) AS v FROM ferry_migrations`.execute(trx);
+    const current = Number(row.rows[0]?.v ?? 0);
+    for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+      const migration = MIGRATIONS[version - 1];
+      if (!migration) break;
+      await migration(trx, dialect);
+      await sql`INSERT INTO ferry_migrations (version, applied_at) VALUES (${version}, ${Date.now()})`.execute(
+        trx,
+      );
+    }
+  });
+}

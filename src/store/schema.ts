@@ -1,0 +1,74 @@
+import type { Generated } from 'kysely';
+
+/** Row shapes of the database, as Kysely sees them (snake_case columns, ms timestamps). */
+export interface TasksTable {
+  seq: Generated<number>;
+  id: string;
+  kind: string;
+  name: string;
+  creator_id: number;
+  creator: string;
+  creator_role: number;
+  state: string;
+  /** 1 when `state` is succeeded/canceled/failed; indexed for the done/undone split. */
+  done: number;
+  status: string;
+  error: string;
+  /** ferry's error code (`E_NOT_FOUND`…) of the last failure; dialects map it to their own codes. */
+  error_code: string;
+  total_bytes: number;
+  done_bytes: number;
+  total_files: number;
+  done_files: number;
+  failed_files: number;
+  speed: number;
+  payload: string;
+  failures: string;
+  attempts: number;
+  max_retry: number;
+  run_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  cancel_requested: number;
+  delete_requested: number;
+  created_at: number;
+  start_time: number | null;
+  end_time: number | null;
+  updated_at: number;
+}
+
+export interface UsersTable {
+  id: Generated<number>;
+  username: string;
+  password_hash: string;
+  /** Bumped when the password changes: tokens carry it, so old tokens stop working. */
+  password_ts: number;
+  base_path: string;
+  role: number;
+  permission: number;
+  disabled: number;
+  created_at: number;
+}
+
+export interface StoragesTable {
+  id: Generated<number>;
+  mount_path: string;
+  driver: string;
+  addition: string;
+  order: number;
+  remark: string;
+  disabled: number;
+  modified: number;
+}
+
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export interface Database {
+  tasks: TasksTable;
+  users: UsersTable;
+  storages: StoragesTable;
+  meta: MetaTable;
+}

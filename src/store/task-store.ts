@@ -1,0 +1,525 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { TaskKind } from '../config.ts';
+import { FerryError } from '../errors.ts';
+import { type ItemFailure, isDone, RUNNABLE_STATES, type Task, type TaskState } from '../tasks/model.ts';
+import type { Dialect } from './migrations.ts';
+import type { Database, TasksTable } from './schema.ts';
+
+export interface NewTask {
+  id: string;
+  kind: TaskKind;
+  name: string;
+  creatorId: number;
+  creator: string;
+  creatorRole: number;
+  payload: Record<string, unknown>;
+  maxRetry: number;
+  totalBytes?: number;
+  totalFiles?: number;
+}
+
+/** Which tasks a list or bulk action covers. Every field narrows; absent means "any". */
+export interface TaskFilter {
+  kinds?: readonly TaskKind[];
+  creatorId?: number;
+  /** true: finished (succeeded/canceled/failed); false: unfinished. */
+  done?: boolean;
+  states?: readonly TaskState[];
+  /** Restrict to these ids. */
+  ids?: readonly string[];
+}
+
+export interface PageRequest {
+  /** Keyset: continue after this `seq` (exclusive), in the list's order. */
+  afterSeq?: number;
+  limit: number;
+  /** Offset paging for AList-style `page`/`per_page`; slower than `afterSeq` on deep pages. */
+  offset?: number;
+  order: 'asc' | 'desc';
+}
+
+/** Fields a state change may set along with the new state. */
+export interface TransitionPatch {
+  error?: string;
+  errorCode?: string;
+  status?: string;
+  runAt?: number;
+  attempts?: number;
+  leaseOwner?: string | null;
+  leaseUntil?: number | null;
+  cancelRequested?: boolean;
+  endTime?: number | null;
+  speed?: number;
+  /** Counters to write in the same statement. */
+  progress?: ProgressPatch;
+}
+
+export interface ProgressPatch {
+  totalBytes: number;
+  doneBytes: number;
+  totalFiles: number;
+  doneFiles: number;
+  failedFiles: number;
+  speed: number;
+  status: string;
+  failures?: ItemFailure[];
+}
+
+type Row = Selectable<TasksTable>;
+
+/**
+ * Runnable tasks, spelled exactly as the partial index `tasks_runnable` (migration 1) is, with
+ * literals rather than parameters: only then can SQLite prove the index applies.
+ */
+const RUNNABLE = sql.raw(
+  `state IN (${RUNNABLE_STATES.map((s) => `'${s}'`).join(', ')}) AND cancel_requested = 0`,
+);
+
+/**
+ * The task store, in task terms. The record here is the truth: nothing else keeps tasks in
+ * memory. Every state change is a guarded update (`WHERE state IN (…)`), so two actors racing
+ * (a cancel and a finishing worker, two nodes claiming) cannot both win.
+ */
+export class TaskStore {
+  private readonly batcher: WriteBatcher;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: Dialect = 'sqlite',
+  ) {
+    this.batcher = new WriteBatcher(db);
+  }
+
+  async insert(tasks: readonly NewTask[], now = Date.now()): Promise<Task[]> {
+    if (tasks.length === 0) return [];
+    const rows = tasks.map((t) => ({
+      id: t.id,
+      kind: t.kind,
+      name: t.name,
+      creator_id: t.creatorId,
+      creator: t.creator,
+      creator_role: t.creatorRole,
+      state: 'pending',
+      done: 0,
+      status: '',
+      error: '',
+      error_code: '',
+      total_bytes: t.totalBytes ?? 0,
+      done_bytes: 0,
+      total_files: t.totalFiles ?? 0,
+      done_files: 0,
+      failed_files: 0,
+      speed: 0,
+      payload: JSON.stringify(t.payload),
+      failures: '[]',
+      attempts: 0,
+      max_retry: t.maxRetry,
+      run_at: now,
+      cancel_requested: 0,
+      delete_requested: 0,
+      created_at: now,
+      updated_at: now,
+    }));
+    const out: Row[] = [];
+    // SQLite caps bound parameters per statement; insert in slices.
+    for (let i = 0; i < rows.length; i += 200) {
+      out.push(
+        ...(await this.db
+          .insertInto('tasks')
+          .values(rows.slice(i, i + 200))
+          .returningAll()
+          .execute()),
+      );
+    }
+    return out.map(toTask);
+  }
+
+  async get(id: string): Promise<Task | null> {
+    const row = await this.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toTask(row) : null;
+  }
+
+  async getMany(ids: readonly string[]): Promise<Task[]> {
+    const out: Task[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.db
+        .selectFrom('tasks')
+        .selectAll()
+        .where('id', 'in', ids.slice(i, i + 500))
+        .execute();
+      out.push(...rows.map(toTask));
+    }
+    return out;
+  }
+
+  /** One page of tasks matching `filter`, ordered by `seq`. Deleted-but-running tasks are hidden. */
+  async list(filter: TaskFilter, page: PageRequest): Promise<Task[]> {
+    let q = this.filtered(filter).selectAll();
+    if (page.afterSeq !== undefined) q = q.where('seq', page.order === 'asc' ? '>' : '<', page.afterSeq);
+    q = q.orderBy('seq', page.order).limit(page.limit);
+    if (page.offset) q = q.offset(page.offset);
+    return (await q.execute()).map(toTask);
+  }
+
+  async count(filter: TaskFilter): Promise<number> {
+    const row = await this.filtered(filter)
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  private filtered(filter: TaskFilter) {
+    let q = this.db.selectFrom('tasks').where('delete_requested', '=', 0);
+    if (filter.kinds) q = q.where('kind', 'in', filter.kinds.length ? [...filter.kinds] : ['']);
+    if (filter.creatorId !== undefined) q = q.where('creator_id', '=', filter.creatorId);
+    if (filter.done !== undefined) q = q.where('done', '=', filter.done ? 1 : 0);
+    if (filter.states) q = q.where('state', 'in', filter.states.length ? [...filter.states] : ['']);
+    if (filter.ids) q = q.where('id', 'in', filter.ids.length ? [...filter.ids] : ['']);
+    return q;
+  }
+
+  /**
+   * Claim up to `limit` runnable tasks of `kind` for `owner`: they become `running` with a lease
+   * until `now + leaseMs`. One statement, so a task is never claimed twice.
+   */
+  async claim(
+    kind: TaskKind,
+    owner: string,
+    limit: number,
+    leaseMs: number,
+    now = Date.now(),
+  ): Promise<Task[]> {
+    if (limit <= 0) return [];
+    // Through the batcher: a claim shares its commit with the outcomes recorded in the same turn.
+    const result = await this.batcher.write((db) =>
+      sql<Row>`
+      UPDATE tasks SET state = 'running', done = 0, lease_owner = ${owner}, lease_until = ${now + leaseMs},
+        start_time = COALESCE(start_time, ${now}), end_time = NULL, updated_at = ${now}
+      WHERE seq IN (
+        SELECT seq FROM tasks
+        WHERE kind = ${kind} AND ${RUNNABLE} AND run_at <= ${now}
+        ORDER BY run_at, seq LIMIT ${limit}${this.dialect === 'postgres' ? sql` FOR UPDATE SKIP LOCKED` : sql``}
+      )
+      RETURNING *`.execute(db),
+    );
+    return result.rows.map(toTask).sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Extend the leases `owner` holds on `ids`. Returns the ids it still holds. */
+  async renewLeases(owner: string, ids: readonly string[], until: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .updateTable('tasks')
+      .set({ lease_until: until })
+      .where('lease_owner', '=', owner)
+      .where('id', 'in', [...ids])
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** Ids among the tasks `owner` holds whose cancel (or delete) was requested. */
+  async cancelRequested(owner: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .select('id')
+      .where('lease_owner', '=', owner)
+      .where('cancel_requested', '=', 1)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Tasks whose worker died (lease expired; or every held task with `all`, used at start-up when
+   * the store is known to be this process's alone) are settled: a requested cancel ends
+   * `canceled`, a task that was failing ends `failed`, and the rest go back to the queue as
+   * `pending` to run again. Returns how many tasks went back to the queue.
+   */
+  async reclaimExpired(now = Date.now(), options: { all?: boolean } = {}): Promise<number> {
+    const held = (states: TaskState[]) => {
+      let q = this.db.updateTable('tasks').where('state', 'in', states);
+      if (!options.all) q = q.where('lease_until', '<', now);
+      return q;
+    };
+    const release = { lease_owner: null, lease_until: null, updated_at: now, speed: 0 };
+    await held(['running', 'canceling', 'failing'])
+      .set({ ...release, state: 'canceled', done: 1, end_time: now })
+      .where('cancel_requested', '=', 1)
+      .execute();
+    await held(['failing'])
+      .set({ ...release, state: 'failed', done: 1, end_time: now })
+      .execute();
+    const result = await held(['running', 'canceling'])
+      .set({ ...release, state: 'pending', done: 0, run_at: now })
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  /**
+   * Move a task from one of `from` to `to`, checking the lease holder when `owner` is given.
+   * Returns the updated task, or null when the task was not in an expected state (someone else
+   * moved it first) — the caller decides whether that is an error.
+   */
+  async transition(
+    id: string,
+    from: readonly TaskState[],
+    to: TaskState,
+    patch: TransitionPatch = {},
+    owner?: string,
+    now = Date.now(),
+  ): Promise<Task | null> {
+    return this.batcher.write((db) => this.transitionIn(db, id, from, to, patch, owner, now));
+  }
+
+  private async transitionIn(
+    db: Kysely<Database>,
+    id: string,
+    from: readonly TaskState[],
+    to: TaskState,
+    patch: TransitionPatch,
+    owner: string | undefined,
+    now: number,
+  ): Promise<Task | null> {
+    let q = db
+      .updateTable('tasks')
+      .set({
+        state: to,
+        done: isDone(to) ? 1 : 0,
+        updated_at: now,
+        ...(patch.error !== undefined && { error: patch.error }),
+        ...(patch.errorCode !== undefined && { error_code: patch.errorCode }),
+        ...(patch.status !== undefined && { status: patch.status }),
+        ...(patch.runAt !== undefined && { run_at: patch.runAt }),
+        ...(patch.attempts !== undefined && { attempts: patch.attempts }),
+        ...(patch.leaseOwner !== undefined && { lease_owner: patch.leaseOwner }),
+        ...(patch.leaseUntil !== undefined && { lease_until: patch.leaseUntil }),
+        ...(patch.cancelRequested !== undefined && { cancel_requested: patch.cancelRequested ? 1 : 0 }),
+        ...(patch.speed !== undefined && { speed: patch.speed }),
+        ...(patch.progress && progressColumns(patch.progress)),
+        ...(isDone(to)
+          ? { end_time: patch.endTime ?? now, speed: 0 }
+          : patch.endTime !== undefined && { end_time: patch.endTime }),
+      })
+      .where('id', '=', id)
+      .where('state', 'in', [...from]);
+    if (owner !== undefined) q = q.where('lease_owner', '=', owner);
+    const row = await q.returningAll().executeTakeFirst();
+    return row ? toTask(row) : null;
+  }
+
+  /** Reset a finished task's counters and queue it again (manual retry). */
+  async requeue(id: string, from: readonly TaskState[], now = Date.now()): Promise<Task | null> {
+    const row = await this.db
+      .updateTable('tasks')
+      .set({
+        state: 'before_retry',
+        done: 0,
+        error: '',
+        error_code: '',
+        status: '',
+        failures: '[]',
+        failed_files: 0,
+        attempts: 0,
+        run_at: now,
+        cancel_requested: 0,
+        end_time: null,
+        speed: 0,
+        updated_at: now,
+      })
+      .where('id', '=', id)
+      .where('state', 'in', [...from])
+      .returningAll()
+      .executeTakeFirst();
+    return row ? toTask(row) : null;
+  }
+
+  /** Write a running task's counters (throttled by the runner). Only the lease holder may. */
+  async saveProgress(id: string, owner: string, p: ProgressPatch, now = Date.now()): Promise<void> {
+    await this.batcher.write((db) =>
+      db
+        .updateTable('tasks')
+        .set({ ...progressColumns(p), updated_at: now })
+        .where('id', '=', id)
+        .where('lease_owner', '=', owner)
+        .execute(),
+    );
+  }
+
+  /** Merge keys into a task's payload (kinds keep resume state there, e.g. a spool path). */
+  async updatePayload(id: string, payload: Record<string, unknown>): Promise<void> {
+    await this.db
+      .updateTable('tasks')
+      .set({ payload: JSON.stringify(payload) })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Ask for cancellation of unfinished tasks; returns the ids whose flag was set. */
+  async requestCancel(ids: readonly string[], options: { alsoDelete?: boolean } = {}): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .updateTable('tasks')
+      .set({
+        cancel_requested: 1,
+        ...(options.alsoDelete && { delete_requested: 1 }),
+        updated_at: Date.now(),
+      })
+      .where('id', 'in', [...ids])
+      .where('done', '=', 0)
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  async delete(ids: readonly string[]): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < ids.length; i += 500) {
+      const r = await this.db
+        .deleteFrom('tasks')
+        .where('id', 'in', ids.slice(i, i + 500))
+        .executeTakeFirst();
+      n += Number(r.numDeletedRows);
+    }
+    return n;
+  }
+
+  /** Finished tasks whose delete was asked for while they ran (their worker died before removing them). */
+  async deletedAndFinished(limit: number): Promise<Task[]> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('delete_requested', '=', 1)
+      .where('done', '=', 1)
+      .limit(limit)
+      .execute();
+    return rows.map(toTask);
+  }
+
+  /** Finished tasks that ended before `endedBefore`, oldest first: the retention sweep's input. */
+  async expired(endedBefore: number, limit: number): Promise<Task[]> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('done', '=', 1)
+      .where('end_time', '<', endedBefore)
+      .orderBy('end_time')
+      .limit(limit)
+      .execute();
+    return rows.map(toTask);
+  }
+}
+
+function progressColumns(p: ProgressPatch) {
+  return {
+    total_bytes: p.totalBytes,
+    done_bytes: p.doneBytes,
+    total_files: p.totalFiles,
+    done_files: p.doneFiles,
+    failed_files: p.failedFiles,
+    speed: p.speed,
+    status: p.status,
+    ...(p.failures && { failures: JSON.stringify(p.failures) }),
+  };
+}
+
+function parseJson<T>(text: string, fallback: T): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function toTask(row: Row): Task {
+  if (!row) throw new FerryError('E_INTERNAL', 'missing task row');
+  return {
+    id: row.id,
+    seq: Number(row.seq),
+    kind: row.kind as TaskKind,
+    name: row.name,
+    creatorId: Number(row.creator_id),
+    creator: row.creator,
+    creatorRole: Number(row.creator_role),
+    state: row.state as TaskState,
+    status: row.status,
+    error: row.error,
+    errorCode: row.error_code,
+    totalBytes: Number(row.total_bytes),
+    doneBytes: Number(row.done_bytes),
+    totalFiles: Number(row.total_files),
+    doneFiles: Number(row.done_files),
+    failedFiles: Number(row.failed_files),
+    speed: Number(row.speed),
+    payload: parseJson<Record<string, unknown>>(row.payload, {}),
+    failures: parseJson<ItemFailure[]>(row.failures, []),
+    attempts: Number(row.attempts),
+    maxRetry: Number(row.max_retry),
+    runAt: Number(row.run_at),
+    leaseOwner: row.lease_owner,
+    leaseUntil: row.lease_until === null ? null : Number(row.lease_until),
+    cancelRequested: row.cancel_requested === 1,
+    deleteRequested: row.delete_requested === 1,
+    createdAt: Number(row.created_at),
+    startTime: row.start_time === null ? null : Number(row.start_time),
+    endTime: row.end_time === null ? null : Number(row.end_time),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+/**
+ * Group commits for the engine's hot writes (state changes and progress). Writes asked for in
+ * the same turn of the event loop run in one transaction: one commit (one fsync with
+ * `synchronous=FULL`) for many tasks instead of one each. Each caller's promise settles only
+ * after the commit, with its own statement's result or error.
+ */
+class WriteBatcher {
+  private queue: {
+    run: (db: Kysely<Database>) => Promise<unknown>;
+    resolve: (v: unknown) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private scheduled = false;
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  write<T>(run: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    this.scheduled = false;
+    const first = batch[0];
+    if (batch.length === 1 && first) {
+      first.run(this.db).then(first.resolve, first.reject);
+      return;
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        for (const item of batch) {
+          try {
+            outcomes.push({ ok: true, value: await item.run(trx) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) item.resolve(outcome.value);
+      else item.reject(outcome?.error);
+    });
+  }
+}

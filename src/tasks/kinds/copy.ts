@@ -1,0 +1,200 @@
+import { FerryError } from '../../errors.ts';
+import type { Driver } from '../../storage/driver.ts';
+import type { Resolved } from '../../storage/mounts.ts';
+import { baseName, checkName, isWithin, joinPath, normalizePath } from '../../storage/paths.ts';
+import type { Task } from '../model.ts';
+import type { TaskContext, TaskKindHandler } from './kind.ts';
+import {
+  type Endpoint,
+  forEachLimit,
+  itemError,
+  measureTree,
+  removeOwnTemp,
+  sameContent,
+  transferFile,
+  walkTree,
+} from './transfer.ts';
+
+/** Input of a copy or move task: one source item into a destination folder. */
+export interface CopyPayload {
+  /** Virtual path of the file or folder to copy. */
+  src: string;
+  /** Virtual path of the destination folder. */
+  dstDir: string;
+  overwrite: boolean;
+  /** Skip a destination file of the same name and size instead of failing. */
+  skipExisting: boolean;
+  /** When the destination name is taken, use a free one (`name (1).ext`): efile's `both`. */
+  keepBoth: boolean;
+  /** The destination name chosen for `keepBoth`, kept so a resumed task writes to the same one. */
+  dstName?: string;
+}
+
+/** Files copied at once inside one directory task: small files are latency-bound. */
+const FILE_CONCURRENCY = 8;
+
+export function readCopyPayload(task: Task): CopyPayload {
+  const p = task.payload;
+  return {
+    src: normalizePath(p.src),
+    dstDir: normalizePath(p.dstDir),
+    overwrite: p.overwrite === true,
+    skipExisting: p.skipExisting === true,
+    keepBoth: p.keepBoth === true,
+    ...(typeof p.dstName === 'string' && { dstName: checkName(p.dstName) }),
+  };
+}
+
+/** `name (1).ext`, `name (2).ext`, … : the first name not taken in `dir`. */
+async function freeName(driver: Driver, dir: string, name: string): Promise<string> {
+  if (!(await driver.stat(joinPath(dir, name)))) return name;
+  const dot = name.lastIndexOf('.');
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  for (let i = 1; i < 10_000; i++) {
+    const candidate = `${stem} (${i})${ext}`;
+    if (!(await driver.stat(joinPath(dir, candidate)))) return candidate;
+  }
+  throw new FerryError('E_EXISTS', `no free name for ${name} in ${dir}`);
+}
+
+/** What happens to a file once its copy is in place (move deletes the source). */
+type AfterFile = (src: Endpoint, dst: Endpoint, size: number) => Promise<void>;
+
+export interface CopyPlan {
+  src: Resolved;
+  dst: Resolved;
+  /** Destination path of the item inside the destination driver. */
+  dstPath: string;
+  isDir: boolean;
+  size: number;
+}
+
+/**
+ * Resolve and check a copy/move: source exists, destination is not the source or inside it.
+ * With `keepBoth`, the free destination name is chosen once and saved in the task.
+ */
+export async function planCopy(task: Task, payload: CopyPayload, ctx: TaskContext): Promise<CopyPlan | null> {
+  const src = ctx.mounts.resolve(payload.src);
+  const dst = ctx.mounts.resolve(payload.dstDir);
+  const entry = await src.driver.stat(src.path);
+  if (!entry) return null;
+  let name = payload.dstName ?? baseName(payload.src);
+  if (payload.keepBoth && payload.dstName === undefined) {
+    name = await freeName(dst.driver, dst.path, name);
+    await ctx.savePayload({ ...task.payload, dstName: name });
+  }
+  const dstPath = joinPath(dst.path, name);
+  if (src.mount === dst.mount && isWithin(dstPath, src.path)) {
+    throw new FerryError(
+      dstPath === src.path ? 'E_SAME_PATH' : 'E_BAD_REQUEST',
+      dstPath === src.path ? 'source and destination are the same' : 'cannot copy a folder into itself',
+    );
+  }
+  return { src, dst, dstPath, isDir: entry.isDir, size: entry.size };
+}
+
+/**
+ * Copy the planned item. A folder is one task for the whole tree: totals first, then files
+ * (several at once), with each file's failure recorded and the rest going on. On a resumed task,
+ * files already identical at the destination are skipped. Throws at the end when items failed.
+ */
+export async function copyPlanned(
+  plan: CopyPlan,
+  payload: CopyPayload,
+  ctx: TaskContext,
+  afterFile?: AfterFile,
+): Promise<void> {
+  const { signal, progress } = ctx;
+  const one = (rel: string, size: number) =>
+    copyOneFile(
+      { driver: plan.src.driver, path: rel === '/' ? plan.src.path : joinPath(plan.src.path, rel) },
+      { driver: plan.dst.driver, path: rel === '/' ? plan.dstPath : joinPath(plan.dstPath, rel) },
+      size,
+      payload,
+      ctx,
+      afterFile,
+    );
+  if (!plan.isDir) {
+    progress.setTotals({ bytes: plan.size, files: 1 });
+    progress.setStatus(baseName(plan.src.path));
+    await plan.dst.driver.mkdir(plan.dst.path);
+    await one('/', plan.size);
+    return;
+  }
+  progress.setStatus('counting files');
+  const totals = await measureTree(plan.src.driver, plan.src.path, signal);
+  progress.setTotals({ bytes: totals.bytes, files: totals.files });
+  progress.setStatus('');
+  await plan.dst.driver.mkdir(plan.dstPath);
+  // The task's outcome code: retried when any failure might pass, else the first definite one.
+  const outcome: { recoverable: boolean; code: FerryError['code'] | null } = {
+    recoverable: false,
+    code: null,
+  };
+  const failed = (rel: string, err: unknown) => {
+    if (signal.aborted) throw err;
+    progress.itemFailed(rel, itemError(err));
+    if (err instanceof FerryError && err.unrecoverable) outcome.code ??= err.code;
+    else outcome.recoverable = true;
+  };
+  // Folders are created in walk order, before any file inside them starts copying; files then
+  // copy several at a time.
+  async function* filesWithFoldersMade() {
+    for await (const item of walkTree(plan.src.driver, plan.src.path, signal)) {
+      if (!item.entry.isDir) yield item;
+      else
+        await plan.dst.driver.mkdir(joinPath(plan.dstPath, item.rel)).catch((err) => failed(item.rel, err));
+    }
+  }
+  await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
+    try {
+      await one(rel, entry.size);
+    } catch (err) {
+      failed(rel, err);
+    }
+  });
+  if (progress.failedCount > 0) {
+    const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
+    throw new FerryError(code, `${progress.failedCount} of ${totals.files} files failed`);
+  }
+}
+
+async function copyOneFile(
+  src: Endpoint,
+  dst: Endpoint,
+  size: number,
+  payload: CopyPayload,
+  ctx: TaskContext,
+  afterFile?: AfterFile,
+): Promise<void> {
+  const { signal, progress } = ctx;
+  const existing = await dst.driver.stat(dst.path);
+  if (existing) {
+    if (existing.isDir) throw new FerryError('E_EXISTS', `a folder is in the way: ${dst.path}`);
+    const skip =
+      (payload.skipExisting && existing.size === size) ||
+      (ctx.resumed && existing.size === size && (await sameContent(src, dst, signal)));
+    if (skip) {
+      // A crash between placing the file and removing its temp link leaves that temp behind.
+      if (ctx.resumed) await removeOwnTemp(dst, ctx.taskId);
+      progress.addBytes(size);
+      await afterFile?.(src, dst, size);
+      progress.fileDone();
+      return;
+    }
+    if (!payload.overwrite) throw new FerryError('E_EXISTS', `already exists: ${dst.path}`);
+  }
+  await transferFile(src, dst, size, { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId });
+  await afterFile?.(src, dst, size);
+  progress.fileDone();
+}
+
+export const copyKind: TaskKindHandler = {
+  kind: 'copy',
+  async run(task, ctx) {
+    const payload = readCopyPayload(task);
+    const plan = await planCopy(task, payload, ctx);
+    if (!plan) throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);
+    await copyPlanned(plan, payload, ctx);
+  },
+};

@@ -1,0 +1,42 @@
+import type { Logger } from 'pino';
+import type { TaskKind } from '../../config.ts';
+import type { MountRegistry } from '../../storage/mounts.ts';
+import type { Task } from '../model.ts';
+import type { Progress } from '../progress.ts';
+
+/** What a task kind gets while it runs one task. */
+export interface TaskContext {
+  /** The task's id (temp names derive from it). */
+  taskId: string;
+  /** Aborted when the task is canceled, its lease is lost, or the server shuts down. */
+  signal: AbortSignal;
+  progress: Progress;
+  log: Logger;
+  mounts: MountRegistry;
+  /** Absolute data directory (spool and temp areas live below it). */
+  dataDir: string;
+  /** True when this task ran before (a retry, or its worker died): skip work already done. */
+  resumed: boolean;
+  /** Persist kind-specific resume state into the task's payload. */
+  savePayload(payload: Record<string, unknown>): Promise<void>;
+}
+
+/** Dependencies a kind needs outside a run (clean-up of discarded tasks). */
+export interface KindDeps {
+  dataDir: string;
+  log: Logger;
+}
+
+/**
+ * One kind of task. `run` throws to fail the attempt: a FerryError with an unrecoverable code
+ * fails the task at once, anything else is retried with backoff. On abort it must stop moving
+ * bytes promptly, leave no partial file under a final name, and throw.
+ */
+export interface TaskKindHandler {
+  readonly kind: TaskKind;
+  run(task: Task, ctx: TaskContext): Promise<void>;
+  /** The task is being deleted from the store for good (delete, clear, retention): free its resources. */
+  discard?(task: Task, deps: KindDeps): Promise<void>;
+  /** The task succeeded: free resources only a retry would have needed. */
+  succeeded?(task: Task, deps: KindDeps): Promise<void>;
+}

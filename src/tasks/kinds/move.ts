@@ -1,0 +1,55 @@
+import { FerryError } from '../../errors.ts';
+import type { Driver } from '../../storage/driver.ts';
+import { baseName, joinPath } from '../../storage/paths.ts';
+import { copyPlanned, planCopy, readCopyPayload } from './copy.ts';
+import type { TaskKindHandler } from './kind.ts';
+import type { Endpoint } from './transfer.ts';
+
+/**
+ * Move one item into a folder. Within one mount it is the backend's rename. Across mounts each
+ * file is copied, checked at the destination (present, same size), and only then deleted at the
+ * source; emptied source folders are removed last. A crash part-way leaves every file in one
+ * place or the other, and the retry carries on.
+ */
+export const moveKind: TaskKindHandler = {
+  kind: 'move',
+  async run(task, ctx) {
+    const payload = readCopyPayload(task);
+    const plan = await planCopy(task, payload, ctx);
+    if (!plan) {
+      // Resumed after the move finished but before it was recorded: the result is in place.
+      const dst = ctx.mounts.resolve(joinPath(payload.dstDir, payload.dstName ?? baseName(payload.src)));
+      if (ctx.resumed && (await dst.driver.stat(dst.path))) return;
+      throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);
+    }
+    if (plan.src.mount === plan.dst.mount) {
+      ctx.progress.setTotals({ bytes: plan.isDir ? 0 : plan.size, files: 1 });
+      await plan.dst.driver.rename(plan.src.path, plan.dstPath, { overwrite: payload.overwrite });
+      ctx.progress.addBytes(plan.isDir ? 0 : plan.size);
+      ctx.progress.fileDone();
+      return;
+    }
+    await copyPlanned(plan, payload, ctx, verifyThenDeleteSource);
+    if (plan.isDir) await removeEmptyFolders(plan.src.driver, plan.src.path, ctx.signal);
+  },
+};
+
+async function verifyThenDeleteSource(src: Endpoint, dst: Endpoint, size: number): Promise<void> {
+  const written = await dst.driver.stat(dst.path);
+  if (!written || written.isDir || written.size !== size) {
+    throw new FerryError('E_VERIFY_FAILED', `destination check failed for ${dst.path}; source kept`);
+  }
+  await src.driver.remove(src.path);
+}
+
+/** Remove `root` and folders below it that are empty, deepest first; anything with files stays. */
+async function removeEmptyFolders(driver: Driver, root: string, signal: AbortSignal): Promise<boolean> {
+  signal.throwIfAborted();
+  let empty = true;
+  for (const entry of await driver.list(root)) {
+    if (!entry.isDir || !(await removeEmptyFolders(driver, joinPath(root, entry.name), signal)))
+      empty = false;
+  }
+  if (empty) await driver.remove(root);
+  return empty;
+}

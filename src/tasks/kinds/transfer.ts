@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import { link, rename, unlink } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { FerryError, fromFsError } from '../../errors.ts';
+import type { Driver, Entry } from '../../storage/driver.ts';
+import { copyLocalFile } from '../../storage/local/fast-copy.ts';
+import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
+import type { Progress } from '../progress.ts';
+
+/** A file or folder on some driver. */
+export interface Endpoint {
+  driver: Driver;
+  path: string;
+}
+
+export interface TransferOptions {
+  signal: AbortSignal;
+  progress: Progress;
+  overwrite: boolean;
+  /** The task's id: temp names derive from it, so a resumed task replaces its own leftovers. */
+  tempKey: string;
+}
+
+/**
+ * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is
+ * there. Between two local mounts the bytes go through a double-buffered file copy; on one
+ * driver with a server-side copy, the backend copies; otherwise the source stream is piped into
+ * the destination driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
+ */
+export async function transferFile(
+  src: Endpoint,
+  dst: Endpoint,
+  size: number,
+  options: TransferOptions,
+): Promise<void> {
+  const { signal, progress, overwrite } = options;
+  signal.throwIfAborted();
+  const srcLocal = src.driver.localPath(src.path);
+  const dstLocal = dst.driver.localPath(dst.path);
+  if (srcLocal && dstLocal) {
+    // The caller has made the destination folder (drivers' write() would make it themselves).
+    await copyLocalAtomically(srcLocal, dstLocal, {
+      signal,
+      overwrite,
+      size,
+      tempKey: options.tempKey,
+      onProgress: (n) => progress.addBytes(n),
+    });
+    return;
+  }
+  if (src.driver === dst.driver && src.driver.capabilities.serverSideCopy) {
+    await dst.driver.copy(src.path, dst.path, { signal, overwrite, size, tempKey: options.tempKey });
+    progress.addBytes(size);
+    return;
+  }
+  const stream = await src.driver.read(src.path, { signal });
+  await dst.driver.write(dst.path, stream, {
+    tempKey: options.tempKey,
+    signal,
+    overwrite,
+    size,
+    onProgress: (n) => progress.addBytes(n),
+  });
+}
+
+async function copyLocalAtomically(
+  src: string,
+  dst: string,
+  options: {
+    signal: AbortSignal;
+    overwrite: boolean;
+    size: number;
+    tempKey: string;
+    onProgress: (bytes: number) => void;
+  },
+): Promise<void> {
+  const temp = tempSiblingPath(dst, tempToken(dst, options.tempKey));
+  try {
+    await copyLocalFile(src, temp, {
+      signal: options.signal,
+      onProgress: options.onProgress,
+      sizeHint: options.size,
+    });
+    if (options.overwrite) {
+      await rename(temp, dst);
+    } else {
+      // link() refuses an existing name atomically, unlike rename().
+      await link(temp, dst);
+      await unlink(temp);
+    }
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err instanceof FerryError ? err : fromFsError(err, dst);
+  }
+}
+
+/** Remove the temp file a task's interrupted write to `dst` may have left (local drivers only). */
+export async function removeOwnTemp(dst: Endpoint, taskId: string): Promise<void> {
+  const local = dst.driver.localPath(dst.path);
+  if (local) await unlink(tempSiblingPath(local, tempToken(local, taskId))).catch(() => undefined);
+}
+
+/** True when both files hold the same bytes (size first, then SHA-256 of each). */
+export async function sameContent(a: Endpoint, b: Endpoint, signal: AbortSignal): Promise<boolean> {
+  const [sa, sb] = await Promise.all([a.driver.stat(a.path), b.driver.stat(b.path)]);
+  if (!sa || !sb || sa.isDir || sb.isDir || sa.size !== sb.size) return false;
+  const [ha, hb] = await Promise.all([
+    hashOf(await a.driver.read(a.path, { signal })),
+    hashOf(await b.driver.read(b.path, { signal })),
+  ]);
+  return ha === hb;
+}
+
+async function hashOf(stream: Readable): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** One entry met while walking a tree, with its path relative to the walk's root. */
+export interface WalkItem {
+  entry: Entry;
+  /** Relative path below the root, starting with `/`. */
+  rel: string;
+}
+
+/**
+ * Depth-first walk below `root` (not including it), folders before their contents. Memory holds
+ * one listing per level, never the whole tree.
+ */
+export async function* walkTree(
+  driver: Driver,
+  root: string,
+  signal: AbortSignal,
+  rel = '/',
+): AsyncGenerator<WalkItem> {
+  signal.throwIfAborted();
+  const entries = await driver.list(rel === '/' ? root : joinPath(root, rel));
+  for (const entry of entries) {
+    const childRel = joinPath(rel, entry.name);
+    yield { entry, rel: childRel };
+    if (entry.isDir) yield* walkTree(driver, root, signal, childRel);
+  }
+}
+
+/** Files and bytes below `root`, for a directory task's totals. */
+export async function measureTree(
+  driver: Driver,
+  root: string,
+  signal: AbortSignal,
+): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for await (const { entry } of walkTree(driver, root, signal)) {
+    if (!entry.isDir) {
+      files++;
+      bytes += entry.size;
+    }
+  }
+  return { files, bytes };
+}
+
+/**
+ * Run `work` over items from `source` with at most `limit` in flight; stops taking new items
+ * once the signal aborts, and rethrows the first error `work` throws.
+ */
+export async function forEachLimit<T>(
+  source: AsyncIterable<T>,
+  limit: number,
+  signal: AbortSignal,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown = null;
+  for await (const item of source) {
+    if (failure !== null || signal.aborted) break;
+    const p: Promise<void> = work(item)
+      .catch((err) => {
+        failure ??= err;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    if (inFlight.size >= limit) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure !== null) throw failure;
+  signal.throwIfAborted();
+}
+
+/** A message for an item failure, with the error's code when it is ours. */
+export function itemError(err: unknown): string {
+  if (err instanceof FerryError) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}

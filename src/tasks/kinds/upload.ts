@@ -1,0 +1,92 @@
+import { createReadStream } from 'node:fs';
+import { link, rename, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { FerryError, fromFsError } from '../../errors.ts';
+import { normalizePath, parentPath, TEMP_PREFIX, tempToken } from '../../storage/paths.ts';
+import type { KindDeps, TaskKindHandler } from './kind.ts';
+
+/** Where an upload's body waits, in the data directory, until its task writes it to storage. */
+export function spoolPath(dataDir: string, taskId: string): string {
+  if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
+  return join(dataDir, 'spool', taskId);
+}
+
+/**
+ * Write a spooled upload to its destination. The body was saved (and fsynced) in the data
+ * directory before the client got its reply, so the task survives a restart. When the
+ * destination is a local folder on the same file system, the spool file is linked into place
+ * instead of copied.
+ */
+export const uploadKind: TaskKindHandler = {
+  kind: 'upload',
+  async run(task, ctx) {
+    const dst = ctx.mounts.resolve(normalizePath(task.payload.dst));
+    const overwrite = task.payload.overwrite === true;
+    const spool = spoolPath(ctx.dataDir, task.id);
+    const size = await stat(spool).then(
+      (s) => s.size,
+      () => null,
+    );
+    if (size === null) {
+      // Resumed after the file was placed but before success was recorded.
+      if (ctx.resumed && (await dst.driver.stat(dst.path))) return;
+      throw new FerryError('E_NOT_FOUND', 'the uploaded data is gone from the spool');
+    }
+    ctx.progress.setTotals({ bytes: size, files: 1 });
+    const local = dst.driver.localPath(dst.path);
+    if (local) await dst.driver.mkdir(parentPath(dst.path));
+    if (local && (await placeByLink(spool, local, { overwrite, taskId: task.id }))) {
+      ctx.progress.addBytes(size);
+    } else {
+      const source = createReadStream(spool, { highWaterMark: 1 << 20 });
+      await dst.driver.write(dst.path, source, {
+        signal: ctx.signal,
+        overwrite,
+        size,
+        tempKey: task.id,
+        onProgress: (n) => ctx.progress.addBytes(n),
+      });
+    }
+    ctx.progress.fileDone();
+  },
+  succeeded: removeSpool,
+  discard: removeSpool,
+};
+
+/**
+ * Link the spool file into place; false when the two are on different file systems. A resumed
+ * task whose link is already in place (same inode) counts as placed.
+ */
+async function placeByLink(
+  spool: string,
+  target: string,
+  options: { overwrite: boolean; taskId: string },
+): Promise<boolean> {
+  try {
+    if (options.overwrite) {
+      // Keep the spool for a retry until success is recorded: link to a temp name, then rename over.
+      const temp = join(dirname(target), `${TEMP_PREFIX}${tempToken(target, options.taskId)}`);
+      await unlink(temp).catch(() => undefined); // left by an attempt that died here
+      await link(spool, temp);
+      await rename(temp, target).catch(async (err) => {
+        await unlink(temp).catch(() => undefined);
+        throw err;
+      });
+    } else {
+      await link(spool, target);
+    }
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK') return false;
+    if (code === 'EEXIST') {
+      const [a, b] = await Promise.all([stat(spool), stat(target)]);
+      if (a.ino === b.ino && a.dev === b.dev) return true;
+    }
+    throw fromFsError(err, target);
+  }
+}
+
+async function removeSpool(task: { id: string }, deps: KindDeps): Promise<void> {
+  await rm(spoolPath(deps.dataDir, task.id), { force: true });
+}

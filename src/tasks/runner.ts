@@ -1,0 +1,311 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
+import { coerceError, FerryError, isFerryError } from '../errors.ts';
+import type { MountRegistry } from '../storage/mounts.ts';
+import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
+import type { TaskEvents } from './events.ts';
+import type { TaskKindHandler } from './kinds/kind.ts';
+import type { Task } from './model.ts';
+import { ProgressTracker } from './progress.ts';
+
+/** Why a running task's signal was aborted. */
+type AbortReason = 'cancel' | 'lease-lost' | 'shutdown';
+
+interface Running {
+  task: Task;
+  controller: AbortController;
+  progress: ProgressTracker;
+  reason: AbortReason | null;
+  done: Promise<void>;
+}
+
+export interface RunnerDeps {
+  store: TaskStore;
+  events: TaskEvents;
+  mounts: MountRegistry;
+  kinds: ReadonlyMap<TaskKind, TaskKindHandler>;
+  config: Config;
+  log: Logger;
+}
+
+/**
+ * Claims runnable tasks from the store and runs them, each with an AbortSignal, under a lease
+ * it renews. One loop polls for work and for cancel flags (the backstop when a cancel arrives
+ * through another process); in-process cancels abort at once through `abortLocal`.
+ */
+export class Runner {
+  readonly owner = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  private readonly running = new Map<string, Running>();
+  private readonly limits: Record<TaskKind, number>;
+  private timers: NodeJS.Timeout[] = [];
+  private ticking = false;
+  private tickAgain = false;
+  private stopped = true;
+
+  constructor(private readonly deps: RunnerDeps) {
+    this.limits = { ...deps.config.tasks.workers };
+  }
+
+  start(): void {
+    this.stopped = false;
+    const t = this.deps.config.tasks;
+    this.timers = [
+      setInterval(() => {
+        this.wake();
+        this.pollCancels().catch((err) => this.deps.log.warn({ err }, 'cancel poll failed'));
+      }, t.pollIntervalMs),
+      setInterval(() => void this.flushProgress(), t.progressIntervalMs),
+      setInterval(() => void this.renewLeases(), Math.max(100, Math.floor(t.leaseMs / 3))),
+    ];
+    this.wake();
+  }
+
+  /** Stop claiming, abort running tasks and give their leases back so they run again at next start. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    for (const run of this.running.values()) this.abort(run, 'shutdown');
+    await Promise.allSettled([...this.running.values()].map((r) => r.done));
+  }
+
+  /** Worker limits per kind, as in force now. */
+  getLimits(): Record<TaskKind, number> {
+    return { ...this.limits };
+  }
+
+  /** Change a kind's worker limit at run time. Lowering it lets running tasks finish. */
+  setLimit(kind: TaskKind, workers: number): void {
+    if (!TASK_KINDS.includes(kind) || !Number.isInteger(workers) || workers < 0 || workers > 256) {
+      throw new FerryError('E_BAD_REQUEST', 'workers must be an integer 0..256 for a known kind');
+    }
+    this.limits[kind] = workers;
+    this.wake();
+  }
+
+  /** Abort a task this process runs, at once (cancel requested through this process). */
+  abortLocal(id: string): void {
+    const run = this.running.get(id);
+    if (run) this.abort(run, 'cancel');
+  }
+
+  /** Look for work soon. Calls coalesce: at most one tick runs at a time. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = true;
+    setImmediate(() => {
+      this.tick()
+        .catch((err) => this.deps.log.error({ err }, 'runner tick failed'))
+        .finally(() => {
+          this.ticking = false;
+          if (this.tickAgain) {
+            this.tickAgain = false;
+            this.wake();
+          }
+        });
+    });
+  }
+
+  /** The backstop for cancels made through another process: the store's flag, on a timer. */
+  private async pollCancels(): Promise<void> {
+    if (this.running.size === 0) return;
+    for (const id of await this.deps.store.cancelRequested(this.owner)) {
+      const run = this.running.get(id);
+      if (run) this.abort(run, 'cancel');
+    }
+  }
+
+  /** Claim work for every kind with free workers; the claims share one commit. */
+  private async tick(): Promise<void> {
+    const { store, config } = this.deps;
+    const claimedAt = Date.now();
+    await Promise.all(
+      TASK_KINDS.map(async (kind) => {
+        const handler = this.deps.kinds.get(kind);
+        const free = this.limits[kind] - this.countRunning(kind);
+        if (!handler || free <= 0 || this.stopped) return;
+        const tasks = await store.claim(kind, this.owner, free, config.tasks.leaseMs, claimedAt);
+        // A task whose first start is this claim has start_time == claimedAt; any other ran before.
+        for (const task of tasks) this.launch(task, handler, task.startTime !== claimedAt);
+      }),
+    );
+  }
+
+  private countRunning(kind: TaskKind): number {
+    let n = 0;
+    for (const run of this.running.values()) if (run.task.kind === kind) n++;
+    return n;
+  }
+
+  private launch(task: Task, handler: TaskKindHandler, resumed: boolean): void {
+    const { config, mounts, log, events } = this.deps;
+    events.emit(task);
+    const controller = new AbortController();
+    const progress = new ProgressTracker(config.tasks.maxItemFailures);
+    const run: Running = { task, controller, progress, reason: null, done: Promise.resolve() };
+    this.running.set(task.id, run);
+    const taskLog = log.child({ task: task.id, kind: task.kind });
+    run.done = handler
+      .run(task, {
+        signal: controller.signal,
+        progress,
+        log: taskLog,
+        mounts,
+        dataDir: config.dataDir,
+        resumed,
+        taskId: task.id,
+        savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
+      })
+      .then(
+        () => this.settle(run, handler, null),
+        (err: unknown) => this.settle(run, handler, coerceError(err)),
+      )
+      .catch((err) => taskLog.error({ err }, 'could not record the task outcome'))
+      .finally(() => {
+        this.running.delete(task.id);
+        this.wake();
+      });
+  }
+
+  /** Record how an attempt ended. Every write is guarded by the lease, so a lost lease writes nothing. */
+  private async settle(run: Running, handler: TaskKindHandler, err: Error | null): Promise<void> {
+    const { store, events, config } = this.deps;
+    const { task, progress } = run;
+    if (run.reason === 'lease-lost') return;
+    // The final counters ride along with the state change: one write per finished task.
+    const release = { leaseOwner: null, leaseUntil: null, progress: progress.take() };
+    let after: Task | null = null;
+
+    if (run.reason === 'shutdown') {
+      // Not the task's fault: back to the queue, to resume at the next start.
+      after = await store.transition(
+        task.id,
+        ['running'],
+        'pending',
+        { ...release, runAt: Date.now() },
+        this.owner,
+      );
+    } else if (!err && progress.failedCount === 0) {
+      // A cancel that arrives after the last byte is too late: the result is in place, say so.
+      after = await store.transition(task.id, ['running', 'canceling'], 'succeeded', release, this.owner);
+      if (after) await handler.succeeded?.(after, { dataDir: config.dataDir, log: this.deps.log });
+    } else if (run.reason === 'cancel' || isFerryError(err, 'E_CANCELED')) {
+      after = await store.transition(
+        task.id,
+        ['running', 'canceling'],
+        'canceled',
+        { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
+        this.owner,
+      );
+    }
+    if (!after && run.reason !== 'shutdown') {
+      const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
+      after = await this.recordFailure(run, error, release.progress);
+    }
+    if (after?.deleteRequested && after.state !== 'running') {
+      await handler.discard?.(after, { dataDir: config.dataDir, log: this.deps.log });
+      await store.delete([after.id]);
+      events.emitRemoved([after]);
+    } else if (after) {
+      events.emit(after);
+    }
+  }
+
+  /** A failed attempt: fail now (unrecoverable, or retries used up) or wait and retry. */
+  private async recordFailure(run: Running, error: Error, counters: ProgressPatch): Promise<Task | null> {
+    const { store, config } = this.deps;
+    const { task } = run;
+    const message = describe(error, run.progress);
+    const release = { leaseOwner: null, leaseUntil: null };
+    const attempts = task.attempts + 1;
+    const unrecoverable = error instanceof FerryError ? error.unrecoverable : false;
+    const errored = await store.transition(
+      task.id,
+      ['running', 'canceling'],
+      'errored',
+      {
+        error: message,
+        errorCode: error instanceof FerryError ? error.code : 'E_BACKEND',
+        attempts,
+        progress: counters,
+      },
+      this.owner,
+    );
+    if (!errored) return null;
+    this.deps.events.emit(errored);
+    if (errored.cancelRequested) {
+      return store.transition(task.id, ['errored'], 'canceled', release, this.owner);
+    }
+    if (unrecoverable || attempts > task.maxRetry) {
+      this.deps.log.warn({ task: task.id, err: error }, 'task failed');
+      await store.transition(task.id, ['errored'], 'failing', {}, this.owner);
+      return store.transition(task.id, ['failing'], 'failed', release, this.owner);
+    }
+    const t = config.tasks;
+    const delay = Math.min(t.retryMaxDelayMs, t.retryBaseDelayMs * 2 ** (attempts - 1));
+    this.deps.log.info({ task: task.id, attempts, delay, err: error }, 'task will retry');
+    return store.transition(
+      task.id,
+      ['errored'],
+      'waiting_retry',
+      { ...release, runAt: Date.now() + delay },
+      this.owner,
+    );
+  }
+
+  private abort(run: Running, reason: AbortReason): void {
+    if (run.controller.signal.aborted) return;
+    run.reason = reason;
+    run.controller.abort(
+      new FerryError('E_CANCELED', reason === 'cancel' ? 'canceled' : `stopped: ${reason}`),
+    );
+  }
+
+  /** Write the counters of every running task that changed; the writes share one commit. */
+  private async flushProgress(): Promise<void> {
+    const { store, events } = this.deps;
+    const dirty = [...this.running.values()].filter(
+      (run) => run.progress.dirty && !run.controller.signal.aborted,
+    );
+    await Promise.all(
+      dirty.map(async (run) => {
+        const patch = run.progress.take();
+        try {
+          await store.saveProgress(run.task.id, this.owner, patch);
+          Object.assign(run.task, patch, { updatedAt: Date.now() });
+          events.emit({ ...run.task, failures: run.progress.failures });
+        } catch (err) {
+          this.deps.log.warn({ err, task: run.task.id }, 'progress write failed');
+        }
+      }),
+    );
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.running.size === 0) return;
+    const ids = [...this.running.keys()];
+    try {
+      const held = new Set(
+        await this.deps.store.renewLeases(this.owner, ids, Date.now() + this.deps.config.tasks.leaseMs),
+      );
+      for (const id of ids) {
+        const run = this.running.get(id);
+        if (run && !held.has(id)) this.abort(run, 'lease-lost');
+      }
+    } catch (err) {
+      this.deps.log.warn({ err }, 'lease renewal failed');
+    }
+  }
+}
+
+/** The task's error text: the error, and for a directory task its first failed item. */
+function describe(error: Error, progress: ProgressTracker): string {
+  const first = progress.failures[0];
+  return first ? `${error.message}; first: ${first.path}: ${first.error}` : error.message;
+}

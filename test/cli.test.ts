@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/core.ts';
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
+
+function ferry(dataDir: string, ...args: string[]) {
+  return run(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    env: { ...process.env, FERRY_DATA_DIR: dataDir, FERRY_ADMIN_PASSWORD: 'first-start' },
+  });
+}
+
+describe('ferry CLI', () => {
+  let dataDir: string;
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'ferry-cli-'));
+  });
+  after(() => rm(dataDir, { recursive: true, force: true }));
+
+  it('prints usage for --help', async () => {
+    const { stdout } = await ferry(dataDir, '--help');
+    assert.match(stdout, /ferry serve/);
+    assert.match(stdout, /ferry user add/);
+  });
+
+  it('adds users, lists them and changes passwords that then work for login', async () => {
+    assert.match((await ferry(dataDir, 'user', 'add', 'alice', 'pw-1')).stdout, /added user alice/);
+    const { stdout } = await ferry(dataDir, 'user', 'list');
+    assert.match(stdout, /\tadmin\trole=2/);
+    assert.match(stdout, /\talice\trole=0/);
+    await ferry(dataDir, 'user', 'passwd', 'alice', 'pw-2');
+    const config = await loadConfig({ FERRY_DATA_DIR: dataDir });
+    const core = await startCore(config, pino({ level: 'silent' }), { runWorkers: false });
+    try {
+      await assert.rejects(core.auth.login('alice', 'pw-1'));
+      assert.ok(await core.auth.login('alice', 'pw-2'));
+      assert.ok(await core.auth.login('admin', 'first-start'));
+    } finally {
+      await core.close();
+    }
+  });
+
+  it('refuses unknown commands with a non-zero exit and a message', async () => {
+    await assert.rejects(ferry(dataDir, 'frobnicate'), (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr, /unknown command/);
+      return true;
+    });
+  });
+});

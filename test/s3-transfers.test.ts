@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { type S3Server, startS3Server } from './helpers/s3-server.ts';
+
+/** Copies and moves between a Local mount and an S3 mount (s3rver), through the API. */
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function snapshot(dir: string, prefix = ''): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const rel = `${prefix}/${e.name}`;
+    if (e.isDirectory()) for (const [k, v] of await snapshot(join(dir, e.name), rel)) out.set(k, v);
+    else out.set(rel, sha(await readFile(join(dir, e.name))));
+  }
+  return out;
+}
+
+describe('Local ⇄ S3 through the task API', () => {
+  let h: Harness;
+  let s3: S3Server;
+  let files: string;
+  const finished = (type: string, id: string) =>
+    waitFor(async () => {
+      const t = (
+        await h.json<{ state: string; error: string; processed_files: number }[]>(
+          'POST',
+          `/api/task/${type}/info?tid=${id}`,
+          { token: h.adminToken },
+        )
+      ).data[0];
+      return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+    }, 60_000);
+
+  before(async () => {
+    s3 = await startS3Server();
+    h = await startHarness();
+    files = join(h.dataDir, 'files');
+    const res = await h.json('POST', '/api/admin/storage/create', {
+      token: h.adminToken,
+      body: {
+        mount_path: '/s3',
+        driver: 'S3',
+        addition: JSON.stringify({
+          bucket: s3.bucket,
+          endpoint: s3.endpoint,
+          region: 'us-east-1',
+          access_key_id: s3.accessKeyId,
+          secret_access_key: s3.secretAccessKey,
+          force_path_style: true,
+          root_folder_path: '/mount',
+        }),
+      },
+    });
+    assert.equal(res.code, 200, res.message);
+  });
+  after(async () => {
+    await h.close();
+    await s3.close();
+  });
+
+  it('never returns the secret key from the storage API', async () => {
+    const list = await h.json<{ content: { addition: string; driver: string }[] }>(
+      'GET',
+      '/api/admin/storage/list',
+      { token: h.adminToken },
+    );
+    const mount = list.data.content.find((m) => m.driver === 'S3');
+    assert.ok(mount);
+    const addition = JSON.parse(mount.addition);
+    assert.equal(addition.secret_access_key, '');
+    assert.equal(addition.access_key_id, s3.accessKeyId);
+    assert.ok(
+      !JSON.stringify(list).includes(`"${s3.secretAccessKey}"`) || s3.secretAccessKey === s3.accessKeyId,
+    );
+  });
+
+  it('copies a tree with a 20 MB file to S3 and moves it back byte-identical, the source gone only after', async () => {
+    const src = join(files, 'tree');
+    for (let i = 0; i < 60; i++) {
+      await mkdir(join(src, `d${i % 4}`), { recursive: true });
+      await writeFile(join(src, `d${i % 4}`, `f${i}.bin`), randomBytes(500 + i * 37));
+    }
+    await writeFile(join(src, 'big.bin'), randomBytes(20 * 1024 * 1024));
+    const before = await snapshot(src);
+
+    const up = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+      token: h.adminToken,
+      body: { src_dir: '/local', dst_dir: '/s3/up', names: ['tree'] },
+    });
+    assert.equal(up.code, 200, up.message);
+    const upDone = await finished('copy', up.data.tasks[0]?.id ?? '');
+    assert.equal(upDone.state, 'succeeded', upDone.error);
+    assert.equal(upDone.processed_files, 61);
+
+    const listed = await h.json<{ content: { name: string; size: number }[] }>('POST', '/api/fs/list', {
+      token: h.adminToken,
+      body: { path: '/s3/up/tree' },
+    });
+    assert.deepEqual(listed.data.content.map((e) => e.name).sort(), ['big.bin', 'd0', 'd1', 'd2', 'd3']);
+
+    const down = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/move', {
+      token: h.adminToken,
+      body: { src_dir: '/s3/up', dst_dir: '/local/back', names: ['tree'] },
+    });
+    assert.equal(down.code, 200, down.message);
+    const downDone = await finished('move', down.data.tasks[0]?.id ?? '');
+    assert.equal(downDone.state, 'succeeded', downDone.error);
+    assert.deepEqual(await snapshot(join(files, 'back', 'tree')), before);
+    const gone = await h.json('POST', '/api/fs/list', { token: h.adminToken, body: { path: '/s3/up/tree' } });
+    assert.equal(gone.code, 404, 'the S3 source is gone after the move');
+    await rm(join(files, 'back'), { recursive: true });
+    await stat(src);
+  });
+});
