@@ -1,0 +1,131 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A real WebDAV or SFTP server on loopback: Debian's `rclone serve webdav|sftp` over a temp
+ * folder, with a user and password. `stop()` and `start()` take it away and bring it back on the
+ * same port and folder, for tests of a backend that goes away mid-transfer.
+ */
+export interface RcloneServer {
+  protocol: 'webdav' | 'sftp';
+  /** `http://127.0.0.1:<port>` for WebDAV, `127.0.0.1:<port>` for SFTP (AList's `address`). */
+  address: string;
+  port: number;
+  /** The folder on this machine the server serves. */
+  root: string;
+  username: string;
+  password: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * True when rclone is installed. On a developer's machine without it the callers skip with the
+ * reason printed; under CI=true (where `.ci/run` installs it) a missing rclone is an error.
+ */
+export function rcloneAvailable(): boolean {
+  const found = spawnSync('rclone', ['version'], { stdio: 'ignore' }).status === 0;
+  if (found) return true;
+  if (process.env.CI === 'true') throw new Error('rclone is required under CI (apt-get install rclone)');
+  process.stderr.write('# skipping: rclone is not installed (apt-get install rclone)\n');
+  return false;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`rclone exited with ${child.exitCode}: ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`rclone did not listen on ${port} within 15 s: ${log()}`);
+}
+
+export async function startRclone(
+  protocol: 'webdav' | 'sftp',
+  options: { root?: string; username?: string; password?: string } = {},
+): Promise<RcloneServer> {
+  const root = options.root ?? (await mkdtemp(join(tmpdir(), `ferry-${protocol}-`)));
+  const ownsRoot = options.root === undefined;
+  const cache = await mkdtemp(join(tmpdir(), 'ferry-rclone-cache-'));
+  const username = options.username ?? 'ferry';
+  const password = options.password ?? 'ferry-secret';
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let output = '';
+
+  const start = async () => {
+    output = '';
+    child = spawn(
+      'rclone',
+      [
+        'serve',
+        protocol,
+        root,
+        '--addr',
+        `127.0.0.1:${port}`,
+        '--user',
+        username,
+        '--pass',
+        password,
+        '--config',
+        '/dev/null',
+        '--cache-dir',
+        cache,
+        '--log-level',
+        'ERROR',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-4000);
+    });
+    await waitForPort(port, child, () => output);
+  };
+
+  const stop = async () => {
+    const running = child;
+    child = null;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    running.kill('SIGKILL');
+    await exited;
+  };
+
+  await start();
+  return {
+    protocol,
+    address: protocol === 'webdav' ? `http://127.0.0.1:${port}` : `127.0.0.1:${port}`,
+    port,
+    root,
+    username,
+    password,
+    start,
+    stop,
+    async close() {
+      await stop();
+      await rm(cache, { recursive: true, force: true });
+      if (ownsRoot) await rm(root, { recursive: true, force: true });
+    },
+  };
+}
