@@ -7,10 +7,6 @@ import { startCore } from './core.ts';
 import { FerryError } from './errors.ts';
 import { serve } from './server.ts';
 
-// File work runs on libuv's thread pool (4 threads by default); tasks are I/O-bound, so give it
-// more. Must happen before the first asynchronous file operation, which is why it is here.
-process.env.UV_THREADPOOL_SIZE ??= '32';
-
 const HELP = `ferry — durable background file operations with AList-compatible task APIs
 
 Usage:

@@ -69,8 +69,14 @@ const MIGRATIONS: Migration[] = [
     // cross-kind lists (KooDrive) and retention sweep
     await db.schema.createIndex('tasks_creator_seq').on('tasks').columns(['creator_id', 'seq']).execute();
     await db.schema.createIndex('tasks_done_end').on('tasks').columns(['done', 'end_time']).execute();
-    // lease reclaim and cancel polling by the holding worker
-    await db.schema.createIndex('tasks_lease').on('tasks').columns(['lease_owner', 'lease_until']).execute();
+    // lease reclaim and cancel polling by the holding worker; partial, so that a million
+    // finished tasks (their lease released) cost these queries nothing
+    await db.schema
+      .createIndex('tasks_lease')
+      .on('tasks')
+      .columns(['lease_owner', 'lease_until'])
+      .where(sql<boolean>`lease_owner IS NOT NULL`)
+      .execute();
     // deleted while running: removed by upkeep once finished (a handful of rows at most)
     await db.schema
       .createIndex('tasks_delete_requested')

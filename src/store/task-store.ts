@@ -237,7 +237,9 @@ export class TaskStore {
    */
   async reclaimExpired(now = Date.now(), options: { all?: boolean } = {}): Promise<number> {
     const held = (states: TaskState[]) => {
-      let q = this.db.updateTable('tasks').where('state', 'in', states);
+      // `lease_owner IS NOT NULL` lets the partial index tasks_lease serve this: only held tasks
+      // are read, however many finished ones the table keeps.
+      let q = this.db.updateTable('tasks').where('lease_owner', 'is not', null).where('state', 'in', states);
       if (!options.all) q = q.where('lease_until', '<', now);
       return q;
     };

@@ -61,7 +61,7 @@ export class TaskService {
       })),
     );
     for (const task of tasks) this.events.emit(task);
-    this.runner.wake();
+    this.runner.wake([...new Set(tasks.map((t) => t.kind))]);
     return tasks;
   }
 
@@ -160,7 +160,7 @@ export class TaskService {
     const queued = await this.store.requeue(task.id, ['failed', 'canceled']);
     if (!queued) throw new FerryError('E_TASK_STATE', 'task changed state; try again');
     this.events.emit(queued);
-    this.runner.wake();
+    this.runner.wake([queued.kind]);
   }
 
   cancelSome(principal: Principal, ids: unknown, kind?: TaskKind): Promise<BulkResult> {
@@ -187,7 +187,7 @@ export class TaskService {
         }
       }
     }
-    this.runner.wake();
+    this.runner.wake([kind]);
     return n;
   }
 
