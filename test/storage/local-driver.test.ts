@@ -4,7 +4,7 @@ import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { copyLocalFile } from '../../src/storage/local/fast-copy.ts';
+import { copyLocalFile, KERNEL_COPY_MIN } from '../../src/storage/local/fast-copy.ts';
 import { LocalDriver } from '../../src/storage/local/local-driver.ts';
 import { TEMP_PREFIX, tempSiblingPath, tempToken } from '../../src/storage/paths.ts';
 import { bytes, codeOf, readAll, runDriverConformance, slowSource } from './driver-conformance.ts';
@@ -316,6 +316,24 @@ describe('copyLocalFile', () => {
     assert.ok(abortedAt > 0, 'the abort landed mid-copy');
     assert.ok(performance.now() - abortedAt < 200, 'stopped promptly');
     assert.ok((await stat(join(dir, 'aborted'))).size < size);
+  });
+
+  it('copies a file past KERNEL_COPY_MIN through cp: identical, every byte reported, canceled at once', async () => {
+    const big = join(dir, 'big');
+    const data = randomBytes(KERNEL_COPY_MIN + 4321);
+    await writeFile(big, data);
+    let reported = 0;
+    await copyLocalFile(big, join(dir, 'big-copy'), { onProgress: (n) => (reported += n) });
+    assert.equal(reported, data.length);
+    assert.equal(sha256(await readFile(join(dir, 'big-copy'))), sha256(data));
+
+    const controller = new AbortController();
+    const copying = copyLocalFile(big, join(dir, 'big-aborted'), { signal: controller.signal });
+    setTimeout(() => controller.abort(), 20);
+    const asked = performance.now();
+    assert.equal(await codeOf(copying), 'E_CANCELED');
+    assert.ok(performance.now() - asked < 500, 'the cp child was killed promptly');
+    await rm(join(dir, 'big'));
   });
 
   it('copies small and empty files, with or without a size hint', async () => {

@@ -1,9 +1,17 @@
-import { copyFile, type FileHandle, open, unlink } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { copyFile, type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../../errors.ts';
 
 const DEFAULT_CHUNK = 4 * 1024 * 1024;
 /** Files up to this size are copied in one step: too small to be worth interrupting. */
 const SMALL_FILE = 256 * 1024;
+/**
+ * Files from this size on are copied by a `cp` child process (see `copyInKernel`) on Linux, when
+ * the caller has not asked for a chunk size.
+ */
+export const KERNEL_COPY_MIN = 128 * 1024 * 1024;
+/** How often the size of a file being copied by `cp` is read for progress. */
+const KERNEL_PROGRESS_MS = 200;
 
 export interface CopyLocalOptions {
   signal?: AbortSignal;
@@ -38,6 +46,23 @@ export async function copyLocalFile(src: string, dst: string, options: CopyLocal
     options.onProgress?.(options.sizeHint);
     return;
   }
+  let size = options.sizeHint;
+  if (size === undefined) {
+    size = (
+      await stat(src).catch((err) => {
+        throw fromFsError(err, src);
+      })
+    ).size;
+  }
+  if (process.platform === 'linux' && options.chunkSize === undefined && size >= KERNEL_COPY_MIN) {
+    await copyInKernel(src, dst, options);
+  } else {
+    await copyWithLoop(src, dst, { ...options, sizeHint: size });
+  }
+}
+
+/** The portable path: `copyChunks` between two open files, then fsync. */
+async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions): Promise<void> {
   const input = await open(src, 'r').catch((err) => {
     throw fromFsError(err, src);
   });
@@ -56,6 +81,68 @@ export async function copyLocalFile(src: string, dst: string, options: CopyLocal
     throw err instanceof FerryError ? err : fromFsError(err, dst);
   } finally {
     await input.close();
+  }
+}
+
+/**
+ * A large file copied by `cp`, whose bytes never leave the kernel (`copy_file_range`, or a reflink
+ * where the file system shares blocks): about twice as fast as the read/write loop for multi-GiB
+ * files here, and no buffers in this process. A cancel kills the child at once; progress is the
+ * destination's size, read every 200 ms. The copy is fsynced like the loop's. Falls back to the
+ * loop when `cp` cannot be started.
+ */
+async function copyInKernel(src: string, dst: string, options: CopyLocalOptions): Promise<void> {
+  const { signal, onProgress } = options;
+  let reported = 0;
+  const report = async () => {
+    const size = await stat(dst).then(
+      (s) => s.size,
+      () => reported,
+    );
+    if (size > reported) {
+      onProgress?.(size - reported);
+      reported = size;
+    }
+  };
+  const child = spawn('cp', ['--reflink=auto', '--', src, dst], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2000);
+  });
+  const kill = () => child.kill('SIGKILL');
+  signal?.addEventListener('abort', kill, { once: true });
+  const timer = onProgress ? setInterval(() => void report(), KERNEL_PROGRESS_MS) : null;
+  try {
+    const outcome = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException }>((resolve) => {
+      child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, error }));
+      child.once('close', (code) => resolve({ code }));
+    });
+    if (signal?.aborted) throw canceled(signal);
+    if (outcome.error?.code === 'ENOENT') {
+      // No `cp` on this system: the portable loop does the job.
+      await copyWithLoop(src, dst, options);
+      return;
+    }
+    if (outcome.code !== 0) {
+      const message = stderr.trim() || outcome.error?.message || `cp exited with ${outcome.code}`;
+      if (/No space left|Disk quota/i.test(message))
+        throw new FerryError('E_NO_SPACE', `out of space writing ${dst}`);
+      if (/No such file/i.test(message)) throw new FerryError('E_NOT_FOUND', `not found: ${src}`);
+      throw new FerryError('E_BACKEND', `copying ${src}: ${message}`);
+    }
+    const output = await open(dst, 'r').catch((err) => {
+      throw fromFsError(err, dst);
+    });
+    try {
+      await output.sync();
+    } finally {
+      await output.close();
+    }
+    if (timer) clearInterval(timer);
+    await report();
+  } finally {
+    if (timer) clearInterval(timer);
+    signal?.removeEventListener('abort', kill);
   }
 }
 
