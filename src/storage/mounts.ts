@@ -70,18 +70,32 @@ export class MountRegistry {
     return mount;
   }
 
+  /**
+   * Replace a storage's settings. The API never sends secrets back (they read as ''), so a client
+   * that edits a storage sends '' for them: a secret left '' keeps its stored value.
+   */
   async update(id: number, input: NewStorage): Promise<Mount> {
     const existing = this.byId(id);
     if (!existing) throw new FerryError('E_NOT_FOUND', 'storage not found');
     const record = this.validate(input);
+    const next = parseAddition(record.addition);
+    const stored = parseAddition(existing.record.addition);
+    let kept = false;
+    for (const [key, value] of Object.entries(next)) {
+      if (value === '' && isSecretSetting(key) && typeof stored[key] === 'string' && stored[key] !== '') {
+        next[key] = stored[key];
+        kept = true;
+      }
+    }
+    if (kept) record.addition = JSON.stringify(next);
     if (this.mounts.some((m) => m !== existing && m.record.mountPath === record.mountPath)) {
       throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
     }
     const driver = record.disabled ? null : await this.makeDriver(record);
-    const stored = await this.store.update(id, record);
-    if (!stored) throw new FerryError('E_NOT_FOUND', 'storage not found');
+    const saved = await this.store.update(id, record);
+    if (!saved) throw new FerryError('E_NOT_FOUND', 'storage not found');
     await existing.driver?.close().catch(() => undefined);
-    Object.assign(existing, { record: stored, driver, status: driver ? 'work' : 'disabled' });
+    Object.assign(existing, { record: saved, driver, status: driver ? 'work' : 'disabled' });
     this.sort();
     return existing;
   }
@@ -167,6 +181,13 @@ export class MountRegistry {
       (a, b) => a.record.order - b.record.order || a.record.mountPath.localeCompare(b.record.mountPath),
     );
   }
+}
+
+/** Keys in a driver's `addition` that hold secrets: never sent back by any API, never logged. */
+const SECRET_SETTING = /password|secret|private_key|passphrase|session_token|token/i;
+
+export function isSecretSetting(key: string): boolean {
+  return SECRET_SETTING.test(key);
 }
 
 /** AList keeps driver settings as a JSON string in `addition`. */

@@ -2,13 +2,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin } from '../../auth/roles.ts';
 import { TASK_KINDS, type TaskKind } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
-import type { Mount } from '../../storage/mounts.ts';
+import { isSecretSetting, type Mount } from '../../storage/mounts.ts';
 import type { NewStorage } from '../../store/mount-store.ts';
 import { principalOf } from '../context.ts';
 import { ok, sendError } from './envelope.ts';
-
-/** Keys in a driver's `addition` that hold secrets: never sent back by any API. */
-const SECRET_KEYS = /password|secret|private_key|passphrase|session_token|token/i;
 
 /** A storage in AList's shape, with secret settings blanked. */
 export function storageView(m: Mount) {
@@ -18,7 +15,7 @@ export function storageView(m: Mount) {
   } catch {
     // stored settings are validated on write; show nothing rather than fail
   }
-  for (const key of Object.keys(addition)) if (SECRET_KEYS.test(key)) addition[key] = '';
+  for (const key of Object.keys(addition)) if (isSecretSetting(key)) addition[key] = '';
   return {
     id: m.record.id,
     mount_path: m.record.mountPath,
