@@ -66,6 +66,41 @@ export interface ProgressPatch {
 }
 
 type Row = Selectable<TasksTable>;
+/** A row as `list` reads it: everything but the failures. */
+type ListRow = Omit<Row, 'failures'> & { failures?: string };
+
+const LIST_COLUMNS = [
+  'seq',
+  'id',
+  'kind',
+  'name',
+  'creator_id',
+  'creator',
+  'creator_role',
+  'state',
+  'done',
+  'status',
+  'error',
+  'error_code',
+  'total_bytes',
+  'done_bytes',
+  'total_files',
+  'done_files',
+  'failed_files',
+  'speed',
+  'payload',
+  'attempts',
+  'max_retry',
+  'run_at',
+  'lease_owner',
+  'lease_until',
+  'cancel_requested',
+  'delete_requested',
+  'created_at',
+  'start_time',
+  'end_time',
+  'updated_at',
+] as const satisfies readonly Exclude<keyof TasksTable, 'failures'>[];
 
 /**
  * Runnable tasks, spelled exactly as the partial index `tasks_runnable` (migration 1) is, with
@@ -152,9 +187,13 @@ export class TaskStore {
     return out;
   }
 
-  /** One page of tasks matching `filter`, ordered by `seq`. Deleted-but-running tasks are hidden. */
+  /**
+   * One page of tasks matching `filter`, ordered by `seq`. Deleted-but-running tasks are hidden.
+   * The per-item `failures` are not loaded (up to 1,000 per task: a page of such tasks would be
+   * megabytes to parse); they read as `[]` here, and `get` has them.
+   */
   async list(filter: TaskFilter, page: PageRequest): Promise<Task[]> {
-    let q = this.filtered(filter).selectAll();
+    let q = this.filtered(filter).select(LIST_COLUMNS);
     if (page.afterSeq !== undefined) q = q.where('seq', page.order === 'asc' ? '>' : '<', page.afterSeq);
     q = q.orderBy('seq', page.order).limit(page.limit);
     if (page.offset) q = q.offset(page.offset);
@@ -432,7 +471,7 @@ function parseJson<T>(text: string, fallback: T): T {
   }
 }
 
-function toTask(row: Row): Task {
+function toTask(row: ListRow): Task {
   if (!row) throw new FerryError('E_INTERNAL', 'missing task row');
   return {
     id: row.id,
@@ -453,7 +492,7 @@ function toTask(row: Row): Task {
     failedFiles: Number(row.failed_files),
     speed: Number(row.speed),
     payload: parseJson<Record<string, unknown>>(row.payload, {}),
-    failures: parseJson<ItemFailure[]>(row.failures, []),
+    failures: row.failures === undefined ? [] : parseJson<ItemFailure[]>(row.failures, []),
     attempts: Number(row.attempts),
     maxRetry: Number(row.max_retry),
     runAt: Number(row.run_at),
