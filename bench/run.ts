@@ -6,6 +6,9 @@
  *               (goal: faster than rclone)
  *   tasks       (a) 10,000 tiny copy tasks (goal ≥ 1,000 tasks/s); (b) 1,000,000 stored tasks:
  *               info / done page / cursor paging latency (goal p99 ≤ 5 ms), RSS (goal ≤ 200 MB)
+ *   drivers     1 GiB Local → S3 and S3 → Local (s3rver) vs `rclone copy` (goal ≤ 1.00× rclone;
+ *               peak RSS ≤ 150 MB); 10,000 × 4 KiB files Local → WebDAV (`rclone serve webdav`)
+ *               vs `rclone copy --transfers 8` (goal ≤ 1.00×); BENCH_S3_BYTES, BENCH_DAV_FILES
  *   loader      context: idle RSS of the server under tsx vs compiled to JS
  *
  * Each benchmark starts a real `node --import tsx src/cli.ts serve` on a free port with its own
@@ -20,6 +23,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { copyLarge } from './copy-large.ts';
 import { copySmall } from './copy-small.ts';
+import { drivers } from './drivers.ts';
 import {
   buildJs,
   cleanup,
@@ -78,6 +82,7 @@ const BENCHES: Record<string, (root: string) => Promise<Row[]>> = {
   'copy-small': copySmall,
   'copy-large': copyLarge,
   tasks: tasksBench,
+  drivers,
 };
 
 function environment(): string {
