@@ -51,7 +51,18 @@ export function s3Settings(addition: Record<string, unknown>): S3Settings {
   };
 }
 
-const PART_SIZE = 8 * 1024 * 1024;
+/**
+ * Multipart part size: S3's minimum (5 MiB) unless the file is so large that 10,000 parts (S3's
+ * maximum) would not hold it. Four parts are in flight, so memory stays near 4 × 5 MiB.
+ */
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+
+function partSizeFor(size: number | undefined): number {
+  if (!size) return MIN_PART_SIZE;
+  const MiB = 1024 * 1024;
+  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / MiB) * MiB);
+}
 
 /**
  * An empty object that keeps an empty folder in existence (S3 has no folders). A named object
@@ -219,7 +230,7 @@ export class S3Driver implements Driver {
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: this.key(p), Body: source },
-      partSize: PART_SIZE,
+      partSize: partSizeFor(options.size),
       queueSize: 4,
       leavePartsOnError: false,
     });
