@@ -209,6 +209,9 @@ describe('isolation between users', () => {
         }
       }
     }
+    // Asking for A's tasks by name gives an empty list, not B's own.
+    const byName = await h.call('GET', '/api/task/copy/done?creator=a', { token: b });
+    assert.deepEqual(envelope<TaskView[]>(byName, 'creator=a').data, []);
     // B still sees its own.
     const own = await t.act<TaskView[]>(b, 'copy', 'done');
     assert.deepEqual(own.data.map((x) => x.id).sort(), [bSucceeded, bFailed].sort());

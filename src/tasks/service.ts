@@ -306,8 +306,16 @@ function visible(principal: Principal, task: Task): boolean {
   return isAdmin(principal) || task.creatorId === principal.id;
 }
 
+/**
+ * A filter narrowed to what `principal` may see: admins everything, others their own tasks. A
+ * general user asking for another creator's tasks gets none (not their own: that would answer a
+ * different question).
+ */
 function scoped(principal: Principal, filter: TaskFilter): TaskFilter {
-  return isAdmin(principal) ? filter : { ...filter, creatorId: principal.id };
+  if (isAdmin(principal)) return filter;
+  if (filter.creatorId !== undefined && filter.creatorId !== principal.id)
+    return { ...filter, creatorId: -1 };
+  return { ...filter, creatorId: principal.id };
 }
 
 function notFound(): FerryError {
