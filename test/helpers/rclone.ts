@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,7 +63,13 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
 
 export async function startRclone(
   protocol: 'webdav' | 'sftp',
-  options: { root?: string; username?: string; password?: string } = {},
+  options: {
+    root?: string;
+    username?: string;
+    password?: string;
+    /** SFTP only: `authorized_keys` text; those keys may log in as well as the password. */
+    authorizedKeys?: string;
+  } = {},
 ): Promise<RcloneServer> {
   const root = options.root ?? (await mkdtemp(join(tmpdir(), `ferry-${protocol}-`)));
   const ownsRoot = options.root === undefined;
@@ -71,6 +77,12 @@ export async function startRclone(
   const username = options.username ?? 'ferry';
   const password = options.password ?? 'ferry-secret';
   const port = await freePort();
+  const keyArgs: string[] = [];
+  if (options.authorizedKeys !== undefined) {
+    const file = join(cache, 'authorized_keys');
+    await writeFile(file, options.authorizedKeys, { mode: 0o600 });
+    keyArgs.push('--authorized-keys', file);
+  }
   let child: ChildProcess | null = null;
   let output = '';
 
@@ -94,6 +106,7 @@ export async function startRclone(
         cache,
         '--log-level',
         'ERROR',
+        ...keyArgs,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
