@@ -7,6 +7,8 @@ import { FerryError } from './errors.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { S3Driver, s3Settings } from './storage/s3/s3-driver.ts';
+import { SftpDriver, sftpSettings } from './storage/sftp/sftp-driver.ts';
+import { WebDavDriver, webdavSettings } from './storage/webdav/webdav-driver.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
 import { TaskStore } from './store/task-store.ts';
@@ -42,6 +44,8 @@ export function driverFactories(): Map<string, DriverFactory> {
       },
     ],
     ['S3', async (addition) => S3Driver.open(s3Settings(addition))],
+    ['SFTP', async (addition) => SftpDriver.open(sftpSettings(addition))],
+    ['WebDav', async (addition) => WebDavDriver.open(webdavSettings(addition))],
   ]);
 }
 
