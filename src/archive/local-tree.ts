@@ -69,6 +69,8 @@ export class LocalTree {
 
   /** Write `source` to `rel`, counting every byte against the guard. */
   async file(rel: string, source: Readable): Promise<void> {
+    // The pipeline below reports the source's errors; until it is set up, nothing may crash.
+    source.on('error', () => undefined);
     const final = this.abs(rel);
     await this.mkdirInside(parentPath(rel));
     const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));

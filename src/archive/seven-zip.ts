@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { lstat, readdir, readlink, rm } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { basename, delimiter, join } from 'node:path';
 import { FerryError } from '../errors.ts';
 import { joinPath } from '../storage/paths.ts';
 import type { ArchiveEntry, ArchiveListing, ExtractJob } from './formats.ts';
@@ -70,9 +70,9 @@ function run7z(
   return { result, kill: () => child.kill('SIGKILL') };
 }
 
-/** Map a failed 7-Zip run to a clear error. */
-function failure(res: RunResult, password: string, format: string): FerryError {
-  const text = res.stderr.trim();
+/** Map a failed 7-Zip run to a clear error (without the data directory's paths in it). */
+function failure(res: RunResult, password: string, format: string, file: string): FerryError {
+  const text = res.stderr.replaceAll(file, basename(file)).trim();
   if (/wrong password|encrypted/i.test(text)) {
     return password
       ? new FerryError('E_ARCHIVE_PASSWORD', 'wrong archive password')
@@ -97,7 +97,7 @@ export async function listSevenZip(
     format,
   });
   const res = await result;
-  if (res.code !== 0) throw failure(res, password, format);
+  if (res.code !== 0) throw failure(res, password, format, file);
   const entries: ArchiveEntry[] = [];
   let encrypted = false;
   for (const block of res.stdout.split(/\r?\n\r?\n/)) {
@@ -186,7 +186,7 @@ export async function extractSevenZip(job: ExtractJob, format: string): Promise<
   }
   if (limitError) throw limitError;
   job.signal.throwIfAborted();
-  if (res.code !== 0) throw failure(res, job.password, format);
+  if (res.code !== 0) throw failure(res, job.password, format, job.file);
   const total = await measure(job.stageDir);
   job.guard.measured(total.bytes, total.entries);
   if (total.bytes > reported) job.onArchiveBytes?.(total.bytes - reported);

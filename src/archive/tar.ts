@@ -102,6 +102,8 @@ async function walkTar(
   const { stream, finished } = tarStream(file, format, signal, onRead);
   let chain = Promise.resolve();
   let failure: unknown = null;
+  /** The entry being handled: when the input fails mid-entry, its reader must be told. */
+  let current: ReadEntry | null = null;
   const parser = new Parser({
     strict: true,
     onReadEntry(entry) {
@@ -110,12 +112,15 @@ async function walkTar(
           entry.resume();
           return;
         }
+        current = entry;
         try {
           await onEntry(entry);
         } catch (err) {
           failure ??= err;
           entry.resume();
           stream.destroy();
+        } finally {
+          current = null;
         }
       });
     },
@@ -138,6 +143,10 @@ async function walkTar(
     await finished;
   } catch (err) {
     stream.destroy();
+    // A truncated input leaves the current entry waiting for bytes that never come.
+    const entry = current as ReadEntry | null;
+    entry?.on('error', () => undefined); // its reader, if any, gets the error; none may listen yet
+    entry?.destroy(err instanceof Error ? err : new Error(String(err)));
     await chain.catch(() => undefined);
     throw tarError(failure ?? err, format, signal);
   }

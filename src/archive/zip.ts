@@ -125,6 +125,9 @@ async function extractFile(entry: FileEntry, rel: string, job: ExtractJob): Prom
   job.signal.addEventListener('abort', onAbort, { once: true });
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const source = Readable.fromWeb(readable as NodeReadableStream<Uint8Array>);
+  // Errors reach the writer through its pipeline, which is set up a moment later; until then an
+  // 'error' event without a listener would crash the process.
+  source.on('error', () => undefined);
   const unpacked = entry
     .getData(writable, { signal: abort.signal, ...(job.password && { password: job.password }) })
     .catch((err: unknown) => {
