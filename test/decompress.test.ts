@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -447,6 +447,48 @@ t.close()
       assert.equal(procs, '', 'the bzip2 child was not killed');
     } finally {
       await rm(big, { recursive: true, force: true });
+    }
+  });
+
+  it('deleting a decompress_upload task that never ran frees its temp tree', async () => {
+    // A second server whose upload workers are off, so the handed-over tree waits.
+    const h2 = await startHarness({ tasks: { workers: { decompress_upload: 0 } } });
+    try {
+      const res = await h2.json('POST', '/api/admin/storage/create', {
+        token: h2.adminToken,
+        body: {
+          mount_path: '/dav',
+          driver: 'WebDav',
+          addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
+        },
+      });
+      assert.equal(res.code, 200, res.message);
+      await mkdir(join(h2.dataDir, 'files', 'arc'), { recursive: true });
+      await cp(join(files, 'arc', 'tree.zip'), join(h2.dataDir, 'files', 'arc', 'tree.zip'));
+      const created = await h2.json<{ tasks: TaskView[] }>('POST', '/api/fs/archive/decompress', {
+        token: h2.adminToken,
+        body: { src_dir: '/local/arc', name: ['tree.zip'], dst_dir: '/dav/never' },
+      });
+      assert.equal(created.code, 200, created.message);
+      const id = created.data.tasks[0]?.id ?? '';
+      const area = join(h2.dataDir, 'decompress', `${id}-upload`);
+      await waitFor(
+        async () => ((await snapshotTree(area).catch(() => null))?.size ? true : undefined),
+        20_000,
+        'handed-over tree',
+      );
+      assert.deepEqual(diffSnapshots(await snapshotTree(area), expected), []);
+      const del = await h2.json('POST', `/api/task/decompress_upload/delete?tid=${id}-upload`, {
+        token: h2.adminToken,
+      });
+      assert.equal(del.code, 200, del.message);
+      await waitFor(
+        async () => ((await readdir(join(h2.dataDir, 'decompress'))).length === 0 ? true : undefined),
+        5000,
+        'temp tree removed',
+      );
+    } finally {
+      await h2.close();
     }
   });
 
