@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -406,6 +406,14 @@ t.close()
       // Nothing escaped: the outside folder is empty and nothing named evil landed anywhere in the mount.
       assert.deepEqual(await readdir(outside), [], `${name} wrote outside`);
     }
+    // A link already in the destination may not lead the extraction elsewhere.
+    await mkdir(join(files, 'trap'), { recursive: true });
+    await symlink(outside, join(files, 'trap', 'a'));
+    const trapped = await extract('tree.zip', '/local/trap');
+    assert.equal(trapped.state, 'failed');
+    assert.match(trapped.error, /a link in the destination leads/);
+    assert.deepEqual(await readdir(outside), [], 'the link in the destination was followed');
+    await rm(join(files, 'trap'), { recursive: true });
     const all = [...(await snapshotTree(h.dataDir)).keys()];
     assert.deepEqual(
       all.filter((p) => p.includes('evil') || p.includes('zeros.bin')),

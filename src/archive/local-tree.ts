@@ -158,13 +158,30 @@ export class LocalTree {
   }
 
   private async mkdirInside(rel: string): Promise<void> {
+    // Check before creating anything: mkdir -p would follow a link already in the destination
+    // and make folders wherever it leads.
+    const segments = rel.split('/').filter(Boolean);
+    let existing = segments.length;
+    while (
+      existing > 0 &&
+      !(await lstat(this.abs(`/${segments.slice(0, existing).join('/')}`)).catch(() => null))
+    )
+      existing--;
+    await this.checkInside(this.abs(`/${segments.slice(0, existing).join('/')}`), rel);
+    if (existing === segments.length) return;
     const abs = this.abs(rel);
     try {
       await mkdir(abs, { recursive: true });
     } catch (err) {
       throw fromFsError(err, rel);
     }
-    const real = await realpath(abs);
+    await this.checkInside(abs, rel);
+  }
+
+  private async checkInside(abs: string, rel: string): Promise<void> {
+    const real = await realpath(abs).catch((err) => {
+      throw fromFsError(err, rel);
+    });
     if (real !== this.realRoot && !real.startsWith(this.realRoot + sep))
       throw new FerryError('E_ARCHIVE_UNSAFE', `a link in the destination leads ${rel} outside it`);
   }
