@@ -52,6 +52,8 @@ interface TaskView {
   error: string;
   total_bytes: number;
   processed_bytes: number;
+  total_files: number;
+  processed_files: number;
 }
 
 const DONE = new Set(['succeeded', 'canceled', 'failed']);
@@ -246,6 +248,9 @@ t.close()
     for (const { name, task } of tasks) {
       const done = await finished('decompress', task.id);
       assert.equal(done.state, 'succeeded', `${name}: ${done.error}`);
+      assert.equal(done.processed_files, 4, `${name}: files counted`);
+      if (!name.includes('.tar')) assert.equal(done.total_files, 4, `${name}: files announced`);
+      assert.equal(done.processed_bytes, done.total_bytes, `${name}: bytes counted`);
       const out = join(files, 'out', name);
       assert.deepEqual(diffSnapshots(await snapshotTree(out), expected), [], name);
       assert.deepEqual(await findTempFiles(out), [], `${name}: temp files left`);

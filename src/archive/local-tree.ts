@@ -15,6 +15,8 @@ export interface LocalTreeOptions {
   guard: ExtractionGuard;
   /** Bytes written since the last call (progress). */
   onBytes(n: number): void;
+  /** One file is in place. */
+  onFileDone(): void;
   /** A file that could not be placed (exists, a folder in the way); extraction goes on. */
   onItemFailed(rel: string, err: FerryError): void;
 }
@@ -89,6 +91,7 @@ export class LocalTree {
     try {
       await pipeline(source, counter, createWriteStream(temp), { signal });
       await this.place(temp, final, rel);
+      this.options.onFileDone();
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
@@ -113,6 +116,7 @@ export class LocalTree {
         await copyFile(staged, temp);
       });
       await this.place(temp, final, rel);
+      this.options.onFileDone();
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
@@ -136,6 +140,7 @@ export class LocalTree {
     try {
       await copyFile(from, temp);
       await this.place(temp, final, rel);
+      this.options.onFileDone();
       this.options.onBytes(info.size);
     } catch (err) {
       await unlink(temp).catch(() => undefined);

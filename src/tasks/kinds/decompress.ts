@@ -119,6 +119,7 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
         signal,
         guard,
         onBytes: format === 'zip' ? (n) => progress.addBytes(n) : () => undefined,
+        onFileDone: () => progress.fileDone(),
         onItemFailed: (rel, err) => progress.itemFailed(rel, err.message),
       });
       let skippedLinks = 0;
