@@ -203,6 +203,11 @@ t = tarfile.open(${JSON.stringify(p('slip.tar'))}, 'w')
 add(t, '../../../../../../..${evil}', b'escaped')
 t.close()
 `);
+    // The same bomb for 7-Zip, which ferry measures on disk while it runs.
+    const zeros = await mkdtemp(join(tmpdir(), 'ferry-arc-zeros-'));
+    await writeFile(join(zeros, 'zeros.bin'), Buffer.alloc(40 * 1024 * 1024));
+    run(sevenZip, ['a', '-bd', p('bomb.7z'), 'zeros.bin'], zeros);
+    await rm(zeros, { recursive: true, force: true });
     const gz = await readFile(p('tree.tar.gz'));
     await writeFile(p('truncated.tar.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
     const zip = await readFile(p('tree.zip'));
@@ -393,6 +398,7 @@ t.close()
       ['absolute.tar.gz', /absolute path/],
       ['symlink.tar', /points outside the destination/],
       ['bomb.zip', /zip bomb|bytes per archive byte/],
+      ['bomb.7z', /zip bomb|bytes per archive byte/],
       ['truncated.tar.gz', /damaged tar\.gz archive/],
       ['truncated.zip', /zip archive/],
       ['zipcrypto.zip', /wrong archive password/, 'wrong'],
@@ -425,8 +431,12 @@ t.close()
       [],
       'an escaped or bomb file was left behind',
     );
-    const bombOut = await snapshotTree(join(files, 'hostile', 'bomb.zip')).catch(() => new Map());
-    assert.equal(bombOut.size, 0, 'the bomb left a file');
+    for (const bomb of ['bomb.zip', 'bomb.7z']) {
+      const bombOut = await snapshotTree(join(files, 'hostile', bomb)).catch(() => new Map());
+      assert.equal(bombOut.size, 0, `${bomb} left a file`);
+    }
+    // Failed tasks keep no cached, staged or half-extracted data.
+    assert.deepEqual(await readdir(join(h.dataDir, 'decompress')), []);
     const ping = await h.call('GET', '/ping');
     assert.equal(ping.body, 'pong');
   });

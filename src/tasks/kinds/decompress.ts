@@ -95,56 +95,66 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
         await handOver();
         return;
       }
+
+      const extract = async () => {
+        let file = src.driver.localPath(src.path);
+        if (!file) {
+          progress.setStatus(`caching ${name}`);
+          file = join(area, `archive-${name}`);
+          await mkdir(area, { recursive: true });
+          const source = await src.driver.read(src.path, { signal });
+          await pipeline(source, createWriteStream(file), { signal });
+        }
+        progress.setStatus(`extracting ${name}`);
+        if (format.startsWith('tar')) progress.setTotals({ bytes: entry.size });
+
+        const dstLocal = dst.driver.localPath(target);
+        if (dstLocal) await dst.driver.mkdir(target);
+        const treeRoot = dstLocal ?? join(area, 'tree');
+        const guard = new ExtractionGuard(limits, entry.size);
+        const tree = await LocalTree.open(treeRoot, {
+          // The temp tree is private: only the upload decides about the destination's files.
+          overwrite: dstLocal ? p.overwrite : true,
+          tempKey: task.id,
+          signal,
+          guard,
+          onBytes: format === 'zip' ? (n) => progress.addBytes(n) : () => undefined,
+          onFileDone: () => progress.fileDone(),
+          onItemFailed: (rel, err) => progress.itemFailed(rel, err.message),
+        });
+        let skippedLinks = 0;
+        await extractArchive(format, {
+          file,
+          password: p.password,
+          innerPath: p.innerPath,
+          signal,
+          guard,
+          tree,
+          stageDir: join(area, 'stage'),
+          setTotals: (t) => progress.setTotals(t),
+          onArchiveBytes: (n) => progress.addBytes(n),
+          onSkippedLink: (rel) => {
+            skippedLinks++;
+            ctx.log.info({ entry: rel }, 'link inside the archive not created');
+          },
+        });
+        if (progress.failedCount > 0)
+          throw new FerryError('E_EXISTS', `${progress.failedCount} entries could not be placed`);
+        progress.setStatus(skippedLinks > 0 ? `done; ${skippedLinks} links not created` : '');
+        if (!dstLocal) {
+          await rm(uploadArea, { recursive: true, force: true });
+          await rename(treeRoot, uploadArea);
+          await handOver();
+        }
+      };
+
       await rm(area, { recursive: true, force: true });
-
-      let file = src.driver.localPath(src.path);
-      if (!file) {
-        progress.setStatus(`caching ${name}`);
-        file = join(area, `archive-${name}`);
-        await mkdir(area, { recursive: true });
-        const source = await src.driver.read(src.path, { signal });
-        await pipeline(source, createWriteStream(file), { signal });
-      }
-      progress.setStatus(`extracting ${name}`);
-      if (format.startsWith('tar')) progress.setTotals({ bytes: entry.size });
-
-      const dstLocal = dst.driver.localPath(target);
-      if (dstLocal) await dst.driver.mkdir(target);
-      const treeRoot = dstLocal ?? join(area, 'tree');
-      const guard = new ExtractionGuard(limits, entry.size);
-      const tree = await LocalTree.open(treeRoot, {
-        // The temp tree is private: only the upload decides about the destination's files.
-        overwrite: dstLocal ? p.overwrite : true,
-        tempKey: task.id,
-        signal,
-        guard,
-        onBytes: format === 'zip' ? (n) => progress.addBytes(n) : () => undefined,
-        onFileDone: () => progress.fileDone(),
-        onItemFailed: (rel, err) => progress.itemFailed(rel, err.message),
-      });
-      let skippedLinks = 0;
-      await extractArchive(format, {
-        file,
-        password: p.password,
-        innerPath: p.innerPath,
-        signal,
-        guard,
-        tree,
-        stageDir: join(area, 'stage'),
-        setTotals: (t) => progress.setTotals(t),
-        onArchiveBytes: (n) => progress.addBytes(n),
-        onSkippedLink: (rel) => {
-          skippedLinks++;
-          ctx.log.info({ entry: rel }, 'link inside the archive not created');
-        },
-      });
-      if (progress.failedCount > 0)
-        throw new FerryError('E_EXISTS', `${progress.failedCount} entries could not be placed`);
-      progress.setStatus(skippedLinks > 0 ? `done; ${skippedLinks} links not created` : '');
-      if (!dstLocal) {
-        await rm(uploadArea, { recursive: true, force: true });
-        await rename(treeRoot, uploadArea);
-        await handOver();
+      try {
+        await extract();
+      } catch (err) {
+        // Whatever was cached, staged or half-extracted is of no use: a retry starts over.
+        await rm(area, { recursive: true, force: true });
+        throw err;
       }
     },
     succeeded: removeArea,
