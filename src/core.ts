@@ -79,7 +79,7 @@ export async function startCore(
 
     const store = new TaskStore(database.db, database.dialect);
     const events = new TaskEvents();
-    const kinds = builtinKinds();
+    const kinds = builtinKinds({ archive: config.archive });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
 

@@ -6,7 +6,7 @@ import { coerceError, FerryError, isFerryError } from '../errors.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
 import type { TaskEvents } from './events.ts';
-import type { TaskKindHandler } from './kinds/kind.ts';
+import type { FollowUp, TaskKindHandler } from './kinds/kind.ts';
 import type { Task } from './model.ts';
 import { ProgressTracker } from './progress.ts';
 
@@ -174,6 +174,7 @@ export class Runner {
         resumed,
         taskId: task.id,
         savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
+        enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
         () => this.settle(run, handler, null),
@@ -184,6 +185,29 @@ export class Runner {
         this.running.delete(task.id);
         this.wake([]);
       });
+  }
+
+  /** Insert a follow-up task owned by `parent`'s creator, unless one with its id exists. */
+  private async enqueue(parent: Task, spec: FollowUp): Promise<Task> {
+    const { store, events, config } = this.deps;
+    const existing = await store.get(spec.id);
+    if (existing) return existing;
+    const [created] = await store.insert([
+      {
+        id: spec.id,
+        kind: spec.kind,
+        name: spec.name,
+        creatorId: parent.creatorId,
+        creator: parent.creator,
+        creatorRole: parent.creatorRole,
+        payload: spec.payload,
+        maxRetry: config.tasks.maxRetry[spec.kind],
+      },
+    ]);
+    if (!created) throw new FerryError('E_INTERNAL', `could not queue ${spec.kind} task`);
+    events.emit(created);
+    this.wake([spec.kind]);
+    return created;
   }
 
   /** Record how an attempt ended. Every write is guarded by the lease, so a lost lease writes nothing. */

@@ -19,6 +19,20 @@ export interface TaskContext {
   resumed: boolean;
   /** Persist kind-specific resume state into the task's payload. */
   savePayload(payload: Record<string, unknown>): Promise<void>;
+  /**
+   * Queue a follow-up task with this task's creator (decompress → decompress_upload). Idempotent
+   * by `id`: a resumed task that queued it before gets the existing one back.
+   */
+  enqueue(spec: FollowUp): Promise<Task>;
+}
+
+/** A task a running task queues after itself. */
+export interface FollowUp {
+  /** Fixed id, derived from the parent's, so queueing twice gives one task. */
+  id: string;
+  kind: TaskKind;
+  name: string;
+  payload: Record<string, unknown>;
 }
 
 /** Dependencies a kind needs outside a run (clean-up of discarded tasks). */
