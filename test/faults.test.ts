@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
+import { type KillableS3Server, startKillableS3Server } from './helpers/s3-server.ts';
 import { FERRY_TEMP_PREFIX, sha256File, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -238,4 +240,132 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
       await waitFor(async () => ((await tempFiles(dir)).length === 0 ? true : undefined), 5_000, 'temp gone');
     });
   }
+});
+
+describe('an S3 server failing or an upload to it canceled mid-way', () => {
+  let h: Harness;
+  let s3: KillableS3Server;
+  let bigSha = '';
+
+  const info = async (id: string) =>
+    (await h.json<TaskInfo[]>('POST', `/api/task/copy/info?tid=${id}`, { token: h.adminToken })).data[0];
+
+  const copyToS3 = async (dstDir: string) => {
+    const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+      token: h.adminToken,
+      body: { src_dir: '/local', dst_dir: dstDir, names: ['big.bin'] },
+    });
+    assert.equal(res.code, 200, res.message);
+    return res.data.tasks[0]?.id ?? '';
+  };
+
+  /** Wait until the upload has sent 16 MiB (three 5 MiB parts), or ended. */
+  const uploading = async (id: string) => {
+    const t = await waitFor(
+      async () => {
+        const t = await info(id);
+        const ended = t && ['succeeded', 'failed', 'canceled', 'waiting_retry', 'errored'].includes(t.state);
+        return t && (t.processed_bytes >= 16 * 1024 * 1024 || ended) ? t : undefined;
+      },
+      30_000,
+      'the upload to start',
+      5,
+    );
+    assert.equal(t.state, 'running', `${t.state}: ${t.error}`);
+  };
+
+  /** What s3rver keeps on disk for the object `key` (its files are named after the key). */
+  const storedAs = async (key: string) =>
+    (await readdir(join(s3.directory, s3.bucket), { recursive: true }).catch(() => [] as string[])).filter(
+      (n) => n.startsWith(`${key}.`),
+    );
+
+  const s3Path = (path: string) => h.core.mounts.resolve(path);
+
+  before(async () => {
+    h = await startHarness({
+      tasks: { retryBaseDelayMs: 200, retryMaxDelayMs: 1000, maxRetry: { copy: 20 } },
+    });
+    bigSha = await writeRandomFile(join(h.dataDir, 'files', 'big.bin'), BIG_BYTES);
+    s3 = await startKillableS3Server();
+    const res = await h.json('POST', '/api/admin/storage/create', {
+      token: h.adminToken,
+      body: {
+        mount_path: '/s3',
+        driver: 'S3',
+        addition: JSON.stringify({
+          bucket: s3.bucket,
+          endpoint: s3.endpoint,
+          region: 'us-east-1',
+          access_key_id: s3.accessKeyId,
+          secret_access_key: s3.secretAccessKey,
+          force_path_style: true,
+          root_folder_path: '/',
+        }),
+      },
+    });
+    assert.equal(res.code, 200, res.message);
+  });
+
+  after(async () => {
+    await h?.close();
+    await s3?.close();
+  });
+
+  it('s3: the server killed mid-upload → waiting_retry, no object yet; then succeeded once it is back', async () => {
+    const id = await copyToS3('/s3/retry');
+    await uploading(id);
+    await s3.stop();
+    const waiting = await waitFor(
+      async () => {
+        const t = await info(id);
+        return t && ['waiting_retry', 'errored', 'failed', 'succeeded'].includes(t.state) ? t : undefined;
+      },
+      20_000,
+      'the task to notice',
+    );
+    assert.ok(
+      ['waiting_retry', 'errored'].includes(waiting.state),
+      `state ${waiting.state}: ${waiting.error}`,
+    );
+    assert.deepEqual(await storedAs('retry/big.bin'), [], 'no object while the upload is incomplete');
+    await s3.start();
+    const done = await waitFor(
+      async () => {
+        const t = await info(id);
+        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+      },
+      120_000,
+      'the retried task',
+    );
+    assert.equal(done.state, 'succeeded', done.error);
+    assert.ok(done.retries >= 1, 'it took a retry');
+    const at = s3Path('/s3/retry/big.bin');
+    const hash = createHash('sha256');
+    for await (const chunk of await at.driver.read(at.path)) hash.update(chunk as Buffer);
+    assert.equal(hash.digest('hex'), bigSha);
+  });
+
+  it('s3: a cancel mid-upload ends canceled within 1 s and no object appears', async () => {
+    const id = await copyToS3('/s3/cancel');
+    await uploading(id);
+    const asked = Date.now();
+    const res = await h.json('POST', `/api/task/copy/cancel?tid=${id}`, { token: h.adminToken });
+    assert.equal(res.code, 200, res.message);
+    const ended = await waitFor(
+      async () => {
+        const t = await info(id);
+        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+      },
+      10_000,
+      'the canceled task',
+    );
+    assert.equal(ended.state, 'canceled');
+    assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
+    // Parts already sent are aborted with the multipart upload; nothing is completed later.
+    await new Promise((r) => setTimeout(r, 500));
+    const at = s3Path('/s3/cancel/big.bin');
+    assert.equal(await at.driver.stat(at.path), null, 'no object under the final name');
+    assert.deepEqual(await storedAs('cancel/big.bin'), []);
+  });
 });

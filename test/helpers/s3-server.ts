@@ -1,6 +1,8 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 // s3rver ships no types; what is used here is small and stable.
 // @ts-expect-error untyped package
 import S3rver from 's3rver';
@@ -32,6 +34,63 @@ export async function startS3Server(bucket = 'ferry-test'): Promise<S3Server> {
     secretAccessKey: 'S3RVER',
     async close() {
       await server.close();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An s3rver in its own process, which a fault test can kill (SIGKILL) and start again. */
+export interface KillableS3Server extends S3Server {
+  /** The folder s3rver keeps its buckets in. */
+  directory: string;
+  /** SIGKILL: every connection drops at once, as when a server dies. */
+  stop(): Promise<void>;
+  /** Start again on the same port and folder. */
+  start(): Promise<void>;
+}
+
+export async function startKillableS3Server(bucket = 'ferry-test'): Promise<KillableS3Server> {
+  const directory = await mkdtemp(join(tmpdir(), 'ferry-s3rver-'));
+  const script = fileURLToPath(new URL('./s3rver-child.ts', import.meta.url));
+  let child: ChildProcess | null = null;
+  let port = 0;
+  const start = async () => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', script, directory, bucket, String(port)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    child = proc;
+    let output = '';
+    proc.stderr?.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    port = await new Promise<number>((resolve, reject) => {
+      proc.stdout?.on('data', (d: Buffer) => {
+        output += d.toString();
+        const found = /^port (\d+)$/m.exec(output);
+        if (found) resolve(Number(found[1]));
+      });
+      proc.once('exit', () => reject(new Error(`s3rver exited during start-up: ${output}`)));
+    });
+  };
+  const stop = async () => {
+    const proc = child;
+    child = null;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    directory,
+    start,
+    stop,
+    async close() {
+      await stop();
       await rm(directory, { recursive: true, force: true });
     },
   };

@@ -1,8 +1,9 @@
 /**
- * An s3rver (S3 protocol on loopback, fixed credentials S3RVER/S3RVER) for the `drivers`
- * benchmark, run as its own process so its CPU time is not charged to the runner's event loop.
+ * An s3rver (S3 protocol on loopback, fixed credentials S3RVER/S3RVER) in its own process: the
+ * `drivers` benchmark runs it so its CPU time is not charged to the runner's event loop, and the
+ * fault tests kill it with SIGKILL mid-transfer and start it again on the same port and folder.
  *
- *   node --import tsx bench/s3rver-child.ts <directory> <bucket>
+ *   node --import tsx test/helpers/s3rver-child.ts <directory> <bucket> [<port>]
  *
  * Prints `port <n>` on stdout once listening; stops on SIGTERM/SIGINT or when stdin closes.
  */
@@ -10,21 +11,21 @@
 // @ts-expect-error untyped package
 import S3rver from 's3rver';
 
-const [directory, bucket] = process.argv.slice(2);
+const [directory, bucket, port = '0'] = process.argv.slice(2);
 if (!directory || !bucket) {
-  process.stderr.write('usage: s3rver-child.ts <directory> <bucket>\n');
+  process.stderr.write('usage: s3rver-child.ts <directory> <bucket> [<port>]\n');
   process.exit(2);
 }
 
 const server = new S3rver({
-  port: 0,
+  port: Number(port),
   address: '127.0.0.1',
   silent: true,
   directory,
   configureBuckets: [{ name: bucket }],
 });
-const { port } = (await server.run()) as { port: number };
-process.stdout.write(`port ${port}\n`);
+const listening = (await server.run()) as { port: number };
+process.stdout.write(`port ${listening.port}\n`);
 
 const stop = () => {
   void server.close().finally(() => process.exit(0));
