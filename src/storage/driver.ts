@@ -67,6 +67,19 @@ export interface Driver {
    */
   write(path: string, source: Readable, options?: WriteOptions): Promise<void>;
 
+  /**
+   * Optional: write a file of known `size` by pulling byte ranges of it (`readRange(start, end)`,
+   * `end` inclusive), several at once, with the same guarantees as `write`. The engine offers it
+   * for large files whose source can read ranges; a driver that uploads in parts (S3) then streams
+   * each part from the source instead of buffering parts in memory.
+   */
+  writeRanges?(
+    path: string,
+    size: number,
+    readRange: (start: number, end: number) => Promise<Readable>,
+    options?: WriteOptions,
+  ): Promise<void>;
+
   /** Create the folder and its parents; no error when it exists already as a folder. */
   mkdir(path: string): Promise<void>;
 

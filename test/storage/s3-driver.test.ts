@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { S3Driver, s3Settings } from '../../src/storage/s3/s3-driver.ts';
 import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
@@ -47,5 +48,55 @@ describe('S3 driver', () => {
     const inner = await S3Driver.open(settings({ root_folder_path: '/jail' }));
     assert.equal(await codeOf(inner.stat('/../outside')), 'E_PATH_OUTSIDE_ROOT');
     await inner.close();
+  });
+
+  describe('writeRanges: a multipart upload streamed from ranges of the source', () => {
+    const data = randomBytes(12 * 1024 * 1024 + 123); // three parts, the last one short
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const ranges = (source: Buffer) => async (start: number, end: number) =>
+      Readable.from([source.subarray(start, end + 1)]);
+    const readAll = async (d: S3Driver, path: string) => {
+      const chunks: Buffer[] = [];
+      for await (const c of await d.read(path)) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    };
+
+    it('puts the object whole, reporting every byte, and refuses an existing one without overwrite', async () => {
+      const d = await S3Driver.open(
+        settings({ root_folder_path: `/ranges-${randomBytes(4).toString('hex')}` }),
+      );
+      let reported = 0;
+      await d.writeRanges('/a/big.bin', data.length, ranges(data), { onProgress: (n) => (reported += n) });
+      assert.equal(sha(await readAll(d, '/a/big.bin')), sha(data));
+      assert.equal(reported, data.length);
+      assert.equal(await codeOf(d.writeRanges('/a/big.bin', data.length, ranges(data))), 'E_EXISTS');
+      await d.close();
+    });
+
+    it('a part that keeps failing leaves no object; a cancel is E_CANCELED and leaves none', async () => {
+      const d = await S3Driver.open(
+        settings({ root_folder_path: `/ranges-${randomBytes(4).toString('hex')}` }),
+      );
+      const broken = async (start: number, end: number) =>
+        start > 0
+          ? new Readable({
+              read() {
+                this.destroy(new Error('source went away'));
+              },
+            })
+          : ranges(data)(start, end);
+      assert.equal(await codeOf(d.writeRanges('/broken.bin', data.length, broken)), 'E_BACKEND');
+      assert.equal(await d.stat('/broken.bin'), null);
+
+      const controller = new AbortController();
+      const slow = async (start: number, end: number) => {
+        if (start > 0) controller.abort();
+        return ranges(data)(start, end);
+      };
+      const canceled = d.writeRanges('/canceled.bin', data.length, slow, { signal: controller.signal });
+      assert.equal(await codeOf(canceled), 'E_CANCELED');
+      assert.equal(await d.stat('/canceled.bin'), null);
+      await d.close();
+    });
   });
 });

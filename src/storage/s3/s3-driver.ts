@@ -1,6 +1,9 @@
 import type { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -11,6 +14,7 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
@@ -57,6 +61,10 @@ export function s3Settings(addition: Record<string, unknown>): S3Settings {
  */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
+/** Parts in flight at once, for `write` and `writeRanges` alike (rclone's default too). */
+const PARTS_IN_FLIGHT = 4;
+/** Tries per part in `writeRanges`: the SDK does not retry a request whose body is a stream. */
+const PART_TRIES = 3;
 
 function partSizeFor(size: number | undefined): number {
   if (!size) return MIN_PART_SIZE;
@@ -231,7 +239,7 @@ export class S3Driver implements Driver {
       client: this.client,
       params: { Bucket: this.bucket, Key: this.key(p), Body: source },
       partSize: partSizeFor(options.size),
-      queueSize: 4,
+      queueSize: PARTS_IN_FLIGHT,
       leavePartsOnError: false,
     });
     let reported = 0;
@@ -253,6 +261,97 @@ export class S3Driver implements Driver {
       throw toFerry(err, path);
     } finally {
       options.signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  /**
+   * A multipart upload whose parts stream straight from the source's ranges, four at a time, so
+   * no part is held in memory (`write`'s lib-storage `Upload` buffers each part, and copies it
+   * again as it sends it). A failed part is read and sent again, up to three times. Completed
+   * only when every part is there; aborted otherwise, so nothing appears under `path`.
+   */
+  async writeRanges(
+    path: string,
+    size: number,
+    readRange: (start: number, end: number) => Promise<Readable>,
+    options: WriteOptions = {},
+  ): Promise<void> {
+    const p = normalizePath(path);
+    if (p === '/') throw new FerryError('E_IS_A_DIRECTORY', 'cannot write the root');
+    if (size <= 0) throw new FerryError('E_INTERNAL', 'writeRanges needs a size');
+    if (!options.overwrite && (await this.stat(p)))
+      throw new FerryError('E_EXISTS', `already exists: ${path}`);
+    const { signal } = options;
+    const target = { Bucket: this.bucket, Key: this.key(p) };
+    const { UploadId } = await this.call(path, () =>
+      this.client.send(new CreateMultipartUploadCommand(target), { ...(signal && { abortSignal: signal }) }),
+    );
+    // The first part to fail for good stops the others.
+    const stop = new AbortController();
+    const stopped = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const partSize = partSizeFor(size);
+    const count = Math.ceil(size / partSize);
+    const etags: string[] = [];
+    const sendPart = async (index: number) => {
+      const start = index * partSize;
+      const end = Math.min(start + partSize, size) - 1;
+      for (let attempt = 1; ; attempt++) {
+        const body = await readRange(start, end);
+        // A source that fails mid-part must end the request too: the SDK only pipes the body,
+        // and the server would wait for the missing bytes for ever.
+        const failed = new AbortController();
+        body.once('error', (err) => failed.abort(err));
+        try {
+          const part = await this.client.send(
+            new UploadPartCommand({
+              ...target,
+              UploadId,
+              PartNumber: index + 1,
+              Body: body,
+              ContentLength: end - start + 1,
+            }),
+            { abortSignal: AbortSignal.any([stopped, failed.signal]) },
+          );
+          etags[index] = part.ETag ?? '';
+          options.onProgress?.(end - start + 1);
+          return;
+        } catch (err) {
+          body.destroy();
+          const cause = failed.signal.aborted ? failed.signal.reason : err;
+          if (stopped.aborted || attempt >= PART_TRIES) throw cause;
+        }
+      }
+    };
+    let next = 0;
+    const worker = async () => {
+      try {
+        while (next < count) await sendPart(next++);
+      } catch (err) {
+        stop.abort(err);
+        throw err;
+      }
+    };
+    try {
+      const results = await Promise.allSettled(
+        Array.from({ length: Math.min(PARTS_IN_FLIGHT, count) }, worker),
+      );
+      signal?.throwIfAborted();
+      if (results.some((r) => r.status === 'rejected')) throw stop.signal.reason;
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          ...target,
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }),
+      );
+    } catch (err) {
+      const abort = this.client
+        .send(new AbortMultipartUploadCommand({ ...target, UploadId }))
+        .catch(() => undefined);
+      // A cancel answers at once; the parts already sent go a round trip later.
+      if (signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+      await abort;
+      throw toFerry(err, path);
     }
   }
 

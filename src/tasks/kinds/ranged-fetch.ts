@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { Endpoint } from './transfer.ts';
 
@@ -100,4 +101,31 @@ export async function fetchRangesInto(
 
 function rangeMismatch(path: string, start: number, end: number): FerryError {
   return new FerryError('E_BACKEND', `the source sent a wrong length for bytes ${start}-${end} of ${path}`);
+}
+
+/**
+ * Bytes `start`–`end` (inclusive) of `src`, as a stream that fails unless exactly that many
+ * bytes arrive: a source that ignores the range or ends early cannot yield a wrong file.
+ */
+export async function readExactRange(
+  src: Endpoint,
+  start: number,
+  end: number,
+  signal: AbortSignal,
+): Promise<Readable> {
+  const source = await src.driver.read(src.path, { start, end, signal });
+  const want = end - start + 1;
+  let seen = 0;
+  const checked = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      done(seen > want ? rangeMismatch(src.path, start, end) : null, chunk);
+    },
+    flush(done) {
+      done(seen === want ? null : rangeMismatch(src.path, start, end));
+    },
+  });
+  source.on('error', (err) => checked.destroy(err));
+  checked.on('close', () => source.destroy());
+  return source.pipe(checked);
 }

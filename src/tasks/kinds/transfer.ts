@@ -6,7 +6,7 @@ import type { Driver, Entry } from '../../storage/driver.ts';
 import { copyLocalFile } from '../../storage/local/fast-copy.ts';
 import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
 import type { Progress } from '../progress.ts';
-import { fetchRangesInto, RANGED_FETCH_MIN } from './ranged-fetch.ts';
+import { fetchRangesInto, RANGED_FETCH_MIN, readExactRange } from './ranged-fetch.ts';
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -26,7 +26,8 @@ export interface TransferOptions {
  * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is
  * there. Between two local mounts the bytes go through a double-buffered file copy; on one
  * driver with a server-side copy, the backend copies; a large remote file bound for a local mount
- * is fetched as parallel ranges; otherwise the source stream is piped into the destination
+ * is fetched as parallel ranges, and one bound for a driver that uploads in parts (S3) is sent
+ * as parallel ranges of the source; otherwise the source stream is piped into the destination
  * driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
  */
 export async function transferFile(
@@ -58,8 +59,18 @@ export async function transferFile(
     );
     return;
   }
+  const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress };
+  if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
+    await dst.driver.writeRanges(
+      dst.path,
+      size,
+      (start, end) => readExactRange(src, start, end, signal),
+      writeOptions,
+    );
+    return;
+  }
   const stream = await src.driver.read(src.path, { signal });
-  await dst.driver.write(dst.path, stream, { tempKey: options.tempKey, signal, overwrite, size, onProgress });
+  await dst.driver.write(dst.path, stream, writeOptions);
 }
 
 /**
