@@ -6,7 +6,7 @@ import { coerceError, FerryError, isFerryError } from '../errors.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
 import type { TaskEvents } from './events.ts';
-import type { TaskKindHandler } from './kinds/kind.ts';
+import type { SpawnTask, TaskKindHandler } from './kinds/kind.ts';
 import type { Task } from './model.ts';
 import { ProgressTracker } from './progress.ts';
 
@@ -174,6 +174,7 @@ export class Runner {
         resumed,
         taskId: task.id,
         savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
+        spawn: (spec) => this.spawn(task, spec),
       })
       .then(
         () => this.settle(run, handler, null),
@@ -184,6 +185,28 @@ export class Runner {
         this.running.delete(task.id);
         this.wake([]);
       });
+  }
+
+  /** Insert a follow-up task for `parent`'s creator, unless one with that id exists already. */
+  private async spawn(parent: Task, spec: SpawnTask): Promise<void> {
+    const { store, events, config } = this.deps;
+    if (await store.get(spec.id)) return;
+    const [child] = await store.insert([
+      {
+        id: spec.id,
+        kind: spec.kind,
+        name: spec.name,
+        creatorId: parent.creatorId,
+        creator: parent.creator,
+        creatorRole: parent.creatorRole,
+        payload: spec.payload,
+        maxRetry: config.tasks.maxRetry[spec.kind],
+        ...(spec.totalBytes !== undefined && { totalBytes: spec.totalBytes }),
+        ...(spec.totalFiles !== undefined && { totalFiles: spec.totalFiles }),
+      },
+    ]);
+    if (child) events.emit(child);
+    this.wake([spec.kind]);
   }
 
   /** Record how an attempt ended. Every write is guarded by the lease, so a lost lease writes nothing. */

@@ -19,6 +19,31 @@ export interface TaskContext {
   resumed: boolean;
   /** Persist kind-specific resume state into the task's payload. */
   savePayload(payload: Record<string, unknown>): Promise<void>;
+  /**
+   * Queue a follow-up task (an offline download's transfer), owned by this task's creator.
+   * Idempotent on `id`: a resumed task that spawns the same id again creates nothing new.
+   */
+  spawn(spec: SpawnTask): Promise<void>;
+}
+
+/** A follow-up task; `id` is chosen by the spawning task so a repeat is recognised. */
+export interface SpawnTask {
+  id: string;
+  kind: TaskKind;
+  name: string;
+  payload: Record<string, unknown>;
+  totalBytes?: number;
+  totalFiles?: number;
+}
+
+/**
+ * True when the signal was aborted because a user canceled (or deleted) the task, as opposed to
+ * a shutdown or a lost lease, after which the task runs again and may resume. The runner aborts
+ * with `E_CANCELED` and the message `canceled` for exactly that case.
+ */
+export function canceledByUser(signal: AbortSignal): boolean {
+  const reason: unknown = signal.reason;
+  return signal.aborted && reason instanceof Error && reason.message === 'canceled';
 }
 
 /** Dependencies a kind needs outside a run (clean-up of discarded tasks). */
