@@ -1,13 +1,28 @@
 import type { TaskKind } from '../../config.ts';
+import type { OfflineTools } from '../../download/offline-tools.ts';
 import { copyKind } from './copy.ts';
 import { deleteKind } from './delete.ts';
 import type { TaskKindHandler } from './kind.ts';
 import { moveKind } from './move.ts';
+import { offlineDownloadKind } from './offline-download.ts';
+import { offlineTransferKind } from './offline-transfer.ts';
 import { uploadKind } from './upload.ts';
 
+/** What kinds need from outside the engine: the download tools shared by offline downloads. */
+export interface KindServices {
+  offline: OfflineTools;
+}
+
 /** The task kinds this build runs. Kinds without a handler stay queued until one exists. */
-export function builtinKinds(): Map<TaskKind, TaskKindHandler> {
+export function builtinKinds(services: KindServices): Map<TaskKind, TaskKindHandler> {
   return new Map<TaskKind, TaskKindHandler>(
-    [copyKind, moveKind, deleteKind, uploadKind].map((k) => [k.kind, k]),
+    [
+      copyKind,
+      moveKind,
+      deleteKind,
+      uploadKind,
+      offlineDownloadKind(services.offline),
+      offlineTransferKind,
+    ].map((k) => [k.kind, k]),
   );
 }
