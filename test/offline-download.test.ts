@@ -1,0 +1,479 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, it } from 'node:test';
+import { Aria2RpcError } from '../src/download/aria2.ts';
+import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { type S3Server, startS3Server } from './helpers/s3-server.ts';
+import { sha256File, writeRandomFile } from './helpers/tree.ts';
+
+/**
+ * Offline downloads end to end, with real tools on loopback: a node:http server the test
+ * controls (ranges on/off, redirects, Content-Disposition, a connection cut half-way, a slow
+ * trickle, 404), ferry's SimpleHttp, aria2c started by ferry itself, and s3rver as a non-Local
+ * destination.
+ */
+
+const SIZE = Number(process.env.FERRY_TEST_DOWNLOAD_MB ?? 200) * 1024 * 1024;
+
+/** True when aria2c is installed; a laptop without it skips those tests, CI (which installs it) fails. */
+function aria2Available(): boolean {
+  if (spawnSync('aria2c', ['--version'], { stdio: 'ignore' }).status === 0) return true;
+  if (process.env.CI === 'true') throw new Error('aria2c is required under CI (apt-get install aria2)');
+  process.stderr.write('# skipping aria2 tests: aria2c is not installed (apt-get install aria2)\n');
+  return false;
+}
+
+interface Seen {
+  path: string;
+  range: string | undefined;
+  ifRange: string | undefined;
+  status: number;
+}
+
+/** The origin server: `/range/<name>` honours Range/If-Range, `/plain/<name>` ignores it. */
+class Origin {
+  server!: Server;
+  seen: Seen[] = [];
+  /** Cut the connection of the next request to `path` after this many body bytes. */
+  cut = new Map<string, number>();
+  /** Serve the next request to `path` at this many bytes per second. */
+  throttle = new Map<string, number>();
+  base = '';
+
+  constructor(private readonly file: string) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch(() => res.destroy());
+    });
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  requests(path: string): Seen[] {
+    return this.seen.filter((s) => s.path === path);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.base);
+    const path = url.pathname;
+    const record = (status: number) =>
+      this.seen.push({
+        path,
+        range: req.headers.range,
+        ifRange: req.headers['if-range'] as string | undefined,
+        status,
+      });
+    const size = (await stat(this.file)).size;
+    if (path.startsWith('/redirect')) {
+      record(302);
+      res.writeHead(302, { location: url.searchParams.get('to') ?? '/' }).end();
+      return;
+    }
+    if (path === '/missing') {
+      record(404);
+      res.writeHead(404).end('no such file');
+      return;
+    }
+    if (path === '/slow') {
+      record(200);
+      res.writeHead(200, { 'content-length': size, etag: '"slow"' });
+      const timer = setInterval(() => res.write(Buffer.alloc(1024)), 50);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    const ranges = path.startsWith('/range/') || path.startsWith('/cd/');
+    const etag = '"v1"';
+    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream' };
+    if (ranges) Object.assign(headers, { etag, 'accept-ranges': 'bytes' });
+    if (path.startsWith('/cd/'))
+      headers['content-disposition'] =
+        `attachment; filename="fallback.bin"; filename*=UTF-8''r%C3%A9sum%C3%A9%20file.bin`;
+    // Ranges as a server with ETags does them: `bytes=N-` or `bytes=N-M`, honoured unless If-Range no longer matches.
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    const ifRange = req.headers['if-range'];
+    let [start, end] = [0, size - 1];
+    if (ranges && m && (!ifRange || ifRange === etag) && Number(m[1]) < size) {
+      start = Number(m[1]);
+      if (m[2]) end = Math.min(end, Number(m[2]));
+    }
+    const status = m && (start > 0 || end < size - 1) ? 206 : 200;
+    record(status);
+    if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    headers['content-length'] = end - start + 1;
+    res.writeHead(status, headers);
+    const cutAt = this.cut.get(path);
+    this.cut.delete(path);
+    const rate = this.throttle.get(path);
+    this.throttle.delete(path);
+    let sent = 0;
+    const cutter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        if (rate !== undefined) {
+          sent += chunk.length;
+          setTimeout(() => done(null, chunk), (chunk.length / rate) * 1000);
+          return;
+        }
+        if (cutAt !== undefined && sent + chunk.length > cutAt) {
+          done(null, chunk.subarray(0, cutAt - sent));
+          // Let the bytes before the cut go out, then drop the connection mid-body.
+          setImmediate(() => res.socket?.destroy());
+          return;
+        }
+        sent += chunk.length;
+        done(null, chunk);
+      },
+    });
+    await pipeline(createReadStream(this.file, { start, end }), cutter, res).catch(() => undefined);
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+interface TaskView {
+  id: string;
+  name: string;
+  state: string;
+  error: string;
+  progress: number;
+  retries: number;
+  creator: string;
+}
+
+const enabledAria2 = aria2Available();
+
+describe('offline download', () => {
+  let h: Harness;
+  let origin: Origin;
+  let s3: S3Server;
+  let sha = '';
+  let source = '';
+
+  const info = async (type: string, id: string) =>
+    (await h.json<TaskView[]>('POST', `/api/task/${type}/info?tid=${id}`, { token: h.adminToken })).data?.[0];
+
+  const finished = (type: string, id: string, timeoutMs = 60_000) =>
+    waitFor(
+      async () => {
+        const t = await info(type, id);
+        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+      },
+      timeoutMs,
+      `${type} ${id} to finish`,
+      50,
+    );
+
+  const add = async (body: Record<string, unknown>, token = h.adminToken) =>
+    h.json<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', { token, body });
+
+  /** Add one download and return its task id (asserting the request was accepted). */
+  const start = async (
+    url: string,
+    path: string,
+    tool = 'SimpleHttp',
+    extra: Record<string, unknown> = {},
+  ) => {
+    const res = await add({ urls: [url], path, tool, ...extra });
+    assert.equal(res.code, 200, res.message);
+    const task = res.data.tasks[0];
+    assert.ok(task);
+    return task;
+  };
+
+  /** The download, then its transfer, both succeeded; returns the transfer. */
+  const bothSucceed = async (id: string) => {
+    const dl = await finished('offline_download', id);
+    assert.equal(dl.state, 'succeeded', dl.error);
+    assert.equal(dl.progress, 100);
+    const tr = await finished('offline_download_transfer', `${id}-t0`);
+    assert.equal(tr.state, 'succeeded', tr.error);
+    return { dl, tr };
+  };
+
+  const area = (id: string) => join(h.dataDir, 'offline', id);
+  const gone = async (path: string) =>
+    stat(path).then(
+      () => false,
+      () => true,
+    );
+
+  before(async () => {
+    const t0 = Date.now();
+    h = await startHarness({
+      tasks: { retryBaseDelayMs: 200, retryMaxDelayMs: 1000 },
+      offlineDownload: { aria2: { options: { split: '1', 'max-connection-per-server': '1' } } },
+    });
+    source = join(h.dataDir, 'source.bin');
+    sha = await writeRandomFile(source, SIZE);
+    origin = new Origin(source);
+    await origin.start();
+    s3 = await startS3Server();
+    const res = await h.json('POST', '/api/admin/storage/create', {
+      token: h.adminToken,
+      body: {
+        mount_path: '/s3',
+        driver: 'S3',
+        addition: JSON.stringify({
+          bucket: s3.bucket,
+          endpoint: s3.endpoint,
+          region: 'us-east-1',
+          access_key_id: s3.accessKeyId,
+          secret_access_key: s3.secretAccessKey,
+          force_path_style: true,
+          root_folder_path: '/',
+        }),
+      },
+    });
+    assert.equal(res.code, 200, res.message);
+    process.stderr.write(`# setup (${SIZE / 1048576} MB source) took ${Date.now() - t0} ms\n`);
+  });
+
+  after(async () => {
+    const pid = h?.core.offline.aria2Pid;
+    await h?.close();
+    await origin?.close();
+    await s3?.close();
+    if (pid !== undefined) assert.throws(() => process.kill(pid, 0), 'aria2c stopped with the core');
+  });
+
+  it('SimpleHttp: a connection cut half-way resumes with Range and lands byte-identical', async () => {
+    origin.cut.set('/range/big.bin', Math.floor(SIZE / 2));
+    const task = await start(`${origin.base}/range/big.bin`, '/local/dl');
+    assert.equal(task.name, 'download big.bin to (/local/dl)');
+    const { dl, tr } = await bothSucceed(task.id);
+    assert.ok(dl.retries >= 1, 'the cut cost one attempt');
+    const ranged = origin.requests('/range/big.bin').filter((s) => s.range);
+    assert.ok(ranged.length >= 1, 'the retry asked for a range');
+    const from = Number(/^bytes=(\d+)-$/.exec(ranged[0]?.range ?? '')?.[1]);
+    assert.ok(from > 0 && from <= SIZE / 2, `resumed from byte ${from}`);
+    assert.equal(ranged[0]?.ifRange, '"v1"', 'the resume is conditional on the ETag');
+    assert.equal(ranged[0]?.status, 206);
+    const partial = join(area(task.id), 'done', 'big.bin');
+    assert.equal(tr.name, `transfer [](${partial}) to [/local](/dl)`);
+    assert.equal(tr.creator, 'admin');
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'dl', 'big.bin')), sha);
+    assert.ok(await gone(area(task.id)), 'delete_on_upload_succeed removed the download');
+  });
+
+  it('SimpleHttp: a restart mid-download (workers stopped, task back in the queue) resumes from the partial file', async () => {
+    origin.throttle.set('/range/restart.bin', 8 * 1024 * 1024);
+    const task = await start(`${origin.base}/range/restart.bin`, '/local/restart');
+    const partial = join(area(task.id), 'partial');
+    await waitFor(
+      async () => ((await stat(partial).catch(() => null))?.size ?? 0) >= 1024 * 1024 || undefined,
+      10_000,
+      'a first MiB',
+    );
+    await h.core.runner.stop();
+    assert.equal((await info('offline_download', task.id))?.state, 'pending', 'back in the queue');
+    const have = (await stat(partial)).size;
+    h.core.runner.start();
+    await bothSucceed(task.id);
+    const ranged = origin.requests('/range/restart.bin').filter((r) => r.status === 206);
+    const from = Number(/^bytes=(\d+)-$/.exec(ranged[0]?.range ?? '')?.[1]);
+    assert.ok(from >= have && from > 0, `resumed from byte ${from} (had ${have})`);
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'restart', 'restart.bin')), sha);
+  });
+
+  it('SimpleHttp: a server without ranges is fetched again from the start after a cut', async () => {
+    origin.cut.set('/plain/big.bin', Math.floor(SIZE / 3));
+    const task = await start(`${origin.base}/plain/big.bin`, '/local/plain');
+    const { dl } = await bothSucceed(task.id);
+    assert.ok(dl.retries >= 1);
+    // No validators were offered, so nothing was resumed: every request was a full GET.
+    assert.ok(origin.requests('/plain/big.bin').every((s) => !s.range && s.status === 200));
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'plain', 'big.bin')), sha);
+  });
+
+  it('SimpleHttp: follows a redirect and names the file from Content-Disposition (filename*)', async () => {
+    const task = await start(`${origin.base}/redirect/go?to=/cd/ignored.bin`, '/local/cd');
+    assert.equal(task.name, 'download go to (/local/cd)');
+    await bothSucceed(task.id);
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'cd', 'résumé file.bin')), sha);
+  });
+
+  it('SimpleHttp: cancel of a slow download → canceled within 1 s, temp files gone', async () => {
+    const task = await start(`${origin.base}/slow`, '/local/slow');
+    await waitFor(
+      async () =>
+        ((await stat(join(area(task.id), 'partial')).catch(() => null))?.size ?? 0) > 0 || undefined,
+      10_000,
+      'bytes to arrive',
+    );
+    const asked = Date.now();
+    const res = await h.json('POST', `/api/task/offline_download/cancel?tid=${task.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal(res.code, 200, res.message);
+    const ended = await finished('offline_download', task.id, 5000);
+    const took = Date.now() - asked;
+    assert.equal(ended.state, 'canceled');
+    process.stderr.write(`# SimpleHttp cancel took ${took} ms\n`);
+    assert.ok(took < 1000, `canceled after ${took} ms`);
+    assert.ok(await gone(area(task.id)), 'the partial download is removed');
+    assert.ok(await gone(join(h.dataDir, 'files', 'slow')), 'nothing at the destination');
+  });
+
+  it('bad input: refused with a clear message, or a task that fails clearly; never a 500', async () => {
+    const refused = [
+      [{ urls: ['file:///etc/passwd'], path: '/local' }, 400, /unsupported URL scheme file:/],
+      [{ urls: ['gopher://example.com/'], path: '/local' }, 400, /unsupported URL scheme/],
+      [{ urls: ['not a url'], path: '/local' }, 400, /not a URL/],
+      [{ urls: ['ftp://example.com/a'], path: '/local', tool: 'SimpleHttp' }, 400, /use aria2/],
+      [
+        { urls: ['http://169.254.169.254/latest/meta-data'], path: '/local' },
+        403,
+        /169\.254\.169\.254 is blocked/,
+      ],
+      [{ urls: ['http://[::ffff:169.254.169.254]/'], path: '/local' }, 403, /is blocked/],
+      [{ urls: ['http://100.100.100.200/'], path: '/local' }, 403, /is blocked/],
+      [{ urls: ['http://metadata.google.internal/'], path: '/local' }, 403, /is blocked/],
+      [{ urls: [], path: '/local' }, 400, /non-empty/],
+      [{ urls: ['http://a/'], path: '/local', tool: 'qBittorrent' }, 400, /unknown offline download tool/],
+      [{ urls: ['http://a/'], path: '/local', delete_policy: 'sometimes' }, 400, /delete_policy/],
+      [{ urls: ['http://a/'], path: '/../etc' }, 403, /\.\./],
+      [{ urls: ['http://a/'], path: '/nowhere' }, 404, /storage/],
+    ] as const;
+    for (const [body, code, message] of refused) {
+      const res = await add(body);
+      assert.equal(res.code, code, `${JSON.stringify(body)}: ${res.message}`);
+      assert.match(res.message, message);
+    }
+    // A guest and a user without the permission are refused.
+    const plain = await h.user('nodl', { permission: 0xfc & ~(1 << 2) });
+    assert.equal((await add({ urls: [`${origin.base}/range/big.bin`], path: '/local' }, plain)).code, 403);
+
+    // 404: the task fails at once (no retries) with the status in its error.
+    const missing = await start(`${origin.base}/missing`, '/local/x');
+    const failed = await finished('offline_download', missing.id);
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.retries, 1, 'one attempt, no retry');
+    assert.match(failed.error, /HTTP 404/);
+
+    // A redirect to a blocked address fails the task on that hop.
+    const hop = await start(`${origin.base}/redirect/x?to=http://169.254.169.254/latest`, '/local/x');
+    const blocked = await finished('offline_download', hop.id);
+    assert.equal(blocked.state, 'failed');
+    assert.match(blocked.error, /169\.254\.169\.254 is blocked/);
+    assert.ok(await gone(join(h.dataDir, 'files', 'x')), 'nothing arrived');
+  });
+
+  it('to S3: the file arrives byte-identical; delete_never keeps the download, the default removes it', async () => {
+    const keep = await start(`${origin.base}/range/big.bin`, '/s3/keep', 'SimpleHttp', {
+      delete_policy: 'delete_never',
+    });
+    const drop = await start(`${origin.base}/range/big.bin`, '/s3/drop', 'SimpleHttp');
+    for (const [task, dir] of [
+      [keep, 'keep'],
+      [drop, 'drop'],
+    ] as const) {
+      await bothSucceed(task.id);
+      const r = h.core.mounts.resolve(`/s3/${dir}/big.bin`);
+      const hash = createHash('sha256');
+      for await (const chunk of await r.driver.read(r.path)) hash.update(chunk as Buffer);
+      assert.equal(hash.digest('hex'), sha, `${dir}: byte-identical in S3`);
+    }
+    assert.equal(await sha256File(join(area(keep.id), 'done', 'big.bin')), sha, 'delete_never kept it');
+    assert.ok(await gone(area(drop.id)), 'delete_on_upload_succeed removed it');
+    // Deleting the delete_never tasks leaves the kept file; that is what the policy asks.
+    const del = await h.json('POST', `/api/task/offline_download_transfer/delete?tid=${keep.id}-t0`, {
+      token: h.adminToken,
+    });
+    assert.equal(del.code, 200, del.message);
+    assert.ok(!(await gone(join(area(keep.id), 'done', 'big.bin'))));
+  });
+
+  describe('aria2 (ferry starts its own aria2c)', { skip: !enabledAria2 }, () => {
+    it('a connection cut half-way resumes with Range; byte-identical at the destination', async () => {
+      origin.cut.set('/range/a2.bin', Math.floor(SIZE / 2));
+      const task = await start(`${origin.base}/range/a2.bin`, '/local/a2', 'aria2');
+      const dl = await finished('offline_download', task.id);
+      assert.equal(dl.state, 'succeeded', `${dl.error} ${JSON.stringify(origin.requests('/range/a2.bin'))}`);
+      await bothSucceed(task.id);
+      const ranged = origin.requests('/range/a2.bin').filter((s) => s.status === 206);
+      assert.ok(
+        ranged.length >= 1,
+        `aria2 resumed with a range: ${JSON.stringify(origin.requests('/range/a2.bin'))}`,
+      );
+      const from = Number(/^bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1]);
+      assert.ok(from > 0, `resumed from byte ${from}`);
+      assert.equal(await sha256File(join(h.dataDir, 'files', 'a2', 'a2.bin')), sha);
+      assert.ok(await gone(area(task.id)));
+    });
+
+    it('a restart mid-download re-adds the URL and aria2 continues its partial file', async () => {
+      origin.throttle.set('/range/a2r.bin', 8 * 1024 * 1024);
+      const task = await start(`${origin.base}/range/a2r.bin`, '/local/a2r', 'aria2');
+      const file = join(area(task.id), 'aria2', 'a2r.bin');
+      await waitFor(
+        async () => ((await stat(file).catch(() => null))?.size ?? 0) >= 1024 * 1024 || undefined,
+        10_000,
+        'a first MiB',
+      );
+      await h.core.runner.stop();
+      h.core.runner.start();
+      await bothSucceed(task.id);
+      const ranged = origin.requests('/range/a2r.bin').filter((r) => r.status === 206);
+      const from = Number(/^bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1]);
+      assert.ok(from > 0, `resumed from byte ${from}: ${JSON.stringify(origin.requests('/range/a2r.bin'))}`);
+      assert.equal(await sha256File(join(h.dataDir, 'files', 'a2r', 'a2r.bin')), sha);
+    });
+
+    it('cancel of a slow download → canceled within 1 s, aria2 forgot it, temp files gone', async () => {
+      const task = await start(`${origin.base}/slow`, '/local/a2slow', 'aria2');
+      const running = await waitFor(
+        async () => {
+          const t = await h.core.tasks.get(
+            { id: 1, username: 'admin', role: 2, basePath: '/', permission: 0 },
+            task.id,
+          );
+          return typeof t.payload.gid === 'string' && t.doneBytes > 0 ? t : undefined;
+        },
+        10_000,
+        'aria2 to receive bytes',
+      );
+      const gid = running.payload.gid as string;
+      const aria2 = await h.core.offline.aria2();
+      assert.equal((await aria2.tellStatus(gid)).status, 'active');
+      const asked = Date.now();
+      const res = await h.json('POST', `/api/task/offline_download/cancel?tid=${task.id}`, {
+        token: h.adminToken,
+      });
+      assert.equal(res.code, 200, res.message);
+      const ended = await finished('offline_download', task.id, 5000);
+      const took = Date.now() - asked;
+      assert.equal(ended.state, 'canceled');
+      process.stderr.write(`# aria2 cancel took ${took} ms\n`);
+      assert.ok(took < 1000, `canceled after ${took} ms`);
+      await assert.rejects(aria2.tellStatus(gid), Aria2RpcError, 'aria2 no longer knows the gid');
+      const active = await aria2.call<{ gid: string }[]>('aria2.tellActive', [['gid']]);
+      assert.ok(!active.some((a) => a.gid === gid));
+      assert.ok(await gone(area(task.id)), 'temp files removed');
+    });
+
+    it('aria2 refuses what it cannot fetch: a 404 fails the task without retries', async () => {
+      const task = await start(`${origin.base}/missing`, '/local/a2x', 'aria2');
+      const failed = await finished('offline_download', task.id);
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.error, /aria2/);
+      assert.equal(failed.retries, 1);
+    });
+  });
+
+  it('lists the tools', async () => {
+    const res = await h.json<string[]>('GET', '/api/public/offline_download_tools');
+    assert.deepEqual(res.data, ['SimpleHttp', 'aria2']);
+    assert.ok((await readdir(h.dataDir)).includes('offline'));
+  });
+});
