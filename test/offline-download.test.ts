@@ -353,6 +353,9 @@ describe('offline download', () => {
     // A guest and a user without the permission are refused.
     const plain = await h.user('nodl', { permission: 0xfc & ~(1 << 2) });
     assert.equal((await add({ urls: [`${origin.base}/range/big.bin`], path: '/local' }, plain)).code, 403);
+    const guest = await h.user('visitor', { role: 1 });
+    const asGuest = await add({ urls: [`${origin.base}/range/big.bin`], path: '/local' }, guest);
+    assert.deepEqual(asGuest, { code: 403, message: 'You are a guest', data: null });
 
     // 404: the task fails at once (no retries) with the status in its error.
     const missing = await start(`${origin.base}/missing`, '/local/x');

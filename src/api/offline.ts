@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { can } from '../auth/roles.ts';
+import { can, isGuest } from '../auth/roles.ts';
 import { nameFromUrl } from '../download/file-name.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../download/url-policy.ts';
 import { FerryError } from '../errors.ts';
@@ -38,6 +38,8 @@ export async function offlineRoutes(app: FastifyInstance): Promise<void> {
   app.post('/api/fs/add_offline_download', async (request, reply) => {
     try {
       const principal = await principalOf(request);
+      // Before the permission check: a guest hears that it is a guest, as on every task route.
+      if (isGuest(principal)) throw new FerryError('E_GUEST', 'You are a guest');
       if (!can(principal, 'OFFLINE_DOWNLOAD'))
         throw new FerryError('E_FORBIDDEN', 'permission denied: offline download');
       const b = request.body;
