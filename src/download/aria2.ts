@@ -163,6 +163,13 @@ export class Aria2Daemon {
     try {
       await spawned;
     } catch (err) {
+      // Not installed: a retry would not help; say what to do.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new FerryError(
+          'E_BAD_REQUEST',
+          `the aria2 tool is not available: ${options.binary} is not installed (or set offlineDownload.aria2.rpcUrl)`,
+          { cause: err },
+        );
       throw new FerryError('E_BACKEND', `cannot start ${options.binary}: ${(err as Error).message}`, {
         cause: err,
       });
