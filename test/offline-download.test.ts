@@ -297,9 +297,21 @@ describe('offline download', () => {
   });
 
   it('SimpleHttp: follows a redirect and names the file from Content-Disposition (filename*)', async () => {
-    const task = await start(`${origin.base}/redirect/go?to=/cd/ignored.bin`, '/local/cd');
+    // As a general user: the transfer is theirs too, and visible to them.
+    const user = await h.user('downloader');
+    const res = await add(
+      { urls: [`${origin.base}/redirect/go?to=/cd/ignored.bin`], path: '/local/cd' },
+      user,
+    );
+    assert.equal(res.code, 200, res.message);
+    const task = res.data.tasks[0] as TaskView;
     assert.equal(task.name, 'download go to (/local/cd)');
-    await bothSucceed(task.id);
+    const { tr } = await bothSucceed(task.id);
+    assert.equal(tr.creator, 'downloader');
+    const mine = await h.json<TaskView[]>('POST', `/api/task/offline_download_transfer/info?tid=${tr.id}`, {
+      token: user,
+    });
+    assert.equal(mine.code, 200, mine.message);
     assert.equal(await sha256File(join(h.dataDir, 'files', 'cd', 'résumé file.bin')), sha);
   });
 
@@ -363,6 +375,12 @@ describe('offline download', () => {
     assert.equal(failed.state, 'failed');
     assert.equal(failed.retries, 1, 'one attempt, no retry');
     assert.match(failed.error, /HTTP 404/);
+    assert.ok(!(await gone(area(missing.id))), 'a failed download keeps its area until deleted');
+    const del = await h.json('POST', `/api/task/offline_download/delete?tid=${missing.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal(del.code, 200, del.message);
+    assert.ok(await gone(area(missing.id)), 'deleting the task freed its area');
 
     // A redirect to a blocked address fails the task on that hop.
     const hop = await start(`${origin.base}/redirect/x?to=http://169.254.169.254/latest`, '/local/x');
@@ -370,6 +388,46 @@ describe('offline download', () => {
     assert.equal(blocked.state, 'failed');
     assert.match(blocked.error, /169\.254\.169\.254 is blocked/);
     assert.ok(await gone(join(h.dataDir, 'files', 'x')), 'nothing arrived');
+  });
+
+  it('a DNS name that resolves to a denied address is refused on connect (the lookup hook)', async () => {
+    const strict = await startHarness({
+      offlineDownload: { denyHosts: ['127.0.0.0/8', '::1/128'] },
+    });
+    try {
+      const port = new URL(origin.base).port;
+      const before = origin.seen.length;
+      // The name itself is not denied, so the request is accepted; the connection is not.
+      const res = await strict.json<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
+        token: strict.adminToken,
+        body: { urls: [`http://localhost:${port}/range/big.bin`], path: '/local/dns' },
+      });
+      assert.equal(res.code, 200, res.message);
+      const id = res.data.tasks[0]?.id;
+      const t = await waitFor(
+        async () => {
+          const r = await strict.json<TaskView[]>('POST', `/api/task/offline_download/info?tid=${id}`, {
+            token: strict.adminToken,
+          });
+          const task = r.data[0];
+          return task && ['failed', 'succeeded'].includes(task.state) ? task : undefined;
+        },
+        10_000,
+        'the refused download',
+      );
+      assert.equal(t.state, 'failed');
+      assert.match(t.error, /localhost \((127\.0\.0\.1|::1)\) is blocked by offlineDownload\.denyHosts/);
+      assert.equal(t.retries, 1, 'refused for good, not retried');
+      assert.equal(origin.seen.length, before, 'the origin never saw a request');
+      // And a literal loopback address is refused before any task exists.
+      const literal = await strict.json('POST', '/api/fs/add_offline_download', {
+        token: strict.adminToken,
+        body: { urls: [`http://127.0.0.1:${port}/x`], path: '/local' },
+      });
+      assert.equal(literal.code, 403);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('to S3: the file arrives byte-identical; delete_never keeps the download, the default removes it', async () => {
