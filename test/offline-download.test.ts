@@ -2,15 +2,20 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/core.ts';
 import { Aria2RpcError } from '../src/download/aria2.ts';
-import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { ADMIN_PASSWORD, type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { sha256File, writeRandomFile } from './helpers/tree.ts';
 
@@ -46,6 +51,8 @@ class Origin {
   cut = new Map<string, number>();
   /** Serve the next request to `path` at this many bytes per second. */
   throttle = new Map<string, number>();
+  /** The representation's ETag; change it to say "the file changed". */
+  etag = '"v1"';
   base = '';
 
   constructor(private readonly file: string) {}
@@ -91,7 +98,7 @@ class Origin {
       return;
     }
     const ranges = path.startsWith('/range/') || path.startsWith('/cd/');
-    const etag = '"v1"';
+    const etag = this.etag;
     const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream' };
     if (ranges) Object.assign(headers, { etag, 'accept-ranges': 'bytes' });
     if (path.startsWith('/cd/'))
@@ -266,24 +273,21 @@ describe('offline download', () => {
     assert.ok(await gone(area(task.id)), 'delete_on_upload_succeed removed the download');
   });
 
-  it('SimpleHttp: a restart mid-download (workers stopped, task back in the queue) resumes from the partial file', async () => {
-    origin.throttle.set('/range/restart.bin', 8 * 1024 * 1024);
-    const task = await start(`${origin.base}/range/restart.bin`, '/local/restart');
-    const partial = join(area(task.id), 'partial');
-    await waitFor(
-      async () => ((await stat(partial).catch(() => null))?.size ?? 0) >= 1024 * 1024 || undefined,
-      10_000,
-      'a first MiB',
-    );
-    await h.core.runner.stop();
-    assert.equal((await info('offline_download', task.id))?.state, 'pending', 'back in the queue');
-    const have = (await stat(partial)).size;
-    h.core.runner.start();
-    await bothSucceed(task.id);
-    const ranged = origin.requests('/range/restart.bin').filter((r) => r.status === 206);
-    const from = Number(/^bytes=(\d+)-$/.exec(ranged[0]?.range ?? '')?.[1]);
-    assert.ok(from >= have && from > 0, `resumed from byte ${from} (had ${have})`);
-    assert.equal(await sha256File(join(h.dataDir, 'files', 'restart', 'restart.bin')), sha);
+  it('SimpleHttp: when the file changed between attempts (ETag), the If-Range resume gets 200 and starts over', async () => {
+    origin.cut.set('/range/changed.bin', Math.floor(SIZE / 4));
+    const task = await start(`${origin.base}/range/changed.bin`, '/local/changed');
+    await waitFor(async () => (origin.requests('/range/changed.bin').length >= 1 ? true : undefined), 10_000);
+    origin.etag = '"v2"';
+    try {
+      const { dl } = await bothSucceed(task.id);
+      assert.ok(dl.retries >= 1);
+    } finally {
+      origin.etag = '"v1"';
+    }
+    const retry = origin.requests('/range/changed.bin')[1];
+    assert.equal(retry?.ifRange, '"v1"', 'the retry asked for the old version');
+    assert.equal(retry?.status, 200, 'the server sent the whole new version');
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'changed', 'changed.bin')), sha);
   });
 
   it('SimpleHttp: a server without ranges is fetched again from the start after a cut', async () => {
@@ -473,24 +477,6 @@ describe('offline download', () => {
       assert.ok(await gone(area(task.id)));
     });
 
-    it('a restart mid-download re-adds the URL and aria2 continues its partial file', async () => {
-      origin.throttle.set('/range/a2r.bin', 8 * 1024 * 1024);
-      const task = await start(`${origin.base}/range/a2r.bin`, '/local/a2r', 'aria2');
-      const file = join(area(task.id), 'aria2', 'a2r.bin');
-      await waitFor(
-        async () => ((await stat(file).catch(() => null))?.size ?? 0) >= 1024 * 1024 || undefined,
-        10_000,
-        'a first MiB',
-      );
-      await h.core.runner.stop();
-      h.core.runner.start();
-      await bothSucceed(task.id);
-      const ranged = origin.requests('/range/a2r.bin').filter((r) => r.status === 206);
-      const from = Number(/^bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1]);
-      assert.ok(from > 0, `resumed from byte ${from}: ${JSON.stringify(origin.requests('/range/a2r.bin'))}`);
-      assert.equal(await sha256File(join(h.dataDir, 'files', 'a2r', 'a2r.bin')), sha);
-    });
-
     it('cancel of a slow download → canceled within 1 s, aria2 forgot it, temp files gone', async () => {
       const task = await start(`${origin.base}/slow`, '/local/a2slow', 'aria2');
       const running = await waitFor(
@@ -530,6 +516,101 @@ describe('offline download', () => {
       assert.match(failed.error, /aria2/);
       assert.equal(failed.retries, 1);
     });
+  });
+
+  it('a restart (ferry closed mid-download, started again on its data dir) resumes with Range, both tools', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'ferry-restart-'));
+    const open = async () => {
+      const config = await loadConfig(
+        { FERRY_DATA_DIR: dataDir, FERRY_ADMIN_PASSWORD: ADMIN_PASSWORD },
+        { sqliteSynchronous: 'NORMAL', tasks: { pollIntervalMs: 50, progressIntervalMs: 100 } },
+      );
+      const core = await startCore(config, pino({ level: 'silent' }));
+      const app = await buildApp(core);
+      await app.ready();
+      const login = await app.inject({
+        method: 'POST',
+        url: '/api/auth/login',
+        payload: { username: 'admin', password: ADMIN_PASSWORD },
+      });
+      const token = login.json().data.token as string;
+      const api = async <T>(url: string, payload?: unknown) =>
+        (
+          await app.inject({
+            method: 'POST',
+            url,
+            headers: { authorization: token },
+            ...(payload !== undefined && { payload: payload as Record<string, unknown> }),
+          })
+        ).json() as { code: number; message: string; data: T };
+      return {
+        core,
+        api,
+        async close() {
+          await app.close();
+          await core.close();
+        },
+      };
+    };
+    let ferry = await open();
+    try {
+      const tools = enabledAria2 ? (['SimpleHttp', 'aria2'] as const) : (['SimpleHttp'] as const);
+      const started: { tool: string; id: string; path: string; partial: string }[] = [];
+      for (const tool of tools) {
+        const path = `/range/restart-${tool}.bin`;
+        origin.throttle.set(path, 8 * 1024 * 1024);
+        const res = await ferry.api<{ tasks: TaskView[] }>('/api/fs/add_offline_download', {
+          urls: [`${origin.base}${path}`],
+          path: '/local/restart',
+          tool,
+        });
+        assert.equal(res.code, 200, res.message);
+        const id = res.data.tasks[0]?.id as string;
+        const dir = join(dataDir, 'offline', id);
+        const partial = tool === 'aria2' ? join(dir, 'aria2', `restart-${tool}.bin`) : join(dir, 'partial');
+        started.push({ tool, id, path, partial });
+      }
+      for (const { partial } of started)
+        await waitFor(
+          async () => ((await stat(partial).catch(() => null))?.size ?? 0) >= 1024 * 1024 || undefined,
+          10_000,
+          `a first MiB in ${partial}`,
+        );
+      const aria2Pid = ferry.core.offline.aria2Pid;
+      await ferry.close();
+      if (aria2Pid !== undefined) assert.throws(() => process.kill(aria2Pid, 0), 'aria2c stopped with ferry');
+      const had = new Map(
+        await Promise.all(started.map(async (s) => [s.tool, (await stat(s.partial)).size] as const)),
+      );
+      ferry = await open();
+      for (const { tool, id, path } of started) {
+        for (const [type, tid] of [
+          ['offline_download', id],
+          ['offline_download_transfer', `${id}-t0`],
+        ] as const) {
+          const t = await waitFor(
+            async () => {
+              const r = await ferry.api<TaskView[]>(`/api/task/${type}/info?tid=${tid}`);
+              const task = r.data?.[0];
+              return task && ['succeeded', 'failed', 'canceled'].includes(task.state) ? task : undefined;
+            },
+            60_000,
+            `${tool} ${type}`,
+          );
+          assert.equal(t.state, 'succeeded', `${tool} ${type}: ${t.error}`);
+        }
+        const ranged = origin.requests(path).filter((r) => r.status === 206);
+        const from = Number(/^bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1]);
+        assert.ok(
+          from > 0 && from >= (had.get(tool) ?? 0) - 1024 * 1024,
+          `${tool} resumed from byte ${from}`,
+        );
+        assert.equal(await sha256File(join(dataDir, 'files', 'restart', `restart-${tool}.bin`)), sha, tool);
+      }
+    } finally {
+      await ferry.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('lists the tools', async () => {
