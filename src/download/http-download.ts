@@ -4,7 +4,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { OfflineDownloadConfig } from '../config.ts';
-import { FerryError } from '../errors.ts';
+import { FerryError, fromFsError } from '../errors.ts';
 import { nameFromDisposition, nameFromUrl } from './file-name.ts';
 import type { HostPolicy } from './url-policy.ts';
 
@@ -208,6 +208,9 @@ function downloadError(err: unknown, signal: AbortSignal, url: URL): Error {
     err instanceof errors.BodyTimeoutError
   )
     return new FerryError('E_BACKEND', `timed out talking to ${host}: ${e.message}`, { cause: err });
+  // Our own side failing (disk full, permissions) says so, with ferry's code for it.
+  if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EACCES' || e.code === 'EROFS')
+    return fromFsError(err, 'the offline download area');
   if (e.code === 'ECONNREFUSED')
     return new FerryError('E_BACKEND', `connection refused by ${host}`, { cause: err });
   return new FerryError('E_BACKEND', `download from ${host} interrupted: ${e.message ?? String(err)}`, {
