@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -457,6 +457,26 @@ describe('offline download', () => {
     });
     assert.equal(del.code, 200, del.message);
     assert.ok(!(await gone(join(area(keep.id), 'done', 'big.bin'))));
+  });
+
+  it('delete_on_upload_failed removes the download when the transfer fails for good; delete_always after success', async () => {
+    // A folder where the file should go: the transfer cannot place it, and retrying will not help.
+    await mkdir(join(h.dataDir, 'files', 'clash', 'big.bin'), { recursive: true });
+    const failing = await start(`${origin.base}/range/big.bin`, '/local/clash', 'SimpleHttp', {
+      delete_policy: 'delete_on_upload_failed',
+    });
+    const always = await start(`${origin.base}/range/big.bin`, '/local/always', 'SimpleHttp', {
+      delete_policy: 'delete_always',
+    });
+    assert.equal((await finished('offline_download', failing.id)).state, 'succeeded');
+    const tr = await finished('offline_download_transfer', `${failing.id}-t0`);
+    assert.equal(tr.state, 'failed');
+    assert.match(tr.error, /big\.bin/);
+    assert.equal(tr.retries, 1, `failed for good at once: ${tr.error}`);
+    assert.ok(await gone(area(failing.id)), 'the download went with the failure');
+    await bothSucceed(always.id);
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'always', 'big.bin')), sha);
+    assert.ok(await gone(area(always.id)), 'and with the success');
   });
 
   describe('aria2 (ferry starts its own aria2c)', { skip: !enabledAria2 }, () => {
