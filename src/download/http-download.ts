@@ -51,8 +51,9 @@ export class HttpDownloader {
     });
   }
 
+  /** Drop every connection at once; called at shutdown, after the running downloads were aborted. */
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.agent.destroy();
   }
 
   /** Download to `partPath` until complete; returns the file name and size. Errors: see `downloadError`. */
@@ -65,8 +66,11 @@ export class HttpDownloader {
     );
     // Resume only what can be verified: a validator for If-Range is required.
     let offset = have > 0 && (state.etag || state.lastModified) ? have : 0;
+    // The response being read: destroyed on any failure, so no body keeps its connection busy.
+    let current: Dispatcher.ResponseData | null = null;
     try {
       let res = await this.fetch(options.url, signal, offset > 0 ? rangeHeaders(offset, state) : {});
+      current = res.response;
       if (offset > 0 && res.response.statusCode === 416 && state.size === offset) {
         await res.response.body.dump();
         return { fileName: state.fileName ?? nameFromUrl(res.url), size: offset };
@@ -76,6 +80,7 @@ export class HttpDownloader {
         await res.response.body.dump().catch(() => undefined);
         offset = 0;
         res = await this.fetch(options.url, signal, {});
+        current = res.response;
       }
       const { response } = res;
       checkStatus(response, res.url);
@@ -121,6 +126,7 @@ export class HttpDownloader {
         throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
       return { fileName, size: written };
     } catch (err) {
+      current?.body.destroy();
       throw downloadError(err, signal, options.url);
     }
   }
