@@ -321,12 +321,22 @@ describe('offline download', () => {
 
   it('SimpleHttp: cancel of a slow download → canceled within 1 s, temp files gone', async () => {
     const task = await start(`${origin.base}/slow`, '/local/slow');
-    await waitFor(
-      async () =>
-        ((await stat(join(area(task.id), 'partial')).catch(() => null))?.size ?? 0) > 0 || undefined,
+    // While it runs, the task reports bytes, the total, a speed and an ETA.
+    const running = await waitFor(
+      async () => {
+        const t = (
+          await h.json<
+            (TaskView & { processed_bytes: number; total_bytes: number; speed: number; eta: number })[]
+          >('POST', `/api/task/offline_download/info?tid=${task.id}`, { token: h.adminToken })
+        ).data[0];
+        return t && t.processed_bytes > 0 && t.speed > 0 && t.eta > 0 ? t : undefined;
+      },
       10_000,
-      'bytes to arrive',
+      'progress with a speed',
     );
+    assert.equal(running.state, 'running');
+    assert.equal(running.total_bytes, SIZE);
+    assert.ok(running.progress < 100);
     const asked = Date.now();
     const res = await h.json('POST', `/api/task/offline_download/cancel?tid=${task.id}`, {
       token: h.adminToken,
@@ -339,6 +349,62 @@ describe('offline download', () => {
     assert.ok(took < 1000, `canceled after ${took} ms`);
     assert.ok(await gone(area(task.id)), 'the partial download is removed');
     assert.ok(await gone(join(h.dataDir, 'files', 'slow')), 'nothing at the destination');
+  });
+
+  it('SimpleHttp: a retry after a cancel starts over (the cancel freed the partial file) and succeeds', async () => {
+    origin.throttle.set('/range/again.bin', 8 * 1024 * 1024);
+    const task = await start(`${origin.base}/range/again.bin`, '/local/again');
+    await waitFor(
+      async () =>
+        ((await stat(join(area(task.id), 'partial')).catch(() => null))?.size ?? 0) > 1024 * 1024 ||
+        undefined,
+      10_000,
+      'a first MiB',
+    );
+    await h.json('POST', `/api/task/offline_download/cancel?tid=${task.id}`, { token: h.adminToken });
+    assert.equal((await finished('offline_download', task.id, 5000)).state, 'canceled');
+    assert.ok(await gone(area(task.id)));
+    const retry = await h.json('POST', `/api/task/offline_download/retry?tid=${task.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal(retry.code, 200, retry.message);
+    await bothSucceed(task.id);
+    assert.ok(
+      origin.requests('/range/again.bin').every((r) => !r.range),
+      'no range: nothing was kept',
+    );
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'again', 'again.bin')), sha);
+  });
+
+  it('a size limit (offlineDownload.maxBytes) fails the download at once with a clear message', async () => {
+    const small = await startHarness({ offlineDownload: { maxBytes: 1024 * 1024 } });
+    try {
+      const res = await small.json<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
+        token: small.adminToken,
+        body: {
+          urls: [`${origin.base}/range/limit.bin`, `${origin.base}/plain/limit.bin`],
+          path: '/local/limit',
+        },
+      });
+      assert.equal(res.code, 200, res.message);
+      for (const { id } of res.data.tasks) {
+        const t = await waitFor(
+          async () => {
+            const r = await small.json<TaskView[]>('POST', `/api/task/offline_download/info?tid=${id}`, {
+              token: small.adminToken,
+            });
+            return r.data[0] && ['failed', 'succeeded'].includes(r.data[0].state) ? r.data[0] : undefined;
+          },
+          10_000,
+          'the oversized download',
+        );
+        assert.equal(t.state, 'failed');
+        assert.match(t.error, /over offlineDownload\.maxBytes \(1048576\)/);
+        assert.equal(t.retries, 1);
+      }
+    } finally {
+      await small.close();
+    }
   });
 
   it('bad input: refused with a clear message, or a task that fails clearly; never a 500', async () => {
