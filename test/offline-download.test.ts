@@ -14,7 +14,7 @@ import pino from 'pino';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/core.ts';
-import { Aria2RpcError } from '../src/download/aria2.ts';
+import { Aria2Daemon, Aria2RpcError } from '../src/download/aria2.ts';
 import { ADMIN_PASSWORD, type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { sha256File, writeRandomFile } from './helpers/tree.ts';
@@ -593,6 +593,46 @@ describe('offline download', () => {
       const active = await aria2.call<{ gid: string }[]>('aria2.tellActive', [['gid']]);
       assert.ok(!active.some((a) => a.gid === gid));
       assert.ok(await gone(area(task.id)), 'temp files removed');
+    });
+
+    it('uses a configured aria2 RPC endpoint (rpcUrl + secret) instead of starting its own', async () => {
+      // An aria2c of the operator's (ferry's launcher reused for brevity; its secret read from the client).
+      const dir = await mkdtemp(join(tmpdir(), 'ferry-aria2-'));
+      const external = await Aria2Daemon.start({ binary: 'aria2c', dir, log: pino({ level: 'silent' }) });
+      const secret = (external.client as unknown as { secret: string }).secret;
+      const h2 = await startHarness({
+        offlineDownload: { aria2: { rpcUrl: external.client.rpcUrl, secret } },
+      });
+      try {
+        const res = await h2.json<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
+          token: h2.adminToken,
+          body: { urls: [`${origin.base}/range/external.bin`], path: '/local/ext', tool: 'aria2' },
+        });
+        assert.equal(res.code, 200, res.message);
+        const id = res.data.tasks[0]?.id as string;
+        for (const [type, tid] of [
+          ['offline_download', id],
+          ['offline_download_transfer', `${id}-t0`],
+        ] as const) {
+          const t = await waitFor(
+            async () => {
+              const r = await h2.json<TaskView[]>('POST', `/api/task/${type}/info?tid=${tid}`, {
+                token: h2.adminToken,
+              });
+              return r.data[0] && ['failed', 'succeeded'].includes(r.data[0].state) ? r.data[0] : undefined;
+            },
+            60_000,
+            type,
+          );
+          assert.equal(t.state, 'succeeded', t.error);
+        }
+        assert.equal(h2.core.offline.aria2Pid, undefined, 'ferry started no aria2c of its own');
+        assert.equal(await sha256File(join(h2.dataDir, 'files', 'ext', 'external.bin')), sha);
+      } finally {
+        await h2.close();
+        await external.close();
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('aria2 refuses what it cannot fetch: a 404 fails the task without retries', async () => {
