@@ -4,6 +4,7 @@ import { alistAdminRoutes } from './api/alist/admin-routes.ts';
 import { alistAuthRoutes } from './api/alist/auth-routes.ts';
 import { errorEnvelope } from './api/alist/envelope.ts';
 import { alistTaskRoutes } from './api/alist/task-routes.ts';
+import { archiveRoutes } from './api/archive.ts';
 import { downloadRoutes } from './api/download.ts';
 import { efileRoutes } from './api/efile/routes.ts';
 import { eventRoutes } from './api/events.ts';
@@ -59,6 +60,7 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   await app.register(eventRoutes);
   await app.register(fsRoutes);
   await app.register(offlineRoutes);
+  await app.register(archiveRoutes);
   await app.register(downloadRoutes);
   await app.register(efileRoutes);
   await app.register(koodriveRoutes);

@@ -59,6 +59,19 @@ export interface Config {
   /** SCNet efile dialect: per-user request rate limit (token bucket; over it: code 911048). */
   efile: { ratePerSecond: number; rateBurst: number };
   offlineDownload: OfflineDownloadConfig;
+  /** Limits of one extraction (zip bombs); counted on the bytes actually written, not headers. */
+  archive: ArchiveLimits;
+}
+
+export interface ArchiveLimits {
+  /** Most bytes one extraction may write. */
+  maxTotalBytes: number;
+  /** Most entries (files, folders, links) one archive may hold. */
+  maxEntries: number;
+  /** Most bytes written per byte of archive, checked once `ratioGraceBytes` are written. */
+  maxRatio: number;
+  /** Bytes written before the ratio counts, so tiny archives of small files pass. */
+  ratioGraceBytes: number;
 }
 
 /** Offline download (`/api/fs/add_offline_download`): tools, URL rules and limits. */
@@ -157,6 +170,12 @@ function defaults(): Config {
     },
     mounts: [],
     efile: { ratePerSecond: 20, rateBurst: 40 },
+    archive: {
+      maxTotalBytes: 64 * 1024 ** 3,
+      maxEntries: 1_000_000,
+      maxRatio: 1000,
+      ratioGraceBytes: 16 * 1024 ** 2,
+    },
     offlineDownload: {
       maxBytes: 0,
       maxRedirects: 5,
@@ -186,6 +205,11 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_SQLITE_SYNCHRONOUS) config.sqliteSynchronous = env.FERRY_SQLITE_SYNCHRONOUS as 'FULL';
   if (env.FERRY_RETENTION_HOURS) config.tasks.retentionHours = Number(env.FERRY_RETENTION_HOURS);
   if (env.FERRY_LEASE_MS) config.tasks.leaseMs = toInt('FERRY_LEASE_MS', env.FERRY_LEASE_MS);
+  if (env.FERRY_ARCHIVE_MAX_BYTES)
+    config.archive.maxTotalBytes = toInt('FERRY_ARCHIVE_MAX_BYTES', env.FERRY_ARCHIVE_MAX_BYTES);
+  if (env.FERRY_ARCHIVE_MAX_ENTRIES)
+    config.archive.maxEntries = toInt('FERRY_ARCHIVE_MAX_ENTRIES', env.FERRY_ARCHIVE_MAX_ENTRIES);
+  if (env.FERRY_ARCHIVE_MAX_RATIO) config.archive.maxRatio = Number(env.FERRY_ARCHIVE_MAX_RATIO);
   const od = config.offlineDownload;
   if (env.FERRY_OFFLINE_MAX_BYTES)
     od.maxBytes = toInt('FERRY_OFFLINE_MAX_BYTES', env.FERRY_OFFLINE_MAX_BYTES);
@@ -241,6 +265,10 @@ function validate(config: Config): void {
     !Object.values(od.aria2.options).every((v) => typeof v === 'string')
   )
     bad('offlineDownload.aria2.options', 'an object of string values');
+  for (const key of ['maxTotalBytes', 'maxEntries', 'maxRatio'] as const) {
+    if (!(config.archive[key] > 0)) bad(`archive.${key}`, 'must be positive');
+  }
+  if (!(config.archive.ratioGraceBytes >= 0)) bad('archive.ratioGraceBytes', 'must be >= 0');
 }
 
 async function readConfigFile(path: string): Promise<Record<string, unknown>> {

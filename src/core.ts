@@ -83,7 +83,7 @@ export async function startCore(
     const store = new TaskStore(database.db, database.dialect);
     const events = new TaskEvents();
     const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
-    const kinds = builtinKinds({ offline });
+    const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
 

@@ -31,6 +31,32 @@ export const ERROR_CODES = {
     meaning: 'a remote server refused a download for good (4xx other than 408/429, too many redirects)',
   },
   E_BACKEND: { http: 502, unrecoverable: false, meaning: 'a storage backend failed; worth retrying' },
+  E_ARCHIVE_PASSWORD: {
+    // AList answers a missing or wrong archive password with code 202 in archive endpoints.
+    http: 202,
+    unrecoverable: true,
+    meaning: 'the archive needs a password, or the one given is wrong',
+  },
+  E_ARCHIVE_UNSAFE: {
+    http: 403,
+    unrecoverable: true,
+    meaning: 'an archive entry would land outside the destination (zip-slip, absolute path, escaping link)',
+  },
+  E_ARCHIVE_LIMIT: {
+    http: 413,
+    unrecoverable: true,
+    meaning: 'extraction passed a configured limit (bytes, entries, compression ratio): a zip bomb?',
+  },
+  E_ARCHIVE_FORMAT: {
+    http: 415,
+    unrecoverable: true,
+    meaning: 'not an archive ferry can read, or a damaged or truncated one',
+  },
+  E_TOOL_MISSING: {
+    http: 501,
+    unrecoverable: true,
+    meaning: 'a system program this format needs is not installed',
+  },
   E_CANCELED: { http: 499, unrecoverable: true, meaning: 'the task was canceled' },
   E_INTERNAL: { http: 500, unrecoverable: false, meaning: 'an unexpected internal error' },
 } as const;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
@@ -55,10 +55,10 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
   const info = async (type: string, id: string) =>
     (await h.json<TaskInfo[]>('POST', `/api/task/${type}/info?tid=${id}`, { token: h.adminToken })).data[0];
 
-  const copy = async (dstDir: string) => {
+  const copy = async (dstDir: string, srcDir = '/local') => {
     const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
       token: h.adminToken,
-      body: { src_dir: '/local', dst_dir: dstDir, names: ['big.bin'] },
+      body: { src_dir: srcDir, dst_dir: dstDir, names: ['big.bin'] },
     });
     assert.equal(res.code, 200, res.message);
     return res.data.tasks[0]?.id ?? '';
@@ -72,6 +72,11 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
     bigSha = await writeRandomFile(join(h.dataDir, 'files', 'big.bin'), BIG_BYTES);
     servers.webdav = await startRclone('webdav');
     servers.sftp = await startRclone('sftp');
+    // The same file on each server, for the downloads (remote → Local: parallel ranged reads).
+    for (const server of [servers.webdav, servers.sftp]) {
+      await mkdir(join(server.root, 'src'), { recursive: true });
+      await copyFile(join(h.dataDir, 'files', 'big.bin'), join(server.root, 'src', 'big.bin'));
+    }
     for (const [mountPath, driver, server] of [
       ['/dav', 'WebDav', servers.webdav],
       ['/sftp', 'SFTP', servers.sftp],
@@ -159,6 +164,78 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
         5_000,
         'temp gone',
       );
+    });
+
+    it(`${protocol} → Local: the server killed mid-download → retried, the file whole and identical`, async () => {
+      const server = servers[protocol] as RcloneServer;
+      const id = await copy(`/local/${protocol}-down-retry`, `${mountPath}/src`);
+      const started = await waitFor(
+        async () => {
+          const t = await info('copy', id);
+          const ended =
+            t && ['succeeded', 'failed', 'canceled', 'waiting_retry', 'errored'].includes(t.state);
+          return t && (t.processed_bytes >= 8 * 1024 * 1024 || ended) ? t : undefined;
+        },
+        30_000,
+        'the download to start',
+        5,
+      );
+      assert.equal(started.state, 'running', `${started.state}: ${started.error}`);
+      await server.stop();
+      await new Promise((r) => setTimeout(r, 500));
+      await assert.rejects(
+        stat(join(h.dataDir, 'files', `${protocol}-down-retry`, 'big.bin')),
+        'nothing under the final name',
+      );
+      await server.start();
+      const done = await waitFor(
+        async () => {
+          const t = await info('copy', id);
+          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        },
+        120_000,
+        'the retried task',
+      );
+      assert.equal(done.state, 'succeeded', done.error);
+      assert.ok(done.retries >= 1, 'it took a retry');
+      assert.equal(await sha256File(join(h.dataDir, 'files', `${protocol}-down-retry`, 'big.bin')), bigSha);
+      assert.deepEqual(
+        await tempFiles(join(h.dataDir, 'files', `${protocol}-down-retry`)),
+        [],
+        'no temp file left',
+      );
+    });
+
+    it(`${protocol} → Local: a cancel mid-download ends canceled within 1 s, no file and no temp left`, async () => {
+      const id = await copy(`/local/${protocol}-down-cancel`, `${mountPath}/src`);
+      const started = await waitFor(
+        async () => {
+          const t = await info('copy', id);
+          const ended =
+            t && ['succeeded', 'failed', 'canceled', 'waiting_retry', 'errored'].includes(t.state);
+          return t && (t.processed_bytes >= 8 * 1024 * 1024 || ended) ? t : undefined;
+        },
+        30_000,
+        'the download to start',
+        5,
+      );
+      assert.equal(started.state, 'running', `${started.state}: ${started.error}`);
+      const asked = Date.now();
+      const res = await h.json('POST', `/api/task/copy/cancel?tid=${id}`, { token: h.adminToken });
+      assert.equal(res.code, 200, res.message);
+      const ended = await waitFor(
+        async () => {
+          const t = await info('copy', id);
+          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        },
+        10_000,
+        'the canceled task',
+      );
+      assert.equal(ended.state, 'canceled');
+      assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
+      const dir = join(h.dataDir, 'files', `${protocol}-down-cancel`);
+      await assert.rejects(stat(join(dir, 'big.bin')), 'nothing under the final name');
+      await waitFor(async () => ((await tempFiles(dir)).length === 0 ? true : undefined), 5_000, 'temp gone');
     });
   }
 });

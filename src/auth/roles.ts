@@ -9,6 +9,10 @@ export const PERMISSION = {
   MOVE: 1 << 5,
   COPY: 1 << 6,
   REMOVE: 1 << 7,
+  /** List the entries of an archive (AList's `CanReadArchives`). */
+  READ_ARCHIVES: 1 << 12,
+  /** Extract an archive as a task (AList's `CanDecompress`). */
+  DECOMPRESS: 1 << 13,
 } as const;
 export type Permission = keyof typeof PERMISSION;
 

@@ -6,7 +6,7 @@ import { coerceError, FerryError, isFerryError } from '../errors.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
 import type { TaskEvents } from './events.ts';
-import type { SpawnTask, TaskKindHandler } from './kinds/kind.ts';
+import type { FollowUp, TaskKindHandler } from './kinds/kind.ts';
 import type { Task } from './model.ts';
 import { ProgressTracker } from './progress.ts';
 
@@ -174,7 +174,7 @@ export class Runner {
         resumed,
         taskId: task.id,
         savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
-        spawn: (spec) => this.spawn(task, spec),
+        enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
         () => this.settle(run, handler, null),
@@ -187,11 +187,12 @@ export class Runner {
       });
   }
 
-  /** Insert a follow-up task for `parent`'s creator, unless one with that id exists already. */
-  private async spawn(parent: Task, spec: SpawnTask): Promise<void> {
+  /** Insert a follow-up task owned by `parent`'s creator, unless one with its id exists. */
+  private async enqueue(parent: Task, spec: FollowUp): Promise<Task> {
     const { store, events, config } = this.deps;
-    if (await store.get(spec.id)) return;
-    const [child] = await store.insert([
+    const existing = await store.get(spec.id);
+    if (existing) return existing;
+    const [created] = await store.insert([
       {
         id: spec.id,
         kind: spec.kind,
@@ -201,12 +202,12 @@ export class Runner {
         creatorRole: parent.creatorRole,
         payload: spec.payload,
         maxRetry: config.tasks.maxRetry[spec.kind],
-        ...(spec.totalBytes !== undefined && { totalBytes: spec.totalBytes }),
-        ...(spec.totalFiles !== undefined && { totalFiles: spec.totalFiles }),
       },
     ]);
-    if (child) events.emit(child);
+    if (!created) throw new FerryError('E_INTERNAL', `could not queue ${spec.kind} task`);
+    events.emit(created);
     this.wake([spec.kind]);
+    return created;
   }
 
   /** Record how an attempt ended. Every write is guarded by the lease, so a lost lease writes nothing. */

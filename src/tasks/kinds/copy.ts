@@ -99,7 +99,8 @@ export async function planCopy(task: Task, payload: CopyPayload, ctx: TaskContex
  * files already identical at the destination are skipped. Throws at the end when items failed.
  */
 export async function copyPlanned(
-  plan: CopyPlan,
+  // Only drivers and paths are used, so a tree outside any mount (decompress_upload's) fits too.
+  plan: Omit<CopyPlan, 'src' | 'dst'> & { src: Endpoint; dst: Endpoint },
   payload: CopyPayload,
   ctx: TaskContext,
   afterFile?: AfterFile,

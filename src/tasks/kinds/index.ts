@@ -1,6 +1,8 @@
-import type { TaskKind } from '../../config.ts';
+import type { ArchiveLimits, TaskKind } from '../../config.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
 import { copyKind } from './copy.ts';
+import { decompressKind } from './decompress.ts';
+import { decompressUploadKind } from './decompress-upload.ts';
 import { deleteKind } from './delete.ts';
 import type { TaskKindHandler } from './kind.ts';
 import { moveKind } from './move.ts';
@@ -8,8 +10,9 @@ import { offlineDownloadKind } from './offline-download.ts';
 import { offlineTransferKind } from './offline-transfer.ts';
 import { uploadKind } from './upload.ts';
 
-/** What kinds need from outside the engine: the download tools shared by offline downloads. */
+/** What kinds need from outside the engine: archive limits, and the download tools shared by offline downloads. */
 export interface KindServices {
+  archive: ArchiveLimits;
   offline: OfflineTools;
 }
 
@@ -21,6 +24,8 @@ export function builtinKinds(services: KindServices): Map<TaskKind, TaskKindHand
       moveKind,
       deleteKind,
       uploadKind,
+      decompressKind(services.archive),
+      decompressUploadKind,
       offlineDownloadKind(services.offline),
       offlineTransferKind,
     ].map((k) => [k.kind, k]),

@@ -20,20 +20,19 @@ export interface TaskContext {
   /** Persist kind-specific resume state into the task's payload. */
   savePayload(payload: Record<string, unknown>): Promise<void>;
   /**
-   * Queue a follow-up task (an offline download's transfer), owned by this task's creator.
-   * Idempotent on `id`: a resumed task that spawns the same id again creates nothing new.
+   * Queue a follow-up task with this task's creator (decompress → decompress_upload). Idempotent
+   * by `id`: a resumed task that queued it before gets the existing one back.
    */
-  spawn(spec: SpawnTask): Promise<void>;
+  enqueue(spec: FollowUp): Promise<Task>;
 }
 
-/** A follow-up task; `id` is chosen by the spawning task so a repeat is recognised. */
-export interface SpawnTask {
+/** A task a running task queues after itself. */
+export interface FollowUp {
+  /** Fixed id, derived from the parent's, so queueing twice gives one task. */
   id: string;
   kind: TaskKind;
   name: string;
   payload: Record<string, unknown>;
-  totalBytes?: number;
-  totalFiles?: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
@@ -152,21 +152,19 @@ async function downloadAria2(
   await rename(dir, doneDir);
 }
 
-/** Queue one transfer per downloaded item. Ids derive from this task's, so a repeat spawns nothing new. */
+/** Queue one transfer per downloaded item. Ids derive from this task's, so a repeat queues nothing new. */
 async function handOff(task: Task, payload: OfflineDownloadPayload, doneDir: string, ctx: TaskContext) {
   const dst = ctx.mounts.resolve(payload.dstDir);
   const names = (await readdir(doneDir)).sort();
   if (names.length === 0) throw new FerryError('E_BACKEND', 'the download produced no file');
   for (const [i, name] of names.entries()) {
     const src = join(doneDir, name);
-    const s = await stat(src);
-    await ctx.spawn({
+    await ctx.enqueue({
       id: `${task.id}-t${i}`,
       kind: 'offline_download_transfer',
       // The seed's name for a local offline download's transfer.
       name: `transfer [](${src}) to [${dst.mountPath}](${dst.path})`,
       payload: { src, dstDir: payload.dstDir, deletePolicy: payload.deletePolicy },
-      ...(s.isFile() && { totalBytes: s.size, totalFiles: 1 }),
     });
   }
   ctx.progress.fileDone();

@@ -6,6 +6,7 @@ import type { Driver, Entry } from '../../storage/driver.ts';
 import { copyLocalFile } from '../../storage/local/fast-copy.ts';
 import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
 import type { Progress } from '../progress.ts';
+import { fetchRangesInto, RANGED_FETCH_MIN } from './ranged-fetch.ts';
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -24,8 +25,9 @@ export interface TransferOptions {
 /**
  * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is
  * there. Between two local mounts the bytes go through a double-buffered file copy; on one
- * driver with a server-side copy, the backend copies; otherwise the source stream is piped into
- * the destination driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
+ * driver with a server-side copy, the backend copies; a large remote file bound for a local mount
+ * is fetched as parallel ranges; otherwise the source stream is piped into the destination
+ * driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
  */
 export async function transferFile(
   src: Endpoint,
@@ -37,15 +39,12 @@ export async function transferFile(
   signal.throwIfAborted();
   const srcLocal = src.driver.localPath(src.path);
   const dstLocal = dst.driver.localPath(dst.path);
+  const onProgress = (n: number) => progress.addBytes(n);
   if (srcLocal && dstLocal) {
     // The caller has made the destination folder (drivers' write() would make it themselves).
-    await copyLocalAtomically(srcLocal, dstLocal, {
-      signal,
-      overwrite,
-      size,
-      tempKey: options.tempKey,
-      onProgress: (n) => progress.addBytes(n),
-    });
+    await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
+      copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size }),
+    );
     return;
   }
   if (src.driver === dst.driver && src.driver.capabilities.serverSideCopy) {
@@ -53,38 +52,32 @@ export async function transferFile(
     progress.addBytes(size);
     return;
   }
+  if (dstLocal && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
+    await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
+      fetchRangesInto(src, temp, size, { signal, onProgress }),
+    );
+    return;
+  }
   const stream = await src.driver.read(src.path, { signal });
-  await dst.driver.write(dst.path, stream, {
-    tempKey: options.tempKey,
-    signal,
-    overwrite,
-    size,
-    onProgress: (n) => progress.addBytes(n),
-  });
+  await dst.driver.write(dst.path, stream, { tempKey: options.tempKey, signal, overwrite, size, onProgress });
 }
 
-async function copyLocalAtomically(
-  src: string,
+/**
+ * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them), then put it
+ * in place: `rename` when overwriting, else `link` + `unlink`, which refuses an existing name
+ * atomically. On any failure the temp file is removed and nothing appears under `dst`.
+ */
+async function writeLocalAtomically(
   dst: string,
-  options: {
-    signal: AbortSignal;
-    overwrite: boolean;
-    size: number;
-    tempKey: string;
-    onProgress: (bytes: number) => void;
-  },
+  options: { overwrite: boolean; tempKey: string },
+  fill: (temp: string) => Promise<void>,
 ): Promise<void> {
   const temp = tempSiblingPath(dst, tempToken(dst, options.tempKey));
   try {
-    await copyLocalFile(src, temp, {
-      signal: options.signal,
-      onProgress: options.onProgress,
-      sizeHint: options.size,
-    });
+    await fill(temp);
     if (options.overwrite) {
       await rename(temp, dst);
     } else {
-      // link() refuses an existing name atomically, unlike rename().
       await link(temp, dst);
       await unlink(temp);
     }

@@ -1,0 +1,54 @@
+import { FerryError } from '../errors.ts';
+import type { ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
+import { extractSevenZip, listSevenZip } from './seven-zip.ts';
+import { extractTar, listTar } from './tar.ts';
+import { checkZipPassword, extractZip, listZip } from './zip.ts';
+
+export { type ArchiveEntry, type ArchiveFormat, archiveStem, formatOf } from './formats.ts';
+export { ExtractionGuard } from './guard.ts';
+export { LocalTree } from './local-tree.ts';
+export { sevenZipBinary } from './seven-zip.ts';
+
+/**
+ * The entries of an archive on the local disk, without extracting it. Zip entry names are
+ * readable without the password; 7z archives with encrypted headers need it
+ * (`E_ARCHIVE_PASSWORD`). Damaged archives are `E_ARCHIVE_FORMAT`, unsafe names `E_ARCHIVE_UNSAFE`.
+ */
+export async function listArchive(
+  file: string,
+  format: ArchiveFormat,
+  password: string,
+  signal: AbortSignal,
+): Promise<ArchiveListing> {
+  switch (format) {
+    case 'zip': {
+      const listing = await listZip(file);
+      if (password && listing.encrypted) await checkZipPassword(file, password);
+      return listing;
+    }
+    case '7z':
+    case 'rar':
+      return listSevenZip(file, password, signal, format);
+    default:
+      return listTar(file, format, signal);
+  }
+}
+
+/** Extract an archive on the local disk into `job.tree` (see `ExtractJob`). */
+export async function extractArchive(format: ArchiveFormat, job: ExtractJob): Promise<void> {
+  switch (format) {
+    case 'zip':
+      return extractZip(job);
+    case '7z':
+    case 'rar':
+      return extractSevenZip(job, format);
+    case 'tar':
+    case 'tar.gz':
+    case 'tar.bz2':
+    case 'tar.xz':
+    case 'tar.zst':
+      return extractTar(job, format);
+    default:
+      throw new FerryError('E_ARCHIVE_FORMAT', `unsupported archive format: ${String(format)}`);
+  }
+}

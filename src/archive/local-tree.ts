@@ -1,0 +1,199 @@
+import { createWriteStream } from 'node:fs';
+import { copyFile, link, lstat, mkdir, realpath, rename, unlink } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { FerryError, fromFsError } from '../errors.ts';
+import { parentPath, tempSiblingPath, tempToken } from '../storage/paths.ts';
+import type { ExtractionGuard } from './guard.ts';
+
+export interface LocalTreeOptions {
+  overwrite: boolean;
+  /** The task's id: temp names derive from it, so a retry replaces its own leftovers. */
+  tempKey: string;
+  signal: AbortSignal;
+  guard: ExtractionGuard;
+  /** Bytes written since the last call (progress). */
+  onBytes(n: number): void;
+  /** One file is in place. */
+  onFileDone(): void;
+  /** A file that could not be placed (exists, a folder in the way); extraction goes on. */
+  onItemFailed(rel: string, err: FerryError): void;
+}
+
+/** Errors that concern one entry only: the extraction records them and goes on. */
+const ITEM_ERRORS = new Set(['E_EXISTS', 'E_IS_A_DIRECTORY', 'E_NOT_A_DIRECTORY']);
+
+/**
+ * The folder an archive is extracted into, on the local disk. Entry paths come in already
+ * checked (`entryPath`); here every file is written under a temp name next to its final one and
+ * renamed (or, without overwrite, linked) into place only when complete, and the real path of
+ * each parent folder must stay inside the real root, so a link already present in the
+ * destination cannot lead a write elsewhere. No links are ever created.
+ */
+export class LocalTree {
+  private constructor(
+    readonly root: string,
+    private readonly realRoot: string,
+    private readonly options: LocalTreeOptions,
+  ) {}
+
+  static async open(root: string, options: LocalTreeOptions): Promise<LocalTree> {
+    await mkdir(root, { recursive: true });
+    return new LocalTree(root, await realpath(root), options);
+  }
+
+  /** Absolute path of a relative entry path. */
+  abs(rel: string): string {
+    return rel === '/' ? this.root : join(this.root, ...rel.split('/').filter(Boolean));
+  }
+
+  async dir(rel: string): Promise<void> {
+    this.options.guard.entry();
+    await this.mkdirInside(rel);
+  }
+
+  /**
+   * True when a file may be written at `rel`; false (the failure recorded) when one is there and
+   * overwrite is off, or a folder is in the way. The caller then skips the entry's bytes.
+   */
+  async mayWrite(rel: string): Promise<boolean> {
+    this.options.guard.entry();
+    try {
+      const existing = await lstat(this.abs(rel)).catch(() => null);
+      if (existing?.isDirectory()) throw new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);
+      if (existing && !this.options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${rel}`);
+      return true;
+    } catch (err) {
+      return this.itemFailed(rel, err);
+    }
+  }
+
+  /** Write `source` to `rel`, counting every byte against the guard. */
+  async file(rel: string, source: Readable): Promise<void> {
+    // The pipeline below reports the source's errors; until it is set up, nothing may crash.
+    source.on('error', () => undefined);
+    const final = this.abs(rel);
+    await this.mkdirInside(parentPath(rel));
+    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
+    const { guard, onBytes, signal } = this.options;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        try {
+          guard.wrote(chunk.length);
+          onBytes(chunk.length);
+          done(null, chunk);
+        } catch (err) {
+          done(err as Error);
+        }
+      },
+    });
+    try {
+      await pipeline(source, counter, createWriteStream(temp), { signal });
+      await this.place(temp, final, rel);
+      this.options.onFileDone();
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
+        this.itemFailed(rel, err);
+        return;
+      }
+      throw err instanceof FerryError ? err : fromFsError(err, rel);
+    }
+  }
+
+  /**
+   * Move a file an external tool extracted (in a staging folder on the same disk, or copy it when
+   * not) to `rel`. The caller has counted its bytes already.
+   */
+  async adopt(rel: string, staged: string): Promise<void> {
+    const final = this.abs(rel);
+    await this.mkdirInside(parentPath(rel));
+    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
+    try {
+      await rename(staged, temp).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EXDEV') throw err;
+        await copyFile(staged, temp);
+      });
+      await this.place(temp, final, rel);
+      this.options.onFileDone();
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
+        this.itemFailed(rel, err);
+        return;
+      }
+      throw err instanceof FerryError ? err : fromFsError(err, rel);
+    }
+  }
+
+  /** A hard link inside the archive: a copy of the file already extracted at `target`. */
+  async copyOf(rel: string, target: string): Promise<void> {
+    const from = this.abs(target);
+    const info = await lstat(from).catch(() => null);
+    if (!info?.isFile())
+      throw new FerryError('E_ARCHIVE_FORMAT', `hard link ${rel} to a missing file ${target}`);
+    this.options.guard.wrote(info.size);
+    const final = this.abs(rel);
+    await this.mkdirInside(parentPath(rel));
+    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
+    try {
+      await copyFile(from, temp);
+      await this.place(temp, final, rel);
+      this.options.onFileDone();
+      this.options.onBytes(info.size);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err instanceof FerryError ? err : fromFsError(err, rel);
+    }
+  }
+
+  private async place(temp: string, final: string, rel: string): Promise<void> {
+    if (this.options.overwrite) {
+      const existing = await lstat(final).catch(() => null);
+      if (existing?.isDirectory()) throw new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);
+      await rename(temp, final);
+    } else {
+      // link() refuses an existing name atomically, unlike rename().
+      await link(temp, final).catch((err) => {
+        throw fromFsError(err, rel);
+      });
+      await unlink(temp);
+    }
+  }
+
+  private async mkdirInside(rel: string): Promise<void> {
+    // Check before creating anything: mkdir -p would follow a link already in the destination
+    // and make folders wherever it leads.
+    const segments = rel.split('/').filter(Boolean);
+    let existing = segments.length;
+    while (
+      existing > 0 &&
+      !(await lstat(this.abs(`/${segments.slice(0, existing).join('/')}`)).catch(() => null))
+    )
+      existing--;
+    await this.checkInside(this.abs(`/${segments.slice(0, existing).join('/')}`), rel);
+    if (existing === segments.length) return;
+    const abs = this.abs(rel);
+    try {
+      await mkdir(abs, { recursive: true });
+    } catch (err) {
+      throw fromFsError(err, rel);
+    }
+    await this.checkInside(abs, rel);
+  }
+
+  private async checkInside(abs: string, rel: string): Promise<void> {
+    const real = await realpath(abs).catch((err) => {
+      throw fromFsError(err, rel);
+    });
+    if (real !== this.realRoot && !real.startsWith(this.realRoot + sep))
+      throw new FerryError('E_ARCHIVE_UNSAFE', `a link in the destination leads ${rel} outside it`);
+  }
+
+  private itemFailed(rel: string, err: unknown): false {
+    if (!(err instanceof FerryError) || !ITEM_ERRORS.has(err.code)) throw err;
+    this.options.onItemFailed(rel, err);
+    return false;
+  }
+}
