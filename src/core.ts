@@ -7,9 +7,6 @@ import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
-import { S3Driver, s3Settings } from './storage/s3/s3-driver.ts';
-import { SftpDriver, sftpSettings } from './storage/sftp/sftp-driver.ts';
-import { WebDavDriver, webdavSettings } from './storage/webdav/webdav-driver.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
 import { TaskStore } from './store/task-store.ts';
@@ -34,7 +31,11 @@ export interface Core {
   close(): Promise<void>;
 }
 
-/** Driver name (AList's) → factory. */
+/**
+ * Driver name (AList's) → factory. Remote drivers are imported on first mount: their libraries
+ * (AWS SDK, ssh2, webdav) cost 15–25 MB of memory each, which a server without such a mount
+ * should not pay.
+ */
 export function driverFactories(): Map<string, DriverFactory> {
   return new Map<string, DriverFactory>([
     [
@@ -46,9 +47,27 @@ export function driverFactories(): Map<string, DriverFactory> {
         return LocalDriver.open(isAbsolute(root) ? root : resolve(dataDir, root));
       },
     ],
-    ['S3', async (addition) => S3Driver.open(s3Settings(addition))],
-    ['SFTP', async (addition) => SftpDriver.open(sftpSettings(addition))],
-    ['WebDav', async (addition) => WebDavDriver.open(webdavSettings(addition))],
+    [
+      'S3',
+      async (addition) => {
+        const { S3Driver, s3Settings } = await import('./storage/s3/s3-driver.ts');
+        return S3Driver.open(s3Settings(addition));
+      },
+    ],
+    [
+      'SFTP',
+      async (addition) => {
+        const { SftpDriver, sftpSettings } = await import('./storage/sftp/sftp-driver.ts');
+        return SftpDriver.open(sftpSettings(addition));
+      },
+    ],
+    [
+      'WebDav',
+      async (addition) => {
+        const { WebDavDriver, webdavSettings } = await import('./storage/webdav/webdav-driver.ts');
+        return WebDavDriver.open(webdavSettings(addition));
+      },
+    ],
   ]);
 }
 

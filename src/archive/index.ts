@@ -1,8 +1,8 @@
 import { FerryError } from '../errors.ts';
 import type { ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
-import { extractSevenZip, listSevenZip } from './seven-zip.ts';
-import { extractTar, listTar } from './tar.ts';
-import { checkZipPassword, extractZip, listZip } from './zip.ts';
+
+// The format readers (zip.js, node-tar) are imported on first use: a server that never opens an
+// archive does not hold them in memory.
 
 export { type ArchiveEntry, type ArchiveFormat, archiveStem, formatOf } from './formats.ts';
 export { ExtractionGuard } from './guard.ts';
@@ -22,15 +22,16 @@ export async function listArchive(
 ): Promise<ArchiveListing> {
   switch (format) {
     case 'zip': {
+      const { checkZipPassword, listZip } = await import('./zip.ts');
       const listing = await listZip(file);
       if (password && listing.encrypted) await checkZipPassword(file, password);
       return listing;
     }
     case '7z':
     case 'rar':
-      return listSevenZip(file, password, signal, format);
+      return (await import('./seven-zip.ts')).listSevenZip(file, password, signal, format);
     default:
-      return listTar(file, format, signal);
+      return (await import('./tar.ts')).listTar(file, format, signal);
   }
 }
 
@@ -38,16 +39,16 @@ export async function listArchive(
 export async function extractArchive(format: ArchiveFormat, job: ExtractJob): Promise<void> {
   switch (format) {
     case 'zip':
-      return extractZip(job);
+      return (await import('./zip.ts')).extractZip(job);
     case '7z':
     case 'rar':
-      return extractSevenZip(job, format);
+      return (await import('./seven-zip.ts')).extractSevenZip(job, format);
     case 'tar':
     case 'tar.gz':
     case 'tar.bz2':
     case 'tar.xz':
     case 'tar.zst':
-      return extractTar(job, format);
+      return (await import('./tar.ts')).extractTar(job, format);
     default:
       throw new FerryError('E_ARCHIVE_FORMAT', `unsupported archive format: ${String(format)}`);
   }

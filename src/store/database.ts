@@ -2,7 +2,6 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
-import pg from 'pg';
 import { FerryError } from '../errors.ts';
 import { migrate } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -37,6 +36,8 @@ export async function openDatabase(
     return { db, dialect: 'sqlite', close: () => db.destroy() };
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    // Imported only for PostgreSQL: the embedded default should not hold the driver in memory.
+    const { default: pg } = await import('pg');
     const pool = new pg.Pool({ connectionString: url, max: 10 });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
