@@ -1,4 +1,3 @@
-import { parse as parseDisposition } from 'content-disposition';
 import { TEMP_PREFIX } from '../storage/paths.ts';
 
 const MAX_NAME_BYTES = 255;
@@ -33,18 +32,4 @@ export function nameFromUrl(url: URL): string {
     // keep it encoded: still a valid name
   }
   return sanitizeFileName(decoded, url.hostname || 'download');
-}
-
-/** The name in a `Content-Disposition` header (`filename*=UTF-8''…` preferred), or null. */
-export function nameFromDisposition(header: string | string[] | undefined): string | null {
-  const value = Array.isArray(header) ? header[0] : header;
-  if (!value) return null;
-  try {
-    const filename = parseDisposition(value).parameters.filename;
-    return filename ? sanitizeFileName(filename) : null;
-  } catch {
-    // Malformed headers are common; fall back to a lenient look for filename=.
-    const m = /filename\s*=\s*"?([^";]+)"?/i.exec(value);
-    return m?.[1] ? sanitizeFileName(m[1]) : null;
-  }
 }

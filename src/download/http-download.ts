@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError, fromFsError } from '../errors.ts';
-import { nameFromDisposition, nameFromUrl } from './file-name.ts';
+import { nameFromDisposition } from './disposition.ts';
+import { nameFromUrl } from './file-name.ts';
 import type { HostPolicy } from './url-policy.ts';
 
 /** What a download remembers between attempts (kept in the task's payload): resume validators. */

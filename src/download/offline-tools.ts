@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import { Aria2Client, Aria2Daemon, type Aria2Status } from './aria2.ts';
-import { HttpDownloader } from './http-download.ts';
+import type { HttpDownloader } from './http-download.ts';
 import { HostPolicy } from './url-policy.ts';
 
 /** How often a running aria2 download is asked for its status. */
@@ -23,12 +23,12 @@ export interface Aria2DownloadOptions {
 
 /**
  * The download tools offline-download tasks use, shared by all of them: the host policy, the
- * SimpleHttp downloader (one undici Agent), and aria2 — a configured RPC endpoint, or ferry's
+ * SimpleHttp downloader (one undici Agent, loaded on first use), and aria2 — a configured RPC endpoint, or ferry's
  * own aria2c started on first use and stopped by `close()`.
  */
 export class OfflineTools {
   readonly policy: HostPolicy;
-  readonly http: HttpDownloader;
+  private httpDownloader: Promise<HttpDownloader> | null = null;
   private aria2Client: Promise<Aria2Client> | null = null;
   private daemon: Aria2Daemon | null = null;
   private closed = false;
@@ -39,7 +39,14 @@ export class OfflineTools {
     private readonly log: Logger,
   ) {
     this.policy = new HostPolicy(config);
-    this.http = new HttpDownloader(config, this.policy);
+  }
+
+  /** SimpleHttp, loaded on first use: undici costs memory a server without offline downloads should not hold. */
+  http(): Promise<HttpDownloader> {
+    this.httpDownloader ??= import('./http-download.ts').then(
+      (m) => new m.HttpDownloader(this.config, this.policy),
+    );
+    return this.httpDownloader;
   }
 
   /** Where offline downloads keep their files until transferred: `<dataDir>/offline`. */
@@ -134,7 +141,7 @@ export class OfflineTools {
   /** Stop ferry's aria2c (its downloads resume with `--continue` at the next start) and close connections. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.http.close().catch(() => undefined);
+    if (this.httpDownloader) await (await this.httpDownloader).close().catch(() => undefined);
     await this.daemon?.close();
     this.daemon = null;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nameFromDisposition, nameFromUrl, sanitizeFileName } from '../../src/download/file-name.ts';
+import { nameFromDisposition } from '../../src/download/disposition.ts';
+import { nameFromUrl, sanitizeFileName } from '../../src/download/file-name.ts';
 import { HostPolicy, parseDownloadUrl } from '../../src/download/url-policy.ts';
 import { FerryError } from '../../src/errors.ts';
 

@@ -101,7 +101,8 @@ async function downloadHttp(
   const url = parseDownloadUrl(payload.url, 'SimpleHttp');
   const partPath = join(area, 'partial');
   ctx.progress.setStatus('connecting');
-  const { fileName } = await tools.http.download({
+  const http = await tools.http();
+  const { fileName } = await http.download({
     url,
     partPath,
     signal: ctx.signal,
