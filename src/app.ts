@@ -10,6 +10,7 @@ import { efileRoutes } from './api/efile/routes.ts';
 import { eventRoutes } from './api/events.ts';
 import { fsRoutes } from './api/fs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
+import { offlineRoutes } from './api/offline.ts';
 import type { Core } from './core.ts';
 
 /**
@@ -58,6 +59,7 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   await app.register(alistTaskRoutes);
   await app.register(eventRoutes);
   await app.register(fsRoutes);
+  await app.register(offlineRoutes);
   await app.register(archiveRoutes);
   await app.register(downloadRoutes);
   await app.register(efileRoutes);

@@ -58,6 +58,7 @@ export interface Config {
   mounts: MountConfig[];
   /** SCNet efile dialect: per-user request rate limit (token bucket; over it: code 911048). */
   efile: { ratePerSecond: number; rateBurst: number };
+  offlineDownload: OfflineDownloadConfig;
   /** Limits of one extraction (zip bombs); counted on the bytes actually written, not headers. */
   archive: ArchiveLimits;
 }
@@ -71,6 +72,35 @@ export interface ArchiveLimits {
   maxRatio: number;
   /** Bytes written before the ratio counts, so tiny archives of small files pass. */
   ratioGraceBytes: number;
+}
+
+/** Offline download (`/api/fs/add_offline_download`): tools, URL rules and limits. */
+export interface OfflineDownloadConfig {
+  /** Largest file SimpleHttp fetches, in bytes; 0 = no limit. */
+  maxBytes: number;
+  /** Redirects SimpleHttp follows per request (each hop's address is checked again). */
+  maxRedirects: number;
+  /** SimpleHttp: connect and response-header timeout. */
+  connectTimeoutMs: number;
+  /** SimpleHttp: longest silence while the body streams before the attempt fails (and is retried). */
+  idleTimeoutMs: number;
+  /**
+   * When non-empty, only these hosts may be fetched: host names (`example.com` also matches its
+   * subdomains), IP addresses or CIDR ranges (`10.0.0.0/8`). Checked on the resolved address.
+   */
+  allowHosts: string[];
+  /** Never fetched, whatever `allowHosts` says; same spelling. Defaults block link-local and cloud metadata. */
+  denyHosts: string[];
+  aria2: {
+    /** JSON-RPC URL of a running aria2 (`http://host:6800/jsonrpc`); empty = ferry starts its own `aria2c`. */
+    rpcUrl: string;
+    /** `--rpc-secret` of that aria2 (ferry's own aria2c gets a random one). */
+    secret: string;
+    /** The aria2c program ferry starts when `rpcUrl` is empty. */
+    binary: string;
+    /** Options given with every download (`aria2.addUri` options, e.g. `{"split": "4"}`). */
+    options: Record<string, string>;
+  };
 }
 
 const DEFAULT_WORKERS: Record<TaskKind, number> = {
@@ -146,6 +176,22 @@ function defaults(): Config {
       maxRatio: 1000,
       ratioGraceBytes: 16 * 1024 ** 2,
     },
+    offlineDownload: {
+      maxBytes: 0,
+      maxRedirects: 5,
+      connectTimeoutMs: 30_000,
+      idleTimeoutMs: 60_000,
+      allowHosts: [],
+      // Link-local (where cloud metadata answers), and the metadata hosts clouds publish by name.
+      denyHosts: [
+        '169.254.0.0/16',
+        'fe80::/10',
+        '100.100.100.200',
+        'fd00:ec2::254',
+        'metadata.google.internal',
+      ],
+      aria2: { rpcUrl: '', secret: '', binary: 'aria2c', options: {} },
+    },
   };
 }
 
@@ -164,6 +210,22 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_ARCHIVE_MAX_ENTRIES)
     config.archive.maxEntries = toInt('FERRY_ARCHIVE_MAX_ENTRIES', env.FERRY_ARCHIVE_MAX_ENTRIES);
   if (env.FERRY_ARCHIVE_MAX_RATIO) config.archive.maxRatio = Number(env.FERRY_ARCHIVE_MAX_RATIO);
+  const od = config.offlineDownload;
+  if (env.FERRY_OFFLINE_MAX_BYTES)
+    od.maxBytes = toInt('FERRY_OFFLINE_MAX_BYTES', env.FERRY_OFFLINE_MAX_BYTES);
+  if (env.FERRY_OFFLINE_ALLOW_HOSTS) od.allowHosts = list(env.FERRY_OFFLINE_ALLOW_HOSTS);
+  if (env.FERRY_OFFLINE_DENY_HOSTS) od.denyHosts = list(env.FERRY_OFFLINE_DENY_HOSTS);
+  if (env.FERRY_ARIA2_RPC_URL) od.aria2.rpcUrl = env.FERRY_ARIA2_RPC_URL;
+  if (env.FERRY_ARIA2_SECRET) od.aria2.secret = env.FERRY_ARIA2_SECRET;
+  if (env.FERRY_ARIA2_BINARY) od.aria2.binary = env.FERRY_ARIA2_BINARY;
+}
+
+/** A comma-separated env value as a list (blanks dropped). */
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 function validate(config: Config): void {
@@ -185,6 +247,24 @@ function validate(config: Config): void {
   if (!Array.isArray(config.mounts)) bad('mounts', 'must be an array');
   if (!(config.efile.ratePerSecond > 0) || !(config.efile.rateBurst >= 1))
     bad('efile', 'ratePerSecond > 0, rateBurst >= 1');
+  const od = config.offlineDownload;
+  if (!Number.isInteger(od.maxBytes) || od.maxBytes < 0) bad('offlineDownload.maxBytes', 'integer >= 0');
+  if (!Number.isInteger(od.maxRedirects) || od.maxRedirects < 0 || od.maxRedirects > 20)
+    bad('offlineDownload.maxRedirects', '0..20');
+  for (const key of ['connectTimeoutMs', 'idleTimeoutMs'] as const)
+    if (!(od[key] > 0)) bad(`offlineDownload.${key}`, 'must be positive');
+  for (const key of ['allowHosts', 'denyHosts'] as const) {
+    const hosts = od[key];
+    if (!Array.isArray(hosts) || !hosts.every((h) => typeof h === 'string' && h !== ''))
+      bad(`offlineDownload.${key}`, 'must be an array of host names, addresses or CIDR ranges');
+  }
+  if (typeof od.aria2.rpcUrl !== 'string' || typeof od.aria2.secret !== 'string')
+    bad('offlineDownload.aria2', 'rpcUrl and secret are strings');
+  if (
+    !isPlainObject(od.aria2.options) ||
+    !Object.values(od.aria2.options).every((v) => typeof v === 'string')
+  )
+    bad('offlineDownload.aria2.options', 'an object of string values');
   for (const key of ['maxTotalBytes', 'maxEntries', 'maxRatio'] as const) {
     if (!(config.archive[key] > 0)) bad(`archive.${key}`, 'must be positive');
   }

@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { AuthService } from './auth/auth-service.ts';
 import type { Config } from './config.ts';
+import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
@@ -24,6 +25,8 @@ export interface Core {
   tasks: TaskService;
   runner: Runner;
   events: TaskEvents;
+  /** Offline download tools (host policy, SimpleHttp, aria2). */
+  offline: OfflineTools;
   /** Stop workers (their tasks resume at next start), close storages and the database. */
   close(): Promise<void>;
 }
@@ -98,7 +101,8 @@ export async function startCore(
 
     const store = new TaskStore(database.db, database.dialect);
     const events = new TaskEvents();
-    const kinds = builtinKinds({ archive: config.archive });
+    const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
+    const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
 
@@ -116,9 +120,11 @@ export async function startCore(
       tasks,
       runner,
       events,
+      offline,
       async close() {
         tasks.stopMaintenance();
         await runner.stop();
+        await offline.close();
         await mounts.close();
         await database.close();
         await releaseLock();

@@ -25,6 +25,11 @@ export const ERROR_CODES = {
   E_STORAGE_CONFIG: { http: 400, unrecoverable: true, meaning: 'a storage mount is misconfigured' },
   E_NO_SPACE: { http: 507, unrecoverable: false, meaning: 'the destination is out of space' },
   E_VERIFY_FAILED: { http: 500, unrecoverable: false, meaning: 'the copied data did not match its source' },
+  E_REMOTE_REFUSED: {
+    http: 502,
+    unrecoverable: true,
+    meaning: 'a remote server refused a download for good (4xx other than 408/429, too many redirects)',
+  },
   E_BACKEND: { http: 502, unrecoverable: false, meaning: 'a storage backend failed; worth retrying' },
   E_ARCHIVE_PASSWORD: {
     // AList answers a missing or wrong archive password with code 202 in archive endpoints.

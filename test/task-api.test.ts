@@ -841,12 +841,12 @@ describe('task API: done/undone paging', () => {
   };
 
   before(async () => {
-    h = await startHarness();
+    // No worker runs offline downloads here: they stay pending until canceled.
+    h = await startHarness({ tasks: { workers: { offline_download: 0 } } });
     api = taskApi(h);
     await mkdir(join(h.dataDir, 'files', 'src'), { recursive: true });
     await writeFile(join(h.dataDir, 'files', 'src', 'ok.txt'), 'ok');
     const admin = await principalOf(h, h.adminToken);
-    // No build runs offline downloads: they stay pending until canceled.
     const created = await h.core.tasks.create(
       admin,
       Array.from({ length: TOTAL }, (_, i) => fakeSpec('offline_download', i)),

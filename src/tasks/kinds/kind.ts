@@ -35,6 +35,16 @@ export interface FollowUp {
   payload: Record<string, unknown>;
 }
 
+/**
+ * True when the signal was aborted because a user canceled (or deleted) the task, as opposed to
+ * a shutdown or a lost lease, after which the task runs again and may resume. The runner aborts
+ * with `E_CANCELED` and the message `canceled` for exactly that case.
+ */
+export function canceledByUser(signal: AbortSignal): boolean {
+  const reason: unknown = signal.reason;
+  return signal.aborted && reason instanceof Error && reason.message === 'canceled';
+}
+
 /** Dependencies a kind needs outside a run (clean-up of discarded tasks). */
 export interface KindDeps {
   dataDir: string;

@@ -1,0 +1,226 @@
+import { createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, type Dispatcher, errors, request } from 'undici';
+import type { OfflineDownloadConfig } from '../config.ts';
+import { FerryError, fromFsError } from '../errors.ts';
+import { nameFromDisposition } from './disposition.ts';
+import { nameFromUrl } from './file-name.ts';
+import type { HostPolicy } from './url-policy.ts';
+
+/** What a download remembers between attempts (kept in the task's payload): resume validators. */
+export interface HttpResumeState {
+  /** Strong ETag of the representation being fetched, if the server sent one. */
+  etag?: string;
+  lastModified?: string;
+  /** Full size, when the server told it. */
+  size?: number;
+  fileName?: string;
+}
+
+export interface HttpDownloadOptions {
+  url: URL;
+  /** The partial file; bytes already in it are kept when the server can resume. */
+  partPath: string;
+  signal: AbortSignal;
+  state: HttpResumeState;
+  /** Persist the validators before the first byte is written, so a restart can resume. */
+  saveState(state: HttpResumeState): Promise<void>;
+  /** Called once the response is known: bytes already present, and the total (0 when unknown). */
+  onStart(info: { offset: number; total: number; fileName: string }): void;
+  onBytes(bytes: number): void;
+}
+
+/**
+ * SimpleHttp: one file over HTTP(S) with undici. Redirects are followed by hand (at most
+ * `maxRedirects`), so every hop's URL is checked, and every connection's resolved address is
+ * checked by the policy's `lookup`. A partial file with validators is resumed with `Range` +
+ * `If-Range`; a server that answers 200 (no ranges, or the file changed) starts it over.
+ */
+export class HttpDownloader {
+  private readonly agent: Agent;
+
+  constructor(
+    private readonly config: OfflineDownloadConfig,
+    private readonly policy: HostPolicy,
+  ) {
+    this.agent = new Agent({
+      connect: { lookup: policy.lookup, timeout: config.connectTimeoutMs },
+      headersTimeout: config.connectTimeoutMs,
+      bodyTimeout: config.idleTimeoutMs,
+    });
+  }
+
+  /** Drop every connection at once; called at shutdown, after the running downloads were aborted. */
+  async close(): Promise<void> {
+    await this.agent.destroy();
+  }
+
+  /** Download to `partPath` until complete; returns the file name and size. Errors: see `downloadError`. */
+  async download(options: HttpDownloadOptions): Promise<{ fileName: string; size: number }> {
+    const { signal, partPath } = options;
+    let state = options.state;
+    const have = await stat(partPath).then(
+      (s) => s.size,
+      () => 0,
+    );
+    // Resume only what can be verified: a validator for If-Range is required.
+    let offset = have > 0 && (state.etag || state.lastModified) ? have : 0;
+    // The response being read: destroyed on any failure, so no body keeps its connection busy.
+    let current: Dispatcher.ResponseData | null = null;
+    try {
+      let res = await this.fetch(options.url, signal, offset > 0 ? rangeHeaders(offset, state) : {});
+      current = res.response;
+      if (offset > 0 && res.response.statusCode === 416 && state.size === offset) {
+        await res.response.body.dump();
+        return { fileName: state.fileName ?? nameFromUrl(res.url), size: offset };
+      }
+      if (offset > 0 && !resumable(res.response, offset, state)) {
+        // The file changed, or the server ignores ranges: start over.
+        await res.response.body.dump().catch(() => undefined);
+        offset = 0;
+        res = await this.fetch(options.url, signal, {});
+        current = res.response;
+      }
+      const { response } = res;
+      checkStatus(response, res.url);
+      const length = Number(response.headers['content-length'] ?? Number.NaN);
+      const total = Number.isFinite(length) ? offset + length : 0;
+      const max = this.config.maxBytes;
+      if (max > 0 && total > max)
+        throw new FerryError(
+          'E_BAD_REQUEST',
+          `file is ${total} bytes, over offlineDownload.maxBytes (${max})`,
+        );
+      const fileName =
+        nameFromDisposition(response.headers['content-disposition']) ??
+        state.fileName ??
+        nameFromUrl(res.url);
+      state = {
+        ...validators(response),
+        ...(total > 0 && { size: total }),
+        fileName,
+      };
+      await options.saveState(state);
+      if (offset === 0) await rm(partPath, { force: true });
+      options.onStart({ offset, total, fileName });
+      let written = offset;
+      const meter = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          written += chunk.length;
+          if (max > 0 && written > max)
+            return done(
+              new FerryError('E_BAD_REQUEST', `download exceeds offlineDownload.maxBytes (${max})`),
+            );
+          options.onBytes(chunk.length);
+          done(null, chunk);
+        },
+      });
+      await pipeline(
+        response.body,
+        meter,
+        createWriteStream(partPath, { flags: offset > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }),
+        { signal },
+      );
+      if (total > 0 && written !== total)
+        throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
+      return { fileName, size: written };
+    } catch (err) {
+      current?.body.destroy();
+      throw downloadError(err, signal, options.url);
+    }
+  }
+
+  /** GET with redirects followed by hand; each hop is checked before it is fetched. */
+  private async fetch(
+    start: URL,
+    signal: AbortSignal,
+    headers: Record<string, string>,
+  ): Promise<{ url: URL; response: Dispatcher.ResponseData }> {
+    let url = start;
+    for (let hop = 0; ; hop++) {
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new FerryError('E_BAD_REQUEST', `redirected to an unsupported scheme ${url.protocol}`);
+      this.policy.checkName(url.hostname);
+      const response = await request(url, {
+        dispatcher: this.agent,
+        method: 'GET',
+        headers: { 'user-agent': 'ferry', ...headers },
+        signal,
+      });
+      const location = response.headers.location;
+      if (response.statusCode >= 300 && response.statusCode < 400 && location) {
+        await response.body.dump();
+        if (hop >= this.config.maxRedirects)
+          throw new FerryError('E_REMOTE_REFUSED', `more than ${this.config.maxRedirects} redirects`);
+        url = new URL(String(location), url);
+        continue;
+      }
+      return { url, response };
+    }
+  }
+}
+
+function rangeHeaders(offset: number, state: HttpResumeState): Record<string, string> {
+  const ifRange = state.etag ?? state.lastModified;
+  return { range: `bytes=${offset}-`, ...(ifRange && { 'if-range': ifRange }) };
+}
+
+/** A 206 that continues exactly at `offset` of the same representation. */
+function resumable(response: Dispatcher.ResponseData, offset: number, state: HttpResumeState): boolean {
+  if (response.statusCode !== 206) return false;
+  const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(String(response.headers['content-range'] ?? ''));
+  if (!m || Number(m[1]) !== offset) return false;
+  if (state.size !== undefined && m[2] !== '*' && Number(m[2]) !== state.size) return false;
+  const now = validators(response);
+  if (state.etag && now.etag && now.etag !== state.etag) return false;
+  return true;
+}
+
+/** Strong validators only: a weak ETag may not be used with If-Range. */
+function validators(response: Dispatcher.ResponseData): Pick<HttpResumeState, 'etag' | 'lastModified'> {
+  const etag = response.headers.etag;
+  const lastModified = response.headers['last-modified'];
+  return {
+    ...(typeof etag === 'string' && !etag.startsWith('W/') && { etag }),
+    ...(typeof lastModified === 'string' && { lastModified }),
+  };
+}
+
+/** 2xx passes; 4xx (but 408, 429) fails the task at once; 5xx and the rest are retried. */
+function checkStatus(response: Dispatcher.ResponseData, url: URL): void {
+  const status = response.statusCode;
+  if (status >= 200 && status < 300) return;
+  response.body.dump().catch(() => undefined);
+  const what = `HTTP ${status} from ${url.host}${url.pathname}`;
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429)
+    throw new FerryError('E_REMOTE_REFUSED', `download refused: ${what}`);
+  throw new FerryError('E_BACKEND', `download failed: ${what}`);
+}
+
+/** Turn whatever a download threw into a coded error with a message a user can act on. */
+function downloadError(err: unknown, signal: AbortSignal, url: URL): Error {
+  if (signal.aborted)
+    return signal.reason instanceof Error ? signal.reason : new FerryError('E_CANCELED', 'canceled');
+  // A refusal from the policy's lookup arrives wrapped by the socket layer.
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) if (e instanceof FerryError) return e;
+  const e = err as NodeJS.ErrnoException;
+  const host = url.host;
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
+    return new FerryError('E_BACKEND', `cannot resolve ${host}`, { cause: err });
+  if (
+    err instanceof errors.ConnectTimeoutError ||
+    err instanceof errors.HeadersTimeoutError ||
+    err instanceof errors.BodyTimeoutError
+  )
+    return new FerryError('E_BACKEND', `timed out talking to ${host}: ${e.message}`, { cause: err });
+  // Our own side failing (disk full, permissions) says so, with ferry's code for it.
+  if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EACCES' || e.code === 'EROFS')
+    return fromFsError(err, 'the offline download area');
+  if (e.code === 'ECONNREFUSED')
+    return new FerryError('E_BACKEND', `connection refused by ${host}`, { cause: err });
+  return new FerryError('E_BACKEND', `download from ${host} interrupted: ${e.message ?? String(err)}`, {
+    cause: err,
+  });
+}

@@ -1,0 +1,162 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { OfflineDownloadConfig } from '../config.ts';
+import { FerryError } from '../errors.ts';
+import { Aria2Client, Aria2Daemon, type Aria2Status } from './aria2.ts';
+import type { HttpDownloader } from './http-download.ts';
+import { HostPolicy } from './url-policy.ts';
+
+/** How often a running aria2 download is asked for its status. */
+const ARIA2_POLL_MS = 200;
+
+export interface Aria2DownloadOptions {
+  url: string;
+  /** Absolute folder aria2 writes into. */
+  dir: string;
+  signal: AbortSignal;
+  /** The gid of an earlier attempt: followed when aria2 still has it, else the URL is added again (aria2 continues its files). */
+  gid?: string;
+  saveGid(gid: string): Promise<void>;
+  onProgress(completed: number, total: number): void;
+}
+
+/**
+ * The download tools offline-download tasks use, shared by all of them: the host policy, the
+ * SimpleHttp downloader (one undici Agent, loaded on first use), and aria2 — a configured RPC endpoint, or ferry's
+ * own aria2c started on first use and stopped by `close()`.
+ */
+export class OfflineTools {
+  readonly policy: HostPolicy;
+  private httpDownloader: Promise<HttpDownloader> | null = null;
+  private aria2Client: Promise<Aria2Client> | null = null;
+  private daemon: Aria2Daemon | null = null;
+  private closed = false;
+
+  constructor(
+    readonly config: OfflineDownloadConfig,
+    private readonly dataDir: string,
+    private readonly log: Logger,
+  ) {
+    this.policy = new HostPolicy(config);
+  }
+
+  /** SimpleHttp, loaded on first use: undici costs memory a server without offline downloads should not hold. */
+  http(): Promise<HttpDownloader> {
+    this.httpDownloader ??= import('./http-download.ts').then(
+      (m) => new m.HttpDownloader(this.config, this.policy),
+    );
+    return this.httpDownloader;
+  }
+
+  /** Where offline downloads keep their files until transferred: `<dataDir>/offline`. */
+  get tempRoot(): string {
+    return join(this.dataDir, 'offline');
+  }
+
+  /** The aria2 RPC client, starting ferry's own aria2c the first time when no RPC URL is configured. */
+  aria2(): Promise<Aria2Client> {
+    if (this.closed) return Promise.reject(new FerryError('E_BACKEND', 'shutting down'));
+    const { rpcUrl, secret, binary } = this.config.aria2;
+    this.aria2Client ??= rpcUrl
+      ? Promise.resolve(new Aria2Client(rpcUrl, secret))
+      : Aria2Daemon.start({ binary, dir: this.tempRoot, log: this.log }).then(
+          (daemon) => {
+            this.daemon = daemon;
+            if (this.closed) void daemon.close();
+            return daemon.client;
+          },
+          (err) => {
+            this.aria2Client = null; // try again next time (aria2c installed meanwhile)
+            throw err;
+          },
+        );
+    return this.aria2Client;
+  }
+
+  /** Pid of ferry's own aria2c, when it runs (tests check it is gone after close). */
+  get aria2Pid(): number | undefined {
+    return this.daemon?.pid;
+  }
+
+  /**
+   * Run one aria2 download to completion, following what it produces (a .torrent or magnet link
+   * becomes the torrent's download). Cancel: `forceRemove` at once, then the result is dropped.
+   */
+  async aria2Download(options: Aria2DownloadOptions): Promise<void> {
+    const { signal } = options;
+    const client = await this.aria2();
+    let gid = options.gid;
+    try {
+      const known = gid ? await client.findStatus(gid) : null;
+      if (!known || known.status === 'removed' || known.status === 'error') {
+        if (gid) await client.call('aria2.removeDownloadResult', [gid]).catch(() => undefined);
+        gid = await client.addUri([options.url], {
+          // A fetched .torrent stays in memory: only the payload lands in the download folder.
+          'follow-torrent': 'mem',
+          ...this.config.aria2.options,
+          dir: options.dir,
+          continue: 'true',
+        });
+        await options.saveGid(gid);
+      }
+      for (;;) {
+        signal.throwIfAborted();
+        const status = await client.tellStatus(gid as string);
+        const total = Number(status.totalLength);
+        const max = this.config.maxBytes;
+        if (max > 0 && total > max)
+          throw new FerryError(
+            'E_BAD_REQUEST',
+            `file is ${total} bytes, over offlineDownload.maxBytes (${max})`,
+          );
+        options.onProgress(Number(status.completedLength), total);
+        if (status.status === 'complete') {
+          await client.call('aria2.removeDownloadResult', [gid]).catch(() => undefined);
+          const next = status.followedBy?.[0];
+          if (!next) return;
+          gid = next;
+          await options.saveGid(gid);
+          continue;
+        }
+        if (status.status === 'error') {
+          await client.call('aria2.removeDownloadResult', [gid]).catch(() => undefined);
+          throw aria2Error(status);
+        }
+        if (status.status === 'removed')
+          throw new FerryError('E_BACKEND', 'the download was removed from aria2');
+        await sleep(ARIA2_POLL_MS, undefined, { signal });
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        if (gid) await client.forget(gid);
+        throw signal.reason instanceof Error ? signal.reason : err;
+      }
+      // Nothing keeps running behind a failed attempt; a retry re-adds the URL and aria2 continues its file.
+      if (gid) await client.forget(gid).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Stop ferry's aria2c (its downloads resume with `--continue` at the next start) and close connections. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.httpDownloader) await (await this.httpDownloader).close().catch(() => undefined);
+    await this.daemon?.close();
+    this.daemon = null;
+  }
+}
+
+/** aria2's error codes (see its manual, EXIT STATUS) that retrying cannot fix. */
+function aria2Error(status: Aria2Status): FerryError {
+  const message = `aria2: ${status.errorMessage || 'download failed'} (code ${status.errorCode ?? '?'})`;
+  switch (status.errorCode) {
+    case '3': // resource not found
+    case '24': // HTTP authorization failed
+      return new FerryError('E_REMOTE_REFUSED', message);
+    case '9': // not enough disk space
+      return new FerryError('E_NO_SPACE', message);
+    default:
+      return new FerryError('E_BACKEND', message);
+  }
+}

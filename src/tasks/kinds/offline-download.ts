@@ -1,0 +1,179 @@
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HttpResumeState } from '../../download/http-download.ts';
+import type { OfflineTools } from '../../download/offline-tools.ts';
+import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
+import { FerryError } from '../../errors.ts';
+import { normalizePath } from '../../storage/paths.ts';
+import type { Task } from '../model.ts';
+import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
+import { type DeletePolicy, offlineArea, readDeletePolicy } from './offline-transfer.ts';
+
+/** Input of an `offline_download` task, plus the resume state it saves as it goes. */
+export interface OfflineDownloadPayload {
+  url: string;
+  /** Virtual path of the destination folder. */
+  dstDir: string;
+  tool: Tool;
+  deletePolicy: DeletePolicy;
+  /** SimpleHttp: validators of the partial file, for `Range` + `If-Range` on the next attempt. */
+  http?: HttpResumeState;
+  /** aria2: the download's gid, to follow it again after a retry or restart. */
+  gid?: string;
+  /** The transfer tasks exist: they own `done/` from here on. */
+  handedOff?: boolean;
+}
+
+function readPayload(task: Task): OfflineDownloadPayload {
+  const p = task.payload;
+  if (!(TOOLS as readonly unknown[]).includes(p.tool)) throw new FerryError('E_BAD_REQUEST', 'unknown tool');
+  return {
+    url: String(p.url),
+    dstDir: normalizePath(p.dstDir),
+    tool: p.tool as Tool,
+    deletePolicy: readDeletePolicy(p.deletePolicy),
+    ...(typeof p.http === 'object' && p.http !== null && { http: p.http as HttpResumeState }),
+    ...(typeof p.gid === 'string' && { gid: p.gid }),
+    handedOff: p.handedOff === true,
+  };
+}
+
+/**
+ * Download one URL into `<dataDir>/offline/<taskId>/` with the task's tool, then queue one
+ * `offline_download_transfer` task per downloaded item (one file; a torrent may give several)
+ * that moves it into the destination folder.
+ *
+ * Resume and cancel: a retry (after a failed attempt) or a restart continues the partial file —
+ * SimpleHttp with `Range`/`If-Range`, aria2 by its gid or `--continue`. A user's cancel stops the
+ * bytes at once and removes the partial download, so a canceled task holds no disk space; a
+ * retry after a cancel starts over.
+ */
+export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
+  return {
+    kind: 'offline_download',
+    async run(task, ctx) {
+      const payload = readPayload(task);
+      const area = offlineArea(ctx.dataDir, task.id);
+      const doneDir = join(area, 'done');
+      let saved: Record<string, unknown> = { ...task.payload };
+      const save = async (patch: Record<string, unknown>) => {
+        saved = { ...saved, ...patch };
+        await ctx.savePayload(saved);
+      };
+      try {
+        // A finished download whose hand-off was interrupted goes straight to the hand-off.
+        if (!(await hasEntries(doneDir))) {
+          await mkdir(area, { recursive: true });
+          if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, area, doneDir, ctx, save);
+          else await downloadAria2(tools, payload, area, doneDir, ctx, save);
+        }
+        await handOff(task, payload, doneDir, ctx);
+        await save({ handedOff: true });
+      } catch (err) {
+        if (canceledByUser(ctx.signal)) await rm(area, { recursive: true, force: true });
+        throw err;
+      }
+    },
+    async discard(task, deps) {
+      const area = offlineArea(deps.dataDir, task.id);
+      if (task.payload.handedOff !== true) {
+        await rm(area, { recursive: true, force: true });
+        return;
+      }
+      // The transfer tasks own done/ and remove it under their delete policy.
+      await rm(join(area, 'partial'), { force: true });
+      await rm(join(area, 'aria2'), { recursive: true, force: true });
+      await rmdir(area).catch(() => undefined);
+    },
+  };
+}
+
+type Save = (patch: Record<string, unknown>) => Promise<void>;
+
+async function downloadHttp(
+  tools: OfflineTools,
+  payload: OfflineDownloadPayload,
+  area: string,
+  doneDir: string,
+  ctx: TaskContext,
+  save: Save,
+): Promise<void> {
+  const url = parseDownloadUrl(payload.url, 'SimpleHttp');
+  const partPath = join(area, 'partial');
+  ctx.progress.setStatus('connecting');
+  const http = await tools.http();
+  const { fileName } = await http.download({
+    url,
+    partPath,
+    signal: ctx.signal,
+    state: payload.http ?? {},
+    saveState: (http) => save({ http }),
+    onStart: ({ offset, total, fileName }) => {
+      ctx.progress.setTotals({ bytes: total, files: 1 });
+      if (offset > 0) ctx.progress.addBytes(offset);
+      ctx.progress.setStatus(offset > 0 ? `${fileName} (resumed at byte ${offset})` : fileName);
+      if (offset > 0) ctx.log.info({ offset }, 'resuming download');
+    },
+    onBytes: (n) => ctx.progress.addBytes(n),
+  });
+  await mkdir(doneDir, { recursive: true });
+  await rename(partPath, join(doneDir, fileName));
+}
+
+async function downloadAria2(
+  tools: OfflineTools,
+  payload: OfflineDownloadPayload,
+  area: string,
+  doneDir: string,
+  ctx: TaskContext,
+  save: Save,
+): Promise<void> {
+  const url = parseDownloadUrl(payload.url, 'aria2');
+  // aria2 connects by itself: the policy can only check where the name points now.
+  if (url.protocol !== 'magnet:') await tools.policy.checkResolved(url.hostname);
+  const dir = join(area, 'aria2');
+  await mkdir(dir, { recursive: true });
+  ctx.progress.setStatus('downloading with aria2');
+  let reported = 0;
+  await tools.aria2Download({
+    url: payload.url,
+    dir,
+    signal: ctx.signal,
+    ...(payload.gid !== undefined && { gid: payload.gid }),
+    saveGid: (gid) => save({ gid }),
+    onProgress: (completed, total) => {
+      if (total > 0) ctx.progress.setTotals({ bytes: total, files: 1 });
+      if (completed > reported) ctx.progress.addBytes(completed - reported);
+      reported = Math.max(reported, completed);
+    },
+  });
+  // aria2's control files mean "unfinished"; a finished download has none left, but be sure.
+  for (const name of await readdir(dir))
+    if (name.endsWith('.aria2')) await rm(join(dir, name), { force: true });
+  await rename(dir, doneDir);
+}
+
+/** Queue one transfer per downloaded item. Ids derive from this task's, so a repeat queues nothing new. */
+async function handOff(task: Task, payload: OfflineDownloadPayload, doneDir: string, ctx: TaskContext) {
+  const dst = ctx.mounts.resolve(payload.dstDir);
+  const names = (await readdir(doneDir)).sort();
+  if (names.length === 0) throw new FerryError('E_BACKEND', 'the download produced no file');
+  for (const [i, name] of names.entries()) {
+    const src = join(doneDir, name);
+    await ctx.enqueue({
+      id: `${task.id}-t${i}`,
+      kind: 'offline_download_transfer',
+      // The seed's name for a local offline download's transfer.
+      name: `transfer [](${src}) to [${dst.mountPath}](${dst.path})`,
+      payload: { src, dstDir: payload.dstDir, deletePolicy: payload.deletePolicy },
+    });
+  }
+  ctx.progress.fileDone();
+}
+
+async function hasEntries(dir: string): Promise<boolean> {
+  return readdir(dir).then(
+    (names) => names.length > 0,
+    () => false,
+  );
+}
