@@ -87,7 +87,13 @@ function service(command: string, args: string[], options: { cwd?: string } = {}
 
 /** s3rver in a child process (test/helpers/s3rver-child.ts); resolves once it printed its port. */
 async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
-  const s3 = service(process.execPath, ['--import', 'tsx', 'test/helpers/s3rver-child.ts', directory, BUCKET]);
+  const s3 = service(process.execPath, [
+    '--import',
+    'tsx',
+    'test/helpers/s3rver-child.ts',
+    directory,
+    BUCKET,
+  ]);
   const port = await withTimeout('s3rver start-up', 60_000, async () => {
     for (;;) {
       const found = /^port (\d+)$/m.exec(s3.output());
