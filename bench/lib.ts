@@ -90,6 +90,11 @@ export const fmtMs = (ms: number) => `${ms.toFixed(2)} ms`;
 /** Decimal megabytes (10^6 bytes), from kB (KiB) as /proc reports them. */
 export const fmtMB = (kib: number) => `${((kib * 1024) / 1e6).toFixed(0)} MB`;
 export const mbOf = (kib: number) => (kib * 1024) / 1e6;
+/** A size in binary units: `1 GiB`, `32 MiB`. */
+export const fmtSize = (bytes: number) =>
+  bytes >= 1024 ** 3
+    ? `${Number((bytes / 1024 ** 3).toFixed(2))} GiB`
+    : `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
 export const fmtRatio = (r: number) => `${r.toFixed(2)}×`;
 
 /** Run `fn` with a deadline; the error names what timed out. */

@@ -9,6 +9,9 @@
  *   drivers     1 GiB Local → S3 and S3 → Local (s3rver) vs `rclone copy` (goal ≤ 1.00× rclone;
  *               peak RSS ≤ 150 MB); 10,000 × 4 KiB files Local → WebDAV (`rclone serve webdav`)
  *               vs `rclone copy --transfers 8` (goal ≤ 1.00×); BENCH_S3_BYTES, BENCH_DAV_FILES
+ *   offline     a 1 GiB random file from a local nginx by ferry's offline download (SimpleHttp, and
+ *               aria2 when ferry can start aria2c) into /local vs `curl -o` and `aria2c -x1 -s1`
+ *               (goal ≤ 1.10×); BENCH_DOWNLOAD_BYTES
  *   loader      context: idle RSS of the server under tsx vs compiled to JS
  *
  * Each benchmark starts a real `node --import tsx src/cli.ts serve` on a free port with its own
@@ -40,6 +43,7 @@ import {
   startServer,
   useCompiledServer,
 } from './lib.ts';
+import { offline } from './offline.ts';
 import { tasksBench } from './tasks.ts';
 
 /** Context for the memory figures: the same server idle, under tsx and compiled by tsc. */
@@ -83,6 +87,7 @@ const BENCHES: Record<string, (root: string) => Promise<Row[]>> = {
   'copy-large': copyLarge,
   tasks: tasksBench,
   drivers,
+  offline,
 };
 
 function environment(): string {
