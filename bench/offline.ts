@@ -89,7 +89,13 @@ http {
 }
 
 /** One ferry offline download into `dstDir`; resolves with its time until the file is placed. */
-async function ferryDownload(server: Server, url: string, dstDir: string, tool: 'SimpleHttp' | 'aria2') {
+async function ferryDownload(
+  server: Server,
+  url: string,
+  dstDir: string,
+  tool: 'SimpleHttp' | 'aria2',
+  timeoutMs = RUN_MS,
+) {
   const t0 = now();
   const created = await server.ok<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
     urls: [url],
@@ -99,10 +105,10 @@ async function ferryDownload(server: Server, url: string, dstDir: string, tool: 
   });
   const tid = created.tasks[0]?.id;
   if (!tid) throw new Error('add_offline_download created no task');
-  await server.waitTask('offline_download', tid, { timeoutMs: RUN_MS, intervalMs: 20 });
+  await server.waitTask('offline_download', tid, { timeoutMs, intervalMs: 20 });
   // The download's hand-off queued this transfer before the download task succeeded.
   const transfer = await server.waitTask('offline_download_transfer', `${tid}-t0`, {
-    timeoutMs: RUN_MS,
+    timeoutMs,
     intervalMs: 20,
   });
   return { ms: now() - t0, transfer };
@@ -118,9 +124,16 @@ export async function offline(root: string): Promise<Row[]> {
   const www = join(root, 'offline-www');
   const nginxDir = join(root, 'offline-nginx');
   const outDir = join(root, 'offline-out');
+  for (const [tool, pkg] of [
+    ['curl', 'curl'],
+    ['aria2c', 'aria2'],
+  ])
+    await run(tool as string, ['--version']).catch(() => {
+      throw new Error(`${tool} is missing (Debian package ${pkg})`);
+    });
   const dirs = [dataDir, www, nginxDir, outDir];
   for (const dir of [files, www, outDir]) await mkdir(dir, { recursive: true });
-  log(`${BENCH}: writing ${(bytes / 1024 ** 3).toFixed(2)} GiB of random data`);
+  log(`${BENCH}: writing ${fmtSize(bytes)} of random data`);
   const src = join(www, 'src.bin');
   await writeRandomFile(src, bytes);
   await writeFile(join(www, 'warm.bin'), 'warm-up\n');
@@ -137,7 +150,8 @@ export async function offline(root: string): Promise<Row[]> {
     await ferryDownload(server, `${nginx.origin}/warm.bin`, '/local/warm-http', 'SimpleHttp');
     let aria2Skipped = '';
     try {
-      await ferryDownload(server, `${nginx.origin}/warm.bin`, '/local/warm-aria2', 'aria2');
+      // A failing start would be retried with backoff: a minute is plenty for 8 bytes.
+      await ferryDownload(server, `${nginx.origin}/warm.bin`, '/local/warm-aria2', 'aria2', 60_000);
     } catch (err) {
       aria2Skipped = errorText(err).split('\n')[0] ?? 'failed';
       log(`${BENCH}: ferry with tool aria2 skipped: ${aria2Skipped}`);
