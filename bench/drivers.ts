@@ -13,14 +13,12 @@
  * alternates between runs. Both sides are checked (sizes, file counts, sha256 of the first
  * downloads) so a fast wrong copy cannot win. The server's peak RSS is read after the S3 runs.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { randomFillSync } from 'node:crypto';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import {
+  countFiles,
   errorText,
   fmtMB,
   fmtRatio,
@@ -31,12 +29,13 @@ import {
   mbOf,
   median,
   now,
-  onCleanup,
-  PROJECT_ROOT,
   type Row,
   remove,
   run,
   type Server,
+  type Service,
+  service,
+  sha256,
   sleep,
   startServer,
   syncDisks,
@@ -52,38 +51,6 @@ const RUN_MS = 900_000;
 
 // ---------------------------------------------------------------------------------------------
 // The servers ferry and rclone talk to
-
-interface Service {
-  child: ChildProcess;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-/** Spawn a long-running helper that is killed at clean-up (and if this process exits first). */
-function service(command: string, args: string[], options: { cwd?: string } = {}): Service {
-  const child = spawn(command, args, { cwd: options.cwd ?? PROJECT_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (d: Buffer) => {
-    output = (output + d.toString()).slice(-4000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.on('exit', kill);
-  const stop = async () => {
-    process.off('exit', kill);
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(kill, 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  onCleanup(stop);
-  return { child, output: () => output, stop };
-}
 
 /** s3rver in a child process (test/helpers/s3rver-child.ts); resolves once it printed its port. */
 async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
@@ -163,17 +130,6 @@ function rclone(args: string[]): Promise<{ ms: number; stdout: string }> {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async function sha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash);
-  return hash.digest('hex');
-}
-
-async function countFiles(dir: string): Promise<number> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).length;
-}
 
 /** Same layout as copy-small: 10 × 10 folders of 100 files (10,000 files by default). */
 async function makeTree(dir: string, files: number, fileBytes: number): Promise<void> {

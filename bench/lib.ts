@@ -4,11 +4,12 @@
  * clean-up that kills every child and removes the temp tree whatever happens.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createHash, randomFillSync } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 
@@ -89,6 +90,11 @@ export const fmtMs = (ms: number) => `${ms.toFixed(2)} ms`;
 /** Decimal megabytes (10^6 bytes), from kB (KiB) as /proc reports them. */
 export const fmtMB = (kib: number) => `${((kib * 1024) / 1e6).toFixed(0)} MB`;
 export const mbOf = (kib: number) => (kib * 1024) / 1e6;
+/** A size in binary units: `1 GiB`, `32 MiB`. */
+export const fmtSize = (bytes: number) =>
+  bytes >= 1024 ** 3
+    ? `${Number((bytes / 1024 ** 3).toFixed(2))} GiB`
+    : `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
 export const fmtRatio = (r: number) => `${r.toFixed(2)}×`;
 
 /** Run `fn` with a deadline; the error names what timed out. */
@@ -194,6 +200,66 @@ export async function writeRandomFile(path: string, bytes: number): Promise<void
   } finally {
     await handle.close();
   }
+}
+
+/** sha256 of a file, hex. */
+export async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash);
+  return hash.digest('hex');
+}
+
+/** Regular files below `dir`, at any depth. */
+export async function countFiles(dir: string): Promise<number> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).length;
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((r) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      r(true);
+    });
+    socket.once('error', () => r(false));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helper services (reference servers) killed at clean-up
+
+export interface Service {
+  child: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Spawn a long-running helper that is killed at clean-up (and if this process exits first). */
+export function service(command: string, args: string[], options: { cwd?: string } = {}): Service {
+  const child = spawn(command, args, { cwd: options.cwd ?? PROJECT_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (d: Buffer) => {
+    output = (output + d.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.on('exit', kill);
+  const stop = async () => {
+    process.off('exit', kill);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(kill, 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  onCleanup(stop);
+  return { child, output: () => output, stop };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,13 +9,19 @@
  *   drivers     1 GiB Local → S3 and S3 → Local (s3rver) vs `rclone copy` (goal ≤ 1.00× rclone;
  *               peak RSS ≤ 150 MB); 10,000 × 4 KiB files Local → WebDAV (`rclone serve webdav`)
  *               vs `rclone copy --transfers 8` (goal ≤ 1.00×); BENCH_S3_BYTES, BENCH_DAV_FILES
+ *   offline     a 1 GiB random file from a local nginx by ferry's offline download (SimpleHttp, and
+ *               aria2 when ferry can start aria2c) into /local vs `curl -o` and `aria2c -x1 -s1`
+ *               (goal ≤ 1.10×); BENCH_DOWNLOAD_BYTES
+ *   extract     ferry's decompress into /local of a stored zip and a tar.gz of one tree (10,000 random
+ *               files, 1 GiB) vs `unzip -q -o` and `tar xzf` (goal ≤ 1.20×); BENCH_EXTRACT_BYTES,
+ *               BENCH_EXTRACT_FILES
  *   loader      context: idle RSS of the server under tsx vs compiled to JS
  *
  * Each benchmark starts a real `node --import tsx src/cli.ts serve` on a free port with its own
  * data directory under `.bench-tmp/` (or $FERRY_BENCH_DIR), drives it over HTTP and reads the
  * server's peak RSS (VmHWM) from /proc. Everything is removed at the end. Sizes can be scaled
  * down for a quick try: BENCH_LARGE_BYTES, BENCH_SMALL_FILES, BENCH_TINY_TASKS,
- * BENCH_STORED_TASKS, BENCH_REQUESTS, BENCH_RUNS.
+ * BENCH_STORED_TASKS, BENCH_REQUESTS, BENCH_RUNS (and per benchmark, above).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, statfs } from 'node:fs/promises';
@@ -24,6 +30,7 @@ import { join } from 'node:path';
 import { copyLarge } from './copy-large.ts';
 import { copySmall } from './copy-small.ts';
 import { drivers } from './drivers.ts';
+import { extract } from './extract.ts';
 import {
   buildJs,
   cleanup,
@@ -40,6 +47,7 @@ import {
   startServer,
   useCompiledServer,
 } from './lib.ts';
+import { offline } from './offline.ts';
 import { tasksBench } from './tasks.ts';
 
 /** Context for the memory figures: the same server idle, under tsx and compiled by tsc. */
@@ -83,6 +91,8 @@ const BENCHES: Record<string, (root: string) => Promise<Row[]>> = {
   'copy-large': copyLarge,
   tasks: tasksBench,
   drivers,
+  offline,
+  extract,
 };
 
 function environment(): string {

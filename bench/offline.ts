@@ -1,0 +1,272 @@
+/**
+ * offline: ferry's offline download of one big random file from a local nginx, against `curl -o`
+ * and a single-connection `aria2c` of the same URL in the same run.
+ *
+ * nginx runs in the foreground as this runner's child with its own minimal config (temp paths,
+ * pid and logs in its own temp folder, `sendfile on`, no access log) on a free loopback port.
+ * ferry's time runs from `POST /api/fs/add_offline_download` until the `offline_download` task
+ * and then its `offline_download_transfer` task (id `<download id>-t0`) have succeeded, i.e.
+ * until the whole file is in place in `/local` (a rename: the download area is on the same
+ * file system). Neither ferry nor the references fsync the file, so none is charged for it.
+ * ferry's tool `aria2` is timed too when ferry can start its own `aria2c`. One tiny download per
+ * ferry tool before the timings loads the tool (undici; ferry's aria2c daemon) so no run pays
+ * for the start-up. Best of BENCH_RUNS, medians shown; `sync` before every timing, the order
+ * rotates between runs; every output's size is checked, and its sha256 once per tool.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  errorText,
+  fmtMB,
+  fmtRatio,
+  fmtS,
+  fmtSize,
+  freePort,
+  loaderNote,
+  log,
+  median,
+  now,
+  portOpen,
+  type Row,
+  remove,
+  run,
+  type Server,
+  type Service,
+  service,
+  sha256,
+  sleep,
+  startServer,
+  syncDisks,
+  withTimeout,
+  writeRandomFile,
+} from './lib.ts';
+
+const BENCH = 'offline';
+const RUN_MS = 900_000;
+const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+
+/** nginx in the foreground serving `root` on a free loopback port; its files live in `dir`. */
+async function startNginx(dir: string, root: string): Promise<Service & { origin: string }> {
+  const port = await freePort();
+  await mkdir(dir, { recursive: true });
+  const conf = join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    // One process (no master): nothing outlives a SIGKILL, and no switch to `nobody` as root.
+    `daemon off;
+master_process off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'error.log')} warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  client_body_temp_path ${join(dir, 'client_body')};
+  proxy_temp_path ${join(dir, 'proxy')};
+  fastcgi_temp_path ${join(dir, 'fastcgi')};
+  uwsgi_temp_path ${join(dir, 'uwsgi')};
+  scgi_temp_path ${join(dir, 'scgi')};
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+  }
+}
+`,
+  );
+  // -e: the error log before the config is read (the default, /var/log/nginx, may not be ours).
+  const nginx = service(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { cwd: dir });
+  await withTimeout('nginx start-up', 15_000, async () => {
+    for (;;) {
+      if (nginx.child.exitCode !== null) throw new Error(`nginx exited: ${nginx.output()}`);
+      if (await portOpen(port)) return;
+      await sleep(50);
+    }
+  });
+  return { ...nginx, origin: `http://127.0.0.1:${port}` };
+}
+
+/** One ferry offline download into `dstDir`; resolves with its time until the file is placed. */
+async function ferryDownload(
+  server: Server,
+  url: string,
+  dstDir: string,
+  tool: 'SimpleHttp' | 'aria2',
+  timeoutMs = RUN_MS,
+) {
+  const t0 = now();
+  const created = await server.ok<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+    urls: [url],
+    path: dstDir,
+    tool,
+    delete_policy: 'delete_on_upload_succeed',
+  });
+  const tid = created.tasks[0]?.id;
+  if (!tid) throw new Error('add_offline_download created no task');
+  await server.waitTask('offline_download', tid, { timeoutMs, intervalMs: 20 });
+  // The download's hand-off queued this transfer before the download task succeeded.
+  const transfer = await server.waitTask('offline_download_transfer', `${tid}-t0`, {
+    timeoutMs,
+    intervalMs: 20,
+  });
+  return { ms: now() - t0, transfer };
+}
+
+const all = (xs: number[]) => xs.map((x) => (x / 1000).toFixed(2)).join(', ');
+
+export async function offline(root: string): Promise<Row[]> {
+  const bytes = Number(process.env.BENCH_DOWNLOAD_BYTES ?? 1024 ** 3);
+  const runs = Number(process.env.BENCH_RUNS ?? 3);
+  const dataDir = join(root, 'offline');
+  const files = join(dataDir, 'files');
+  const www = join(root, 'offline-www');
+  const nginxDir = join(root, 'offline-nginx');
+  const outDir = join(root, 'offline-out');
+  for (const [tool, pkg] of [
+    ['curl', 'curl'],
+    ['aria2c', 'aria2'],
+  ])
+    await run(tool as string, ['--version']).catch(() => {
+      throw new Error(`${tool} is missing (Debian package ${pkg})`);
+    });
+  const dirs = [dataDir, www, nginxDir, outDir];
+  for (const dir of [files, www, outDir]) await mkdir(dir, { recursive: true });
+  log(`${BENCH}: writing ${fmtSize(bytes)} of random data`);
+  const src = join(www, 'src.bin');
+  await writeRandomFile(src, bytes);
+  await writeFile(join(www, 'warm.bin'), 'warm-up\n');
+  const srcHash = await sha256(src);
+
+  const nginx = await startNginx(nginxDir, www);
+  const server = await startServer({ dataDir });
+  try {
+    const idle = await server.memory();
+    log(`${BENCH}: server pid ${server.pid} up in ${fmtS(server.startMs)}, nginx ${nginx.origin}`);
+    const url = `${nginx.origin}/src.bin`;
+
+    // Warm-up, untimed: loads SimpleHttp, and starts ferry's aria2c (skipped when that fails).
+    await ferryDownload(server, `${nginx.origin}/warm.bin`, '/local/warm-http', 'SimpleHttp');
+    let aria2Skipped = '';
+    try {
+      // A failing start would be retried with backoff: a minute is plenty for 8 bytes.
+      await ferryDownload(server, `${nginx.origin}/warm.bin`, '/local/warm-aria2', 'aria2', 60_000);
+    } catch (err) {
+      aria2Skipped = errorText(err).split('\n')[0] ?? 'failed';
+      log(`${BENCH}: ferry with tool aria2 skipped: ${aria2Skipped}`);
+    }
+    await remove(join(files, 'warm-http'));
+    await remove(join(files, 'warm-aria2'));
+
+    const checked = new Set<string>();
+    const check = async (who: string, out: string) => {
+      const size = (await stat(out)).size;
+      if (size !== bytes) throw new Error(`${who}: ${out} has ${size} bytes, want ${bytes}`);
+      if (!checked.has(who)) {
+        if ((await sha256(out)) !== srcHash) throw new Error(`${who}: ${out} differs from the source`);
+        checked.add(who);
+      }
+    };
+    const ferryTool = (tool: 'SimpleHttp' | 'aria2', label: string) => async (i: number) => {
+      const dst = `dl-${label}-${i}`;
+      const { ms, transfer } = await ferryDownload(server, url, `/local/${dst}`, tool);
+      if (transfer.processed_bytes !== bytes)
+        throw new Error(`${label}: the transfer task says ${transfer.processed_bytes} bytes, want ${bytes}`);
+      await check(label, join(files, dst, 'src.bin'));
+      await remove(join(files, dst));
+      return ms;
+    };
+    const tools: Record<string, (i: number) => Promise<number>> = {
+      'ferry SimpleHttp': ferryTool('SimpleHttp', 'ferry-http'),
+      ...(!aria2Skipped && { 'ferry aria2': ferryTool('aria2', 'ferry-aria2') }),
+      curl: async (i) => {
+        const out = join(outDir, `curl-${i}.bin`);
+        const { ms } = await run('curl', ['-sS', '-f', '-o', out, url], { timeoutMs: RUN_MS });
+        await check('curl', out);
+        await remove(out);
+        return ms;
+      },
+      aria2c: async (i) => {
+        const dir = join(outDir, `aria2c-${i}`);
+        const { ms } = await run(
+          'aria2c',
+          [
+            '--no-conf=true',
+            '-x1',
+            '-s1',
+            '--file-allocation=none',
+            '--console-log-level=warn',
+            '--summary-interval=0',
+            '--download-result=hide',
+            '-d',
+            dir,
+            '-o',
+            'src.bin',
+            url,
+          ],
+          { timeoutMs: RUN_MS },
+        );
+        await check('aria2c', join(dir, 'src.bin'));
+        await remove(dir);
+        return ms;
+      },
+    };
+    const names = Object.keys(tools);
+    const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    for (let i = 0; i < runs; i++) {
+      // Rotate: each tool goes first in turn.
+      const order = names.map((_, k) => names[(k + i) % names.length] as string);
+      for (const name of order) {
+        await syncDisks();
+        const ms = await (tools[name] as (i: number) => Promise<number>)(i);
+        times[name]?.push(ms);
+        log(`${BENCH}: run ${i + 1} ${name} ${fmtS(ms)}`);
+      }
+    }
+    const mem = await server.memory();
+
+    const size = fmtSize(bytes);
+    const rate = (ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
+    const best = (name: string) => Math.min(...(times[name] ?? []));
+    const labels: Record<string, string> = {
+      'ferry SimpleHttp': `ferry offline download of ${size} (SimpleHttp) from nginx into /local, request → file in place`,
+      'ferry aria2': 'ferry offline download, tool aria2 (ferry’s own aria2c), request → file in place',
+      curl: 'curl -o of the same URL',
+      aria2c: 'aria2c -x1 -s1 --file-allocation=none of the same URL',
+    };
+    const rows: Row[] = names.map((name) => ({
+      bench: BENCH,
+      figure: `${labels[name]}, best of ${runs} (${all(times[name] ?? [])} s)`,
+      value: `${fmtS(best(name))} (${rate(best(name))})`,
+    }));
+    if (aria2Skipped)
+      rows.push({ bench: BENCH, figure: 'ferry with tool aria2: skipped', value: aria2Skipped });
+    for (const ferry of names.filter((n) => n.startsWith('ferry ')))
+      for (const ref of ['curl', 'aria2c']) {
+        const ratio = best(ferry) / best(ref);
+        const medians = median(times[ferry] ?? []) / median(times[ref] ?? []);
+        rows.push({
+          bench: BENCH,
+          figure: `${ferry} time / ${ref} time, best runs (medians: ${fmtRatio(medians)})`,
+          value: '',
+          ratio: fmtRatio(ratio),
+          goal: '≤ 1.10×',
+          met: ratio <= 1.1,
+        });
+      }
+    rows.push(
+      {
+        bench: BENCH,
+        figure: `server peak RSS (VmHWM, ${loaderNote()}; ferry’s aria2c is a separate process)`,
+        value: fmtMB(mem.hwmKb),
+      },
+      { bench: BENCH, figure: 'server RSS right after start (idle)', value: fmtMB(idle.rssKb) },
+    );
+    return rows;
+  } finally {
+    await server.stop();
+    await nginx.stop();
+    for (const dir of dirs) await remove(dir);
+  }
+}
