@@ -88,9 +88,6 @@ export class LocalTree {
   async file(rel: string, source: Readable): Promise<void> {
     // The pipeline below reports the source's errors; until it is set up, nothing may crash.
     source.on('error', () => undefined);
-    const final = this.abs(rel);
-    await this.mkdirInside(parentPath(rel));
-    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
     const { guard, onBytes, signal } = this.options;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
@@ -103,18 +100,7 @@ export class LocalTree {
         }
       },
     });
-    try {
-      await pipeline(source, counter, createWriteStream(temp), { signal });
-      await this.place(temp, final, rel);
-      this.options.onFileDone();
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
-        this.itemFailed(rel, err);
-        return;
-      }
-      throw err instanceof FerryError ? err : fromFsError(err, rel);
-    }
+    await this.fillAndPlace(rel, (temp) => pipeline(source, counter, createWriteStream(temp), { signal }));
   }
 
   /**
@@ -122,14 +108,25 @@ export class LocalTree {
    * not) to `rel`. The caller has counted its bytes already.
    */
   async adopt(rel: string, staged: string): Promise<void> {
+    await this.fillAndPlace(rel, (temp) =>
+      rename(staged, temp).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EXDEV') throw err;
+        await copyFile(staged, temp);
+      }),
+    );
+  }
+
+  /**
+   * Let `fill` write the file under a temp name beside `rel`'s final one, then put it in place.
+   * An entry-only failure (exists, a folder in the way) is recorded and extraction goes on; any
+   * other failure stops it. The temp file never stays behind.
+   */
+  private async fillAndPlace(rel: string, fill: (temp: string) => Promise<void>): Promise<void> {
     const final = this.abs(rel);
     await this.mkdirInside(parentPath(rel));
     const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
     try {
-      await rename(staged, temp).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EXDEV') throw err;
-        await copyFile(staged, temp);
-      });
+      await fill(temp);
       await this.place(temp, final, rel);
       this.options.onFileDone();
     } catch (err) {
