@@ -47,6 +47,19 @@ async function tempFiles(dir: string): Promise<string[]> {
   return names.filter((n) => (n.split('/').pop() ?? '').startsWith(FERRY_TEMP_PREFIX));
 }
 
+/** Poll a copy task until it has ended (succeeded, failed or canceled). */
+async function taskEnded(h: Harness, id: string, timeoutMs: number, what: string): Promise<TaskInfo> {
+  return waitFor(
+    async () => {
+      const res = await h.json<TaskInfo[]>('POST', `/api/task/copy/info?tid=${id}`, { token: h.adminToken });
+      const t = res.data[0];
+      return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+    },
+    timeoutMs,
+    what,
+  );
+}
+
 const enabled = rcloneAvailable();
 
 describe('a remote backend failing or a transfer canceled mid-way', { skip: !enabled }, () => {
@@ -128,14 +141,7 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
       );
       await new Promise((r) => setTimeout(r, 500));
       await server.start();
-      const done = await waitFor(
-        async () => {
-          const t = await info('copy', id);
-          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-        },
-        120_000,
-        'the retried task',
-      );
+      const done = await taskEnded(h, id, 120_000, 'the retried task');
       assert.equal(done.state, 'succeeded', done.error);
       assert.ok(done.retries >= 1, 'it took a retry');
       assert.equal(await sha256File(join(server.root, 'retry', 'big.bin')), bigSha);
@@ -149,14 +155,7 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
       const asked = Date.now();
       const res = await h.json('POST', `/api/task/copy/cancel?tid=${id}`, { token: h.adminToken });
       assert.equal(res.code, 200, res.message);
-      const ended = await waitFor(
-        async () => {
-          const t = await info('copy', id);
-          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-        },
-        10_000,
-        'the canceled task',
-      );
+      const ended = await taskEnded(h, id, 10_000, 'the canceled task');
       assert.equal(ended.state, 'canceled');
       assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
       await assert.rejects(stat(join(server.root, 'cancel', 'big.bin')), 'nothing under the final name');
@@ -190,14 +189,7 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
         'nothing under the final name',
       );
       await server.start();
-      const done = await waitFor(
-        async () => {
-          const t = await info('copy', id);
-          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-        },
-        120_000,
-        'the retried task',
-      );
+      const done = await taskEnded(h, id, 120_000, 'the retried task');
       assert.equal(done.state, 'succeeded', done.error);
       assert.ok(done.retries >= 1, 'it took a retry');
       assert.equal(await sha256File(join(h.dataDir, 'files', `${protocol}-down-retry`, 'big.bin')), bigSha);
@@ -225,14 +217,7 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
       const asked = Date.now();
       const res = await h.json('POST', `/api/task/copy/cancel?tid=${id}`, { token: h.adminToken });
       assert.equal(res.code, 200, res.message);
-      const ended = await waitFor(
-        async () => {
-          const t = await info('copy', id);
-          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-        },
-        10_000,
-        'the canceled task',
-      );
+      const ended = await taskEnded(h, id, 10_000, 'the canceled task');
       assert.equal(ended.state, 'canceled');
       assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
       const dir = join(h.dataDir, 'files', `${protocol}-down-cancel`);
@@ -330,14 +315,7 @@ describe('an S3 server failing or an upload to it canceled mid-way', () => {
     );
     assert.deepEqual(await storedAs('retry/big.bin'), [], 'no object while the upload is incomplete');
     await s3.start();
-    const done = await waitFor(
-      async () => {
-        const t = await info(id);
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-      },
-      120_000,
-      'the retried task',
-    );
+    const done = await taskEnded(h, id, 120_000, 'the retried task');
     assert.equal(done.state, 'succeeded', done.error);
     assert.ok(done.retries >= 1, 'it took a retry');
     const at = s3Path('/s3/retry/big.bin');
@@ -352,14 +330,7 @@ describe('an S3 server failing or an upload to it canceled mid-way', () => {
     const asked = Date.now();
     const res = await h.json('POST', `/api/task/copy/cancel?tid=${id}`, { token: h.adminToken });
     assert.equal(res.code, 200, res.message);
-    const ended = await waitFor(
-      async () => {
-        const t = await info(id);
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-      },
-      10_000,
-      'the canceled task',
-    );
+    const ended = await taskEnded(h, id, 10_000, 'the canceled task');
     assert.equal(ended.state, 'canceled');
     assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
     // Parts already sent are aborted with the multipart upload; nothing is completed later.
