@@ -144,13 +144,15 @@ describe('decompress through the AList archive API', { skip: !toolsAvailable() }
     assert.equal(res.code, 200, res.message);
     files = join(h.dataDir, 'files');
     outside = await mkdtemp(join(tmpdir(), 'ferry-outside-'));
-    // The source tree: nested folders, an empty one, a few files (one of 3 MB), a non-ASCII name.
+    // The source tree: nested folders, an empty one, a few files (one of 3 MB, which ferry writes
+    // from memory, one of 5 MB, which it streams), a non-ASCII name.
     source = await mkdtemp(join(tmpdir(), 'ferry-arc-src-'));
     await mkdir(join(source, 'a', 'b', 'c'), { recursive: true });
     await mkdir(join(source, 'empty'));
     await writeFile(join(source, 'top.txt'), 'top\n');
     await writeFile(join(source, 'a', 'hello ü.txt'), 'hello archive\n');
     await writeRandomFile(join(source, 'a', 'b', 'big.bin'), 3 * 1024 * 1024 + 17);
+    await writeRandomFile(join(source, 'a', 'large.bin'), 5 * 1024 * 1024 + 5);
     await writeFile(join(source, 'a', 'b', 'c', 'deep.txt'), 'deep\n'.repeat(1000));
     expected = await snapshotTree(source);
 
@@ -158,6 +160,7 @@ describe('decompress through the AList archive API', { skip: !toolsAvailable() }
     await mkdir(arc, { recursive: true });
     const p = (name: string) => join(arc, name);
     run('zip', ['-qr', p('tree.zip'), '.'], source);
+    run('zip', ['-qr0', p('stored.zip'), '.'], source);
     run('zip', ['-qr', '-P', PASSWORD, p('zipcrypto.zip'), '.'], source);
     run(sevenZip, ['a', '-bd', '-tzip', '-mem=AES256', `-p${PASSWORD}`, p('aes.zip'), '.'], source);
     run(sevenZip, ['a', '-bd', p('tree.7z'), '.'], source);
@@ -178,6 +181,12 @@ z.writestr('../../../../../../..${evil}', 'escaped')
 z.close()
 z = zipfile.ZipFile(${JSON.stringify(p('absolute.zip'))}, 'w')
 z.writestr(zipfile.ZipInfo(${JSON.stringify(evil)}), 'escaped')
+z.close()
+z = zipfile.ZipFile(${JSON.stringify(p('crc.zip'))}, 'w', zipfile.ZIP_STORED)
+z.writestr('data.txt', 'A' * 1000)
+z.close()
+z = zipfile.ZipFile(${JSON.stringify(p('liar.zip'))}, 'w', zipfile.ZIP_DEFLATED)
+z.writestr('small.txt', 'B' * 100000)
 z.close()
 z = zipfile.ZipFile(${JSON.stringify(p('bomb.zip'))}, 'w', zipfile.ZIP_DEFLATED)
 z.writestr('zeros.bin', bytes(40 * 1024 * 1024))
@@ -212,6 +221,15 @@ t.close()
     await writeFile(p('truncated.tar.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
     const zip = await readFile(p('tree.zip'));
     await writeFile(p('truncated.zip'), zip.subarray(0, Math.floor(zip.length / 2)));
+    // A flipped byte in a stored entry: its CRC-32 no longer matches.
+    const crc = await readFile(p('crc.zip'));
+    crc[crc.indexOf('AAAA') + 500] = 0x42;
+    await writeFile(p('crc.zip'), crc);
+    // An entry whose headers state 1,000 bytes where 100,000 inflate (both sizes patched).
+    const liar = await readFile(p('liar.zip'));
+    liar.writeUInt32LE(1000, liar.indexOf('PK\x03\x04') + 22);
+    liar.writeUInt32LE(1000, liar.indexOf('PK\x01\x02') + 24);
+    await writeFile(p('liar.zip'), liar);
     // Not a real rar (none can be made with free tools): enough to see it is handed to 7-Zip.
     await writeFile(p('fake.rar'), 'Rar!\x1a\x07\x00 not really a rar archive');
     console.log(`# built the archives in ${Date.now() - t0} ms`);
@@ -227,6 +245,7 @@ t.close()
   it('extracts every format byte-identical to its source tree, to Local, with and without password', async () => {
     const cases: [string, string][] = [
       ['tree.zip', ''],
+      ['stored.zip', ''],
       ['zipcrypto.zip', PASSWORD],
       ['aes.zip', PASSWORD],
       ['tree.7z', ''],
@@ -253,8 +272,8 @@ t.close()
     for (const { name, task } of tasks) {
       const done = await finished('decompress', task.id);
       assert.equal(done.state, 'succeeded', `${name}: ${done.error}`);
-      assert.equal(done.processed_files, 4, `${name}: files counted`);
-      if (!name.includes('.tar')) assert.equal(done.total_files, 4, `${name}: files announced`);
+      assert.equal(done.processed_files, 5, `${name}: files counted`);
+      if (!name.includes('.tar')) assert.equal(done.total_files, 5, `${name}: files announced`);
       assert.equal(done.processed_bytes, done.total_bytes, `${name}: bytes counted`);
       const out = join(files, 'out', name);
       assert.deepEqual(diffSnapshots(await snapshotTree(out), expected), [], name);
@@ -368,7 +387,7 @@ t.close()
       const top = meta.data.content.map((e) => `${e.name}${e.is_dir ? '/' : ''}`).sort();
       assert.deepEqual(top, ['a/', 'empty/', 'top.txt'], name);
       const a = meta.data.content.find((e) => e.name === 'a');
-      assert.deepEqual(a?.children?.map((e) => e.name).sort(), ['b', 'hello ü.txt'], name);
+      assert.deepEqual(a?.children?.map((e) => e.name).sort(), ['b', 'hello ü.txt', 'large.bin'], name);
     }
     for (const [name, pass, pattern] of [
       ['secret.7z', 'wrong', /wrong archive password/],
@@ -401,6 +420,8 @@ t.close()
       ['bomb.7z', /zip bomb|bytes per archive byte/],
       ['truncated.tar.gz', /damaged tar\.gz archive/],
       ['truncated.zip', /zip archive/],
+      ['crc.zip', /data\.txt fails its CRC-32/],
+      ['liar.zip', /small\.txt does not inflate to its stated size/],
       ['zipcrypto.zip', /wrong archive password/, 'wrong'],
       ['aes.zip', /password is required/, ''],
       ['secret.7z', /wrong archive password/, 'wrong'],

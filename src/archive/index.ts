@@ -35,8 +35,21 @@ export async function listArchive(
   }
 }
 
-/** Extract an archive on the local disk into `job.tree` (see `ExtractJob`). */
+/**
+ * Extract an archive on the local disk into `job.tree` (see `ExtractJob`). Returns, or throws,
+ * only once every file write it started has ended.
+ */
 export async function extractArchive(format: ArchiveFormat, job: ExtractJob): Promise<void> {
+  try {
+    await extractFormat(format, job);
+  } catch (err) {
+    await job.tree.settle().catch(() => undefined);
+    throw err;
+  }
+  await job.tree.settle();
+}
+
+async function extractFormat(format: ArchiveFormat, job: ExtractJob): Promise<void> {
   switch (format) {
     case 'zip':
       return (await import('./zip.ts')).extractZip(job);

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { FerryError, fromFsError } from '../errors.ts';
 import { parentPath, tempSiblingPath, tempToken } from '../storage/paths.ts';
+import { fileWriters, WriteFailure } from './file-writers.ts';
 import type { ExtractionGuard } from './guard.ts';
 
 export interface LocalTreeOptions {
@@ -25,6 +26,15 @@ export interface LocalTreeOptions {
 
 const execFileAsync = promisify(execFile);
 
+/**
+ * Files up to this size are handed over whole (`put`) and written in the background, several at
+ * a time: an archive of many small files is bound by per-file system calls, not by bytes.
+ */
+export const BUFFERED_FILE_MAX = 4 << 20;
+/** At most this many buffered files, and this many of their bytes, are being written at once. */
+const MAX_PENDING_FILES = 8;
+const MAX_PENDING_BYTES = 32 << 20;
+
 /** Errors that concern one entry only: the extraction records them and goes on. */
 const ITEM_ERRORS = new Set(['E_EXISTS', 'E_IS_A_DIRECTORY', 'E_NOT_A_DIRECTORY']);
 
@@ -36,6 +46,16 @@ const ITEM_ERRORS = new Set(['E_EXISTS', 'E_IS_A_DIRECTORY', 'E_NOT_A_DIRECTORY'
  * destination cannot lead a write elsewhere. No links are ever created.
  */
 export class LocalTree {
+  /** Folders (relative) already checked to be real folders inside the root. */
+  private readonly checkedDirs = new Set<string>();
+  /** Background writes of buffered files, and their bytes. */
+  private readonly pending = new Set<Promise<void>>();
+  private pendingBytes = 0;
+  /** The last write of each path still in progress: a later entry of the same name waits for it. */
+  private readonly lastWrite = new Map<string, Promise<void>>();
+  /** The first error of a background write; every later call throws it. */
+  private failure: { err: unknown } | null = null;
+
   private constructor(
     readonly root: string,
     private readonly realRoot: string,
@@ -52,6 +72,7 @@ export class LocalTree {
    * tree is on, instead of an fsync per extracted file, which would cost more than the writes.
    */
   async flush(): Promise<void> {
+    await this.settle();
     await execFileAsync('sync', ['-f', this.root], { signal: this.options.signal }).catch((err: unknown) => {
       if (this.options.signal.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
       throw new FerryError('E_BACKEND', `could not flush ${this.root} to disk`, { cause: err });
@@ -64,8 +85,73 @@ export class LocalTree {
   }
 
   async dir(rel: string): Promise<void> {
+    this.throwIfFailed();
     this.options.guard.entry();
     await this.mkdirInside(rel);
+  }
+
+  /**
+   * Write a file whose bytes are all in memory (at most `BUFFERED_FILE_MAX`; `data` must not be
+   * used afterwards). A file-writer thread writes it in the background: this returns as soon as
+   * there is room among the writes in progress, and `settle()` waits for them. A name that is
+   * taken (without overwrite) or a folder in the way is recorded as a failed entry.
+   */
+  async put(rel: string, data: Buffer): Promise<void> {
+    this.throwIfFailed();
+    const { guard, onBytes, onFileDone, overwrite, tempKey } = this.options;
+    guard.entry();
+    const size = data.length;
+    guard.wrote(size);
+    while (
+      this.pending.size >= MAX_PENDING_FILES ||
+      (this.pending.size > 0 && this.pendingBytes + size > MAX_PENDING_BYTES)
+    )
+      await Promise.race(this.pending);
+    this.throwIfFailed();
+    this.options.signal.throwIfAborted();
+    const final = this.abs(rel);
+    const write = this.serially(rel, async () => {
+      try {
+        await this.mkdirInside(parentPath(rel));
+        await fileWriters.write(tempSiblingPath(final, tempToken(final, tempKey)), final, overwrite, data);
+      } catch (err) {
+        // Entry-only failures are recorded (itemFailed throws the others).
+        this.itemFailed(rel, err instanceof WriteFailure ? writeError(err, rel) : err);
+        return;
+      }
+      onFileDone();
+      onBytes(size);
+    }).catch((err: unknown) => {
+      this.failure ??= { err };
+    });
+    this.pending.add(write);
+    this.pendingBytes += size;
+    void write.finally(() => {
+      this.pending.delete(write);
+      this.pendingBytes -= size;
+    });
+  }
+
+  /** Wait for every background write; throws the first one's error. */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.err;
+  }
+
+  /** Run `fn` after any write of `rel` still in progress. */
+  private serially(rel: string, fn: () => Promise<void>): Promise<void> {
+    const before = this.lastWrite.get(rel);
+    const run = before ? before.then(fn, fn) : fn();
+    const mine = run.catch(() => undefined);
+    this.lastWrite.set(rel, mine);
+    void mine.then(() => {
+      if (this.lastWrite.get(rel) === mine) this.lastWrite.delete(rel);
+    });
+    return run;
   }
 
   /**
@@ -73,7 +159,13 @@ export class LocalTree {
    * overwrite is off, or a folder is in the way. The caller then skips the entry's bytes.
    */
   async mayWrite(rel: string): Promise<boolean> {
+    this.throwIfFailed();
     this.options.guard.entry();
+    await this.lastWrite.get(rel);
+    return this.checkWritable(rel);
+  }
+
+  private async checkWritable(rel: string): Promise<boolean> {
     try {
       const existing = await lstat(this.abs(rel)).catch(() => null);
       if (existing?.isDirectory()) throw new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);
@@ -121,7 +213,7 @@ export class LocalTree {
    * An entry-only failure (exists, a folder in the way) is recorded and extraction goes on; any
    * other failure stops it. The temp file never stays behind.
    */
-  private async fillAndPlace(rel: string, fill: (temp: string) => Promise<void>): Promise<void> {
+  private async fillAndPlace(rel: string, fill: (temp: string) => Promise<void>): Promise<boolean> {
     const final = this.abs(rel);
     await this.mkdirInside(parentPath(rel));
     const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
@@ -129,18 +221,17 @@ export class LocalTree {
       await fill(temp);
       await this.place(temp, final, rel);
       this.options.onFileDone();
+      return true;
     } catch (err) {
       await unlink(temp).catch(() => undefined);
-      if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) {
-        this.itemFailed(rel, err);
-        return;
-      }
+      if (err instanceof FerryError && ITEM_ERRORS.has(err.code)) return this.itemFailed(rel, err);
       throw err instanceof FerryError ? err : fromFsError(err, rel);
     }
   }
 
   /** A hard link inside the archive: a copy of the file already extracted at `target`. */
   async copyOf(rel: string, target: string): Promise<void> {
+    await this.settle(); // the target may still be on its way
     const from = this.abs(target);
     const info = await lstat(from).catch(() => null);
     if (!info?.isFile())
@@ -175,6 +266,7 @@ export class LocalTree {
   }
 
   private async mkdirInside(rel: string): Promise<void> {
+    if (this.checkedDirs.has(rel)) return;
     // Check before creating anything: mkdir -p would follow a link already in the destination
     // and make folders wherever it leads.
     const segments = rel.split('/').filter(Boolean);
@@ -185,14 +277,17 @@ export class LocalTree {
     )
       existing--;
     await this.checkInside(this.abs(`/${segments.slice(0, existing).join('/')}`), rel);
-    if (existing === segments.length) return;
-    const abs = this.abs(rel);
-    try {
-      await mkdir(abs, { recursive: true });
-    } catch (err) {
-      throw fromFsError(err, rel);
+    if (existing < segments.length) {
+      const abs = this.abs(rel);
+      try {
+        await mkdir(abs, { recursive: true });
+      } catch (err) {
+        throw fromFsError(err, rel);
+      }
+      await this.checkInside(abs, rel);
     }
-    await this.checkInside(abs, rel);
+    // Checked once per extraction: ferry itself never creates links here.
+    this.checkedDirs.add(rel);
   }
 
   private async checkInside(abs: string, rel: string): Promise<void> {
@@ -208,4 +303,11 @@ export class LocalTree {
     this.options.onItemFailed(rel, err);
     return false;
   }
+}
+
+/** A file-writer thread's failure as ferry's error. */
+function writeError(err: WriteFailure, rel: string): FerryError {
+  if (err.code === 'EINWAY') return new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);
+  const e = fromFsError(err, rel);
+  return e instanceof FerryError ? e : new FerryError('E_BACKEND', `could not write ${rel}: ${err.message}`);
 }

@@ -4,9 +4,11 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError } from '../errors.ts';
+import { fileWriters } from './file-writers.ts';
 import type { ArchiveEntry, ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
 import { selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
+import { BUFFERED_FILE_MAX } from './local-tree.ts';
 
 /** Debian programs that decompress what Node's zlib cannot (on this Node), and their packages. */
 const DECOMPRESSORS: Partial<Record<ArchiveFormat, { command: string; pkg: string }>> = {
@@ -38,7 +40,8 @@ function tarStream(
   input.pipe(counter);
   if (format === 'tar') return { stream: counter, finished: Promise.resolve() };
   if (format === 'tar.gz') {
-    const gunzip = createGunzip();
+    // Big output chunks: fewer round trips to the thread pool, which inflating is bound by.
+    const gunzip = createGunzip({ chunkSize: 1 << 18 });
     counter.on('error', (err) => gunzip.destroy(err));
     counter.pipe(gunzip);
     return { stream: gunzip, finished: Promise.resolve() };
@@ -224,7 +227,9 @@ export async function extractTar(job: ExtractJob, format: ArchiveFormat): Promis
         entry.resume();
         await job.tree.dir(rel);
       } else if (FILE_TYPES.has(entry.type)) {
-        if (await job.tree.mayWrite(rel)) await job.tree.file(rel, Readable.from(entry));
+        // Small files are read whole and written in the background while the archive is read on.
+        if ((entry.size ?? 0) <= BUFFERED_FILE_MAX) await job.tree.put(rel, await readWhole(entry));
+        else if (await job.tree.mayWrite(rel)) await job.tree.file(rel, Readable.from(entry));
         else entry.resume();
       } else {
         entry.resume(); // devices, FIFOs: nothing a storage can hold
@@ -233,4 +238,13 @@ export async function extractTar(job: ExtractJob, format: ArchiveFormat): Promis
   );
   if (job.innerPath !== '/' && !matched)
     throw new FerryError('E_NOT_FOUND', `not in the archive: ${job.innerPath}`);
+}
+
+/** All of an entry's bytes (the header's size, which the parser never exceeds). */
+async function readWhole(entry: ReadEntry): Promise<Buffer> {
+  const data = fileWriters.buffer(entry.size ?? 0);
+  let at = 0;
+  for await (const chunk of entry) at += (chunk as Buffer).copy(data, at);
+  if (at !== data.length) throw new FerryError('E_ARCHIVE_FORMAT', `${entry.path} is cut short`);
+  return data;
 }

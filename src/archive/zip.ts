@@ -1,16 +1,31 @@
-import { openAsBlob } from 'node:fs';
-import { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, open as openFile } from 'node:fs/promises';
+import { pipeline, Readable, Transform } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { BlobReader, configure, type Entry, type FileEntry, TextWriter, ZipReader } from '@zip.js/zip.js';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+import { configure, type Entry, type FileEntry, Reader, TextWriter, ZipReader } from '@zip.js/zip.js';
 import { FerryError } from '../errors.ts';
+import { fileWriters } from './file-writers.ts';
 import { type ArchiveListing, type ExtractJob, selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
+import { BUFFERED_FILE_MAX } from './local-tree.ts';
 
 // Node has no web workers in zip.js' sense; its own code paths are used instead.
 configure({ useWebWorkers: false });
 
 /** Longest link target read from a symlink entry. */
 const MAX_LINK_TARGET = 4096;
+
+/** Entries extracted at once: an archive of small files is bound by per-file work. */
+const WORKERS = 4;
+
+const STORED = 0;
+const DEFLATED = 8;
+
+const inflateRaw = promisify(zlib.inflateRaw);
+/** Node's native CRC-32 (Node 20.15 and later); without it every entry goes through zip.js. */
+const crc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
 
 /** zip.js' messages for a wrong or missing password, and for damaged archives. */
 function zipError(err: unknown, what: string): Error {
@@ -27,21 +42,59 @@ function zipError(err: unknown, what: string): Error {
   return new FerryError('E_ARCHIVE_FORMAT', `${what}: ${message}`, { cause: err });
 }
 
-async function open(file: string): Promise<{ reader: ZipReader<Blob>; entries: Entry[] }> {
-  const reader = new ZipReader(new BlobReader(await openAsBlob(file)));
+/** zip.js reads the archive through this: positional reads of one open file. */
+class FileReader extends Reader<FileHandle> {
+  constructor(
+    private readonly handle: FileHandle,
+    size: number,
+  ) {
+    super(handle);
+    this.size = size;
+  }
+
+  override async readUint8Array(index: number, length: number): Promise<Uint8Array> {
+    const n = Math.max(0, Math.min(length, this.size - index));
+    // Not from Node's shared pool: zip.js keeps views of header bytes, which would each keep a
+    // whole pool slab alive.
+    const buf = Buffer.allocUnsafeSlow(n);
+    let done = 0;
+    while (done < n) {
+      const { bytesRead } = await this.handle.read(buf, done, n - done, index + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buf.subarray(0, done);
+  }
+}
+
+interface OpenZip {
+  reader: ZipReader<FileHandle>;
+  entries: Entry[];
+  /** The archive file, for reading entries' bytes directly. */
+  file: FileHandle;
+  close(): Promise<void>;
+}
+
+async function open(path: string): Promise<OpenZip> {
+  const file = await openFile(path, 'r');
+  const reader = new ZipReader(new FileReader(file, (await file.stat()).size));
+  const close = async () => {
+    await reader.close().catch(() => undefined);
+    await file.close().catch(() => undefined);
+  };
   try {
     // Names are checked by entryPath, which refuses what zip.js would and reports it our way.
     const entries = await reader.getEntries({ filenameValidation: 'tolerant' });
-    return { reader, entries };
+    return { reader, entries, file, close };
   } catch (err) {
-    await reader.close().catch(() => undefined);
+    await close();
     throw zipError(err, 'not a readable zip archive');
   }
 }
 
 /** The entries of a zip archive (names are not encrypted, so no password is needed). */
 export async function listZip(file: string): Promise<ArchiveListing> {
-  const { reader, entries } = await open(file);
+  const { reader, entries, close } = await open(file);
   try {
     return {
       entries: entries.map((e) => ({
@@ -54,13 +107,13 @@ export async function listZip(file: string): Promise<ArchiveListing> {
       comment: new TextDecoder().decode(reader.comment),
     };
   } finally {
-    await reader.close().catch(() => undefined);
+    await close();
   }
 }
 
 /** Check `password` against the first encrypted entry; `E_ARCHIVE_PASSWORD` when wrong. */
 export async function checkZipPassword(file: string, password: string): Promise<void> {
-  const { reader, entries } = await open(file);
+  const { entries, close } = await open(file);
   try {
     const entry = entries.find((e): e is FileEntry => !e.directory && e.encrypted);
     if (!entry) return;
@@ -70,17 +123,20 @@ export async function checkZipPassword(file: string, password: string): Promise<
   } catch (err) {
     throw zipError(err, 'damaged zip archive');
   } finally {
-    await reader.close().catch(() => undefined);
+    await close();
   }
 }
 
 /**
  * Extract a zip archive into `job.tree`. Every name is checked before anything is written, so a
  * hostile archive leaves nothing behind; symlink entries are refused when they point outside and
- * skipped otherwise.
+ * skipped otherwise. Several entries are extracted at once. zip.js reads the archive's structure;
+ * the bytes of unencrypted stored or deflated entries are read straight from the file and
+ * inflated by Node's zlib, their size and CRC-32 checked before they are put in place. Encrypted
+ * entries go through zip.js.
  */
 export async function extractZip(job: ExtractJob): Promise<void> {
-  const { reader, entries } = await open(job.file);
+  const { entries, file, close } = await open(job.file);
   try {
     const selected: { entry: Entry; rel: string }[] = [];
     let bytes = 0;
@@ -95,17 +151,120 @@ export async function extractZip(job: ExtractJob): Promise<void> {
     if (!job.password && selected.some(({ entry }) => entry.encrypted))
       throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
     job.setTotals({ bytes, files: selected.filter(({ entry }) => !entry.directory).length });
-    for (const { entry, rel } of selected) {
-      job.signal.throwIfAborted();
-      if (entry.directory) await job.tree.dir(rel);
-      else if (entry.symlink) await checkLink(entry, rel, job);
-      else if (await job.tree.mayWrite(rel)) await extractFile(entry, rel, job);
-    }
+    let next = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop && next < selected.length) {
+        const { entry, rel } = selected[next++] as { entry: Entry; rel: string };
+        job.signal.throwIfAborted();
+        if (entry.directory) await job.tree.dir(rel);
+        else if (entry.symlink) await checkLink(entry, rel, job);
+        else if (!isPlain(entry)) {
+          if (await job.tree.mayWrite(rel)) await extractFile(entry, rel, job);
+        } else if (Math.max(entry.compressedSize, entry.uncompressedSize) <= BUFFERED_FILE_MAX) {
+          await job.tree.put(rel, await readSmall(entry, file));
+        } else if (await job.tree.mayWrite(rel)) {
+          await job.tree.file(rel, await readLarge(entry, job.file));
+        }
+      }
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: WORKERS }, () =>
+        worker().catch((err: unknown) => {
+          stop = true;
+          throw err;
+        }),
+      ),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (err) {
     throw zipError(err, 'damaged zip archive');
   } finally {
-    await reader.close().catch(() => undefined);
+    await close();
   }
+}
+
+/** zip.js' compression method of an entry (present at run time, missing from its types). */
+function methodOf(entry: FileEntry): number | undefined {
+  return (entry as { compressionMethod?: number }).compressionMethod;
+}
+
+/** An entry ferry reads itself: not encrypted, stored or deflated, and a CRC-32 to check it by. */
+function isPlain(entry: FileEntry): boolean {
+  const method = methodOf(entry);
+  return !entry.encrypted && (method === STORED || method === DEFLATED) && crc32 !== undefined;
+}
+
+/**
+ * Where an entry's bytes start. zip.js reads and checks the entry's local header (and refuses
+ * entries that overlap another, a zip bomb's trick) without reading the bytes.
+ */
+async function dataOffset(entry: FileEntry): Promise<number> {
+  await entry.getData(undefined as never, { checkOverlappingEntryOnly: true });
+  const offset = (entry as { localDirectory?: { dataOffset?: number } }).localDirectory?.dataOffset;
+  if (typeof offset !== 'number') throw new FerryError('E_ARCHIVE_FORMAT', `no data for ${entry.filename}`);
+  return offset;
+}
+
+function mismatch(entry: FileEntry, what: string): FerryError {
+  return new FerryError('E_ARCHIVE_FORMAT', `damaged zip archive: ${entry.filename} ${what}`);
+}
+
+/** A small entry's bytes, whole, checked against its size and CRC-32. */
+async function readSmall(entry: FileEntry, file: FileHandle): Promise<Buffer> {
+  const at = await dataOffset(entry);
+  // Stored bytes go to the writer as they are: read them into its memory.
+  const raw =
+    methodOf(entry) === STORED
+      ? fileWriters.buffer(entry.compressedSize)
+      : Buffer.allocUnsafe(entry.compressedSize);
+  const { bytesRead } = await file.read(raw, 0, raw.length, at);
+  if (bytesRead !== raw.length) throw mismatch(entry, 'is cut short');
+  const data =
+    methodOf(entry) === STORED
+      ? raw
+      : await inflateRaw(raw, { maxOutputLength: Math.max(1, entry.uncompressedSize) }).catch((err) => {
+          throw mismatch(entry, `does not inflate to its stated size (${(err as Error).message})`);
+        });
+  if (data.length !== entry.uncompressedSize) throw mismatch(entry, 'has a wrong size');
+  if ((crc32 as NonNullable<typeof crc32>)(data) !== entry.signature)
+    throw mismatch(entry, 'fails its CRC-32');
+  return data;
+}
+
+/**
+ * A large entry's bytes as a stream that fails, before its end, when they exceed the stated size
+ * and, at its end, when they fall short or fail the CRC-32 (so the file is never put in place).
+ */
+async function readLarge(entry: FileEntry, path: string): Promise<Readable> {
+  const at = await dataOffset(entry);
+  const expected = entry.uncompressedSize;
+  const sum = crc32 as NonNullable<typeof crc32>;
+  let size = 0;
+  let crc = 0;
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      size += chunk.length;
+      if (size > expected) return done(mismatch(entry, 'is larger than its stated size'));
+      crc = sum(chunk, crc);
+      done(null, chunk);
+    },
+    flush(done) {
+      if (size !== expected) return done(mismatch(entry, 'has a wrong size'));
+      done(crc === entry.signature ? null : mismatch(entry, 'fails its CRC-32'));
+    },
+  });
+  const input = createReadStream(path, {
+    start: at,
+    end: at + entry.compressedSize - 1,
+    highWaterMark: 1 << 20,
+  });
+  // Errors anywhere destroy `check`, which the writer's pipeline reports.
+  const ignore = () => undefined;
+  return methodOf(entry) === STORED
+    ? pipeline(input, check, ignore)
+    : pipeline(input, zlib.createInflateRaw(), check, ignore);
 }
 
 async function checkLink(entry: FileEntry, rel: string, job: ExtractJob): Promise<void> {

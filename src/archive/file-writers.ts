@@ -1,0 +1,143 @@
+import { Worker } from 'node:worker_threads';
+import { fileWriterThread, type WriteReply, type WriteRequest } from './file-writer-thread.ts';
+
+/** Threads that write small files; two match the machines ferry is built for. */
+const THREADS = 2;
+/** Threads with nothing to do for this long end (the next extraction starts them again). */
+const IDLE_MS = 10_000;
+/** Memory of finished writes kept for the next ones, at most this much. */
+const POOL_BYTES = 32 << 20;
+/** Buffers are sized in steps of this. */
+const POOL_STEP = 16 << 10;
+
+/** A failed write: the errno code of the call that failed (`EINWAY`: a folder is in the way). */
+export class WriteFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Thread {
+  worker: Worker;
+  busy: number;
+}
+
+/**
+ * The process's file-writer threads (`file-writer-thread.ts`), started on first use. `write`
+ * hands a file's bytes to the least busy thread and resolves once the file is in place.
+ */
+class FileWriters {
+  private threads: Thread[] = [];
+  private readonly waiting = new Map<number, { resolve(): void; reject(err: Error): void }>();
+  private nextId = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** Memory the threads gave back, reused: fresh memory costs a page fault per page. */
+  private free: ArrayBuffer[] = [];
+  private freeBytes = 0;
+  /** Memory handed out by `buffer()`, which `write` may pass to a thread without copying. */
+  private readonly lent = new WeakSet<ArrayBuffer>();
+
+  /** A buffer of `size` bytes (uninitialised) for a file's bytes, to be passed to `write`. */
+  buffer(size: number): Buffer {
+    const i = this.free.findIndex(
+      (b) => b.byteLength >= size && b.byteLength <= Math.max(2 * size, POOL_STEP),
+    );
+    let memory: ArrayBuffer;
+    if (i >= 0) {
+      memory = this.free[i] as ArrayBuffer;
+      this.free.splice(i, 1);
+      this.freeBytes -= memory.byteLength;
+    } else {
+      memory = new ArrayBuffer(Math.ceil(Math.max(size, 1) / POOL_STEP) * POOL_STEP);
+    }
+    this.lent.add(memory);
+    return Buffer.from(memory, 0, size);
+  }
+
+  private giveBack(memory: ArrayBuffer): void {
+    if (memory.byteLength === 0 || this.freeBytes + memory.byteLength > POOL_BYTES) return;
+    this.free.push(memory);
+    this.freeBytes += memory.byteLength;
+  }
+
+  /**
+   * Write `data` to `temp`, then rename it to `final` (with `overwrite`) or link it there (without:
+   * an existing name fails). `data` from `buffer()` is handed to the thread and must not be used
+   * again; any other is copied.
+   */
+  write(temp: string, final: string, overwrite: boolean, data: Buffer): Promise<void> {
+    const thread = this.pick();
+    let view = data;
+    if (view.byteOffset !== 0 || !this.lent.has(view.buffer as ArrayBuffer)) {
+      view = this.buffer(data.length);
+      data.copy(view);
+    }
+    const buffer = view.buffer as ArrayBuffer;
+    this.lent.delete(buffer);
+    const req: WriteRequest = { id: this.nextId++, temp, final, overwrite, buffer, length: data.length };
+    thread.busy++;
+    thread.worker.ref();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.set(req.id, { resolve, reject });
+      thread.worker.postMessage(req, [buffer]);
+    }).finally(() => {
+      thread.busy--;
+      // An idle thread keeps no process alive.
+      if (thread.busy === 0) thread.worker.unref();
+      if (this.waiting.size === 0) this.stopWhenIdle();
+    });
+  }
+
+  private pick(): Thread {
+    if (this.threads.length === 0) this.threads = Array.from({ length: THREADS }, () => this.start());
+    return this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
+  }
+
+  private start(): Thread {
+    const worker = new Worker(`(${fileWriterThread.toString()})()`, { eval: true });
+    worker.on('message', (reply: WriteReply) => {
+      this.giveBack(reply.buffer);
+      const w = this.waiting.get(reply.id);
+      this.waiting.delete(reply.id);
+      if (!w) return;
+      if (reply.code) w.reject(new WriteFailure(reply.code, reply.message ?? reply.code));
+      else w.resolve();
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (this.threads.some((t) => t.worker === worker))
+        this.fail(new Error(`file writer exited with ${code}`));
+    });
+    // Only a thread with a write in progress keeps the process alive (after the listeners: adding
+    // a 'message' listener refs the thread again).
+    worker.unref();
+    return { worker, busy: 0 };
+  }
+
+  /** A thread died: every write waiting fails and the threads start afresh next time. */
+  private fail(err: Error): void {
+    const threads = this.threads;
+    this.threads = [];
+    for (const t of threads) void t.worker.terminate();
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+  }
+
+  private stopWhenIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.waiting.size > 0) return;
+      const threads = this.threads;
+      this.threads = [];
+      for (const t of threads) void t.worker.terminate();
+    }, IDLE_MS);
+    this.idleTimer.unref();
+  }
+}
+
+export const fileWriters = new FileWriters();
