@@ -99,7 +99,7 @@ export async function startCore(
     await mounts.load();
     await ensureDefaultMounts(mounts, config);
 
-    const store = new TaskStore(database.db, database.dialect);
+    const store = new TaskStore(database.db, database.dialect, database.sqlite);
     const events = new TaskEvents();
     const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
     const kinds = builtinKinds({ archive: config.archive, offline });

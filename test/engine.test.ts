@@ -60,7 +60,7 @@ async function startEngine(db: TestDatabase, tasks: Partial<Config['tasks']> = {
   );
   const log = pino({ level: 'silent' });
   const database = await openDatabase(config.databaseUrl, { synchronous: 'NORMAL' });
-  const store = new TaskStore(database.db, database.dialect);
+  const store = new TaskStore(database.db, database.dialect, database.sqlite);
   const writes = { progress: 0 };
   const saveProgress = store.saveProgress.bind(store);
   store.saveProgress = (...args) => {

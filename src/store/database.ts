@@ -9,6 +9,8 @@ import type { Database } from './schema.ts';
 export interface OpenedDatabase {
   db: Kysely<Database>;
   dialect: 'sqlite' | 'postgres';
+  /** The SQLite connection under `db` (null on PostgreSQL): the task store's hot writes use it directly. */
+  sqlite: SQLite.Database | null;
   close(): Promise<void>;
 }
 
@@ -33,7 +35,7 @@ export async function openDatabase(
     sqlite.pragma('cache_size = -32000');
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     await migrate(db, 'sqlite');
-    return { db, dialect: 'sqlite', close: () => db.destroy() };
+    return { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     // Imported only for PostgreSQL: the embedded default should not hold the driver in memory.
@@ -52,7 +54,7 @@ export async function openDatabase(
         },
       );
     }
-    return { db, dialect: 'postgres', close: () => db.destroy() };
+    return { db, dialect: 'postgres', sqlite: null, close: () => db.destroy() };
   }
   throw new FerryError(
     'E_BAD_REQUEST',

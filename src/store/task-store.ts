@@ -1,9 +1,12 @@
+import type SQLite from 'better-sqlite3';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { TaskKind } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import { type ItemFailure, isDone, RUNNABLE_STATES, type Task, type TaskState } from '../tasks/model.ts';
 import type { Dialect } from './migrations.ts';
 import type { Database, TasksTable } from './schema.ts';
+import { SqliteWrites } from './sqlite-writes.ts';
+import { WriteBatcher } from './write-batcher.ts';
 
 export interface NewTask {
   id: string;
@@ -106,9 +109,8 @@ const LIST_COLUMNS = [
  * Runnable tasks, spelled exactly as the partial index `tasks_runnable` (migration 1) is, with
  * literals rather than parameters: only then can SQLite prove the index applies.
  */
-const RUNNABLE = sql.raw(
-  `state IN (${RUNNABLE_STATES.map((s) => `'${s}'`).join(', ')}) AND cancel_requested = 0`,
-);
+const RUNNABLE_SQL = `state IN (${RUNNABLE_STATES.map((s) => `'${s}'`).join(', ')}) AND cancel_requested = 0`;
+const RUNNABLE = sql.raw(RUNNABLE_SQL);
 
 /**
  * The task store, in task terms. The record here is the truth: nothing else keeps tasks in
@@ -117,12 +119,17 @@ const RUNNABLE = sql.raw(
  */
 export class TaskStore {
   private readonly batcher: WriteBatcher;
+  /** The hot writes as prepared statements, when the store is SQLite and its connection is given. */
+  private readonly fast: SqliteWrites | null;
 
+  /** `sqlite`: the connection under `db` when it is SQLite (see `SqliteWrites`). */
   constructor(
     private readonly db: Kysely<Database>,
     private readonly dialect: Dialect = 'sqlite',
+    sqlite: SQLite.Database | null = null,
   ) {
     this.batcher = new WriteBatcher(db);
+    this.fast = sqlite && dialect === 'sqlite' ? new SqliteWrites(sqlite, RUNNABLE_SQL) : null;
   }
 
   async insert(tasks: readonly NewTask[], now = Date.now()): Promise<Task[]> {
@@ -229,6 +236,11 @@ export class TaskStore {
     now = Date.now(),
   ): Promise<Task[]> {
     if (limit <= 0) return [];
+    const fast = this.fast;
+    if (fast) {
+      const rows = await fast.batch(() => fast.claim(kind, owner, limit, now + leaseMs, now));
+      return rows.map(toTask);
+    }
     // Through the batcher: a claim shares its commit with the outcomes recorded in the same turn.
     const result = await this.batcher.write((db) =>
       sql<Row>`
@@ -309,43 +321,24 @@ export class TaskStore {
     owner?: string,
     now = Date.now(),
   ): Promise<Task | null> {
-    return this.batcher.write((db) => this.transitionIn(db, id, from, to, patch, owner, now));
-  }
-
-  private async transitionIn(
-    db: Kysely<Database>,
-    id: string,
-    from: readonly TaskState[],
-    to: TaskState,
-    patch: TransitionPatch,
-    owner: string | undefined,
-    now: number,
-  ): Promise<Task | null> {
-    let q = db
-      .updateTable('tasks')
-      .set({
-        state: to,
-        done: isDone(to) ? 1 : 0,
-        updated_at: now,
-        ...(patch.error !== undefined && { error: patch.error }),
-        ...(patch.errorCode !== undefined && { error_code: patch.errorCode }),
-        ...(patch.status !== undefined && { status: patch.status }),
-        ...(patch.runAt !== undefined && { run_at: patch.runAt }),
-        ...(patch.attempts !== undefined && { attempts: patch.attempts }),
-        ...(patch.leaseOwner !== undefined && { lease_owner: patch.leaseOwner }),
-        ...(patch.leaseUntil !== undefined && { lease_until: patch.leaseUntil }),
-        ...(patch.cancelRequested !== undefined && { cancel_requested: patch.cancelRequested ? 1 : 0 }),
-        ...(patch.speed !== undefined && { speed: patch.speed }),
-        ...(patch.progress && progressColumns(patch.progress)),
-        ...(isDone(to)
-          ? { end_time: patch.endTime ?? now, speed: 0 }
-          : patch.endTime !== undefined && { end_time: patch.endTime }),
-      })
-      .where('id', '=', id)
-      .where('state', 'in', [...from]);
-    if (owner !== undefined) q = q.where('lease_owner', '=', owner);
-    const row = await q.returningAll().executeTakeFirst();
-    return row ? toTask(row) : null;
+    const set = transitionColumns(to, patch, now);
+    const fast = this.fast;
+    if (fast) {
+      const row = await fast.batch(() =>
+        fast.update(set, { id, states: from, ...(owner !== undefined && { owner }) }, true),
+      );
+      return row ? toTask(row) : null;
+    }
+    return this.batcher.write(async (db) => {
+      let q = db
+        .updateTable('tasks')
+        .set(set)
+        .where('id', '=', id)
+        .where('state', 'in', [...from]);
+      if (owner !== undefined) q = q.where('lease_owner', '=', owner);
+      const row = await q.returningAll().executeTakeFirst();
+      return row ? toTask(row) : null;
+    });
   }
 
   /** Reset a finished task's counters and queue it again (manual retry). */
@@ -376,6 +369,11 @@ export class TaskStore {
 
   /** Write a running task's counters (throttled by the runner). Only the lease holder may. */
   async saveProgress(id: string, owner: string, p: ProgressPatch, now = Date.now()): Promise<void> {
+    const fast = this.fast;
+    if (fast) {
+      await fast.batch(() => fast.update({ ...progressColumns(p), updated_at: now }, { id, owner }, false));
+      return;
+    }
     await this.batcher.write((db) =>
       db
         .updateTable('tasks')
@@ -450,6 +448,28 @@ export class TaskStore {
   }
 }
 
+/** The columns a transition to `to` writes. */
+function transitionColumns(to: TaskState, patch: TransitionPatch, now: number) {
+  return {
+    state: to,
+    done: isDone(to) ? 1 : 0,
+    updated_at: now,
+    ...(patch.error !== undefined && { error: patch.error }),
+    ...(patch.errorCode !== undefined && { error_code: patch.errorCode }),
+    ...(patch.status !== undefined && { status: patch.status }),
+    ...(patch.runAt !== undefined && { run_at: patch.runAt }),
+    ...(patch.attempts !== undefined && { attempts: patch.attempts }),
+    ...(patch.leaseOwner !== undefined && { lease_owner: patch.leaseOwner }),
+    ...(patch.leaseUntil !== undefined && { lease_until: patch.leaseUntil }),
+    ...(patch.cancelRequested !== undefined && { cancel_requested: patch.cancelRequested ? 1 : 0 }),
+    ...(patch.speed !== undefined && { speed: patch.speed }),
+    ...(patch.progress && progressColumns(patch.progress)),
+    ...(isDone(to)
+      ? { end_time: patch.endTime ?? now, speed: 0 }
+      : patch.endTime !== undefined && { end_time: patch.endTime }),
+  };
+}
+
 function progressColumns(p: ProgressPatch) {
   return {
     total_bytes: p.totalBytes,
@@ -505,62 +525,4 @@ function toTask(row: ListRow): Task {
     endTime: row.end_time === null ? null : Number(row.end_time),
     updatedAt: Number(row.updated_at),
   };
-}
-
-/**
- * Group commits for the engine's hot writes (state changes and progress). Writes asked for in
- * the same turn of the event loop run in one transaction: one commit (one fsync with
- * `synchronous=FULL`) for many tasks instead of one each. Each caller's promise settles only
- * after the commit, with its own statement's result or error.
- */
-class WriteBatcher {
-  private queue: {
-    run: (db: Kysely<Database>) => Promise<unknown>;
-    resolve: (v: unknown) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
-  private scheduled = false;
-
-  constructor(private readonly db: Kysely<Database>) {}
-
-  write<T>(run: (db: Kysely<Database>) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.flush());
-      }
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.queue;
-    this.queue = [];
-    this.scheduled = false;
-    const first = batch[0];
-    if (batch.length === 1 && first) {
-      first.run(this.db).then(first.resolve, first.reject);
-      return;
-    }
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        for (const item of batch) {
-          try {
-            outcomes.push({ ok: true, value: await item.run(trx) });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
-        }
-      });
-    } catch (error) {
-      for (const item of batch) item.reject(error);
-      return;
-    }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) item.resolve(outcome.value);
-      else item.reject(outcome?.error);
-    });
-  }
 }

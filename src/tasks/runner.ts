@@ -18,6 +18,8 @@ interface Running {
   controller: AbortController;
   progress: ProgressTracker;
   reason: AbortReason | null;
+  /** The kind's code has returned; only the outcome is left to record. Holds no worker. */
+  settling: boolean;
   done: Promise<void>;
 }
 
@@ -152,7 +154,7 @@ export class Runner {
 
   private countRunning(kind: TaskKind): number {
     let n = 0;
-    for (const run of this.running.values()) if (run.task.kind === kind) n++;
+    for (const run of this.running.values()) if (run.task.kind === kind && !run.settling) n++;
     return n;
   }
 
@@ -161,7 +163,14 @@ export class Runner {
     events.emit(task);
     const controller = new AbortController();
     const progress = new ProgressTracker(config.tasks.maxItemFailures);
-    const run: Running = { task, controller, progress, reason: null, done: Promise.resolve() };
+    const run: Running = {
+      task,
+      controller,
+      progress,
+      reason: null,
+      settling: false,
+      done: Promise.resolve(),
+    };
     this.running.set(task.id, run);
     const taskLog = log.child({ task: task.id, kind: task.kind });
     run.done = handler
@@ -177,9 +186,16 @@ export class Runner {
         enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
-        () => this.settle(run, handler, null),
-        (err: unknown) => this.settle(run, handler, coerceError(err)),
+        () => null,
+        (err: unknown) => coerceError(err),
       )
+      .then((err) => {
+        // The worker is free once the kind's code returns: the next claim is asked for before the
+        // outcome, so both share one commit instead of taking one each.
+        run.settling = true;
+        this.wake([]);
+        return this.settle(run, handler, err);
+      })
       .catch((err) => taskLog.error({ err }, 'could not record the task outcome'))
       .finally(() => {
         this.running.delete(task.id);

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
 import { copyFile, type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../../errors.ts';
 
@@ -40,12 +41,12 @@ export interface CopyLocalOptions {
  */
 export async function copyLocalFile(src: string, dst: string, options: CopyLocalOptions = {}): Promise<void> {
   if (options.signal?.aborted) throw canceled(options.signal);
-  await unlink(dst).catch(() => undefined);
   if (options.sizeHint !== undefined && options.sizeHint <= SMALL_FILE) {
     await copySmallFile(src, dst);
     options.onProgress?.(options.sizeHint);
     return;
   }
+  await unlink(dst).catch(() => undefined);
   let size = options.sizeHint;
   if (size === undefined) {
     size = (
@@ -198,7 +199,13 @@ async function writeAll(handle: FileHandle, buffer: Buffer, length: number, posi
  */
 async function copySmallFile(src: string, dst: string): Promise<void> {
   try {
-    await copyFile(src, dst);
+    // `dst` is replaced, never truncated (see copyLocalFile): refuse an existing one and unlink it
+    // only then, which saves a round trip in the usual case where there is none.
+    await copyFile(src, dst, constants.COPYFILE_EXCL).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+      await unlink(dst);
+      await copyFile(src, dst, constants.COPYFILE_EXCL);
+    });
   } catch (err) {
     // copyFile's error may be about either file.
     throw fromFsError(err, `${src} -> ${dst}`);

@@ -1,4 +1,4 @@
-import { createWriteStream, lstatSync, realpathSync, type Stats } from 'node:fs';
+import { createWriteStream, lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -48,7 +48,11 @@ interface Located {
  *
  * The checks and the file operations are separate system calls: someone with write access to
  * the folder itself could swap a folder for a link in between. We accept that race: the root
- * belongs to ferry, and the check exists to stop links placed in advance and paths from users.
+ * belongs to ferry, and the check exists to stop links placed in advance and paths from users. *
+ * The checks (realpath of the nearest existing ancestor, lstat of the path) are synchronous, as
+ * `localPath` has to be anyway: on a local disk they take microseconds, while as thread-pool round
+ * trips each cost ten times that in CPU and they were most of the engine's time per small file.
+ * Everything that moves bytes or lists folders stays asynchronous.
  */
 export class LocalDriver implements Driver {
   readonly name = 'Local';
@@ -87,15 +91,7 @@ export class LocalDriver implements Driver {
     const rel = normalizePath(path);
     const abs = this.abs(rel);
     if (abs === this.root) return abs;
-    for (let probe = dirname(abs); ; probe = dirname(probe)) {
-      const real = lookupSync(() => realpathSync.native(probe), rel);
-      if (real !== null) {
-        if (!this.inside(real)) throw outside(rel);
-        break;
-      }
-      if (lookupSync(() => lstatSync(probe), rel)?.isSymbolicLink()) throw outside(rel);
-      if (probe === this.root || probe === dirname(probe)) break;
-    }
+    this.checkAncestors(dirname(abs), rel);
     if (lookupSync(() => lstatSync(abs), rel)?.isSymbolicLink()) {
       const target = lookupSync(() => realpathSync.native(abs), rel);
       if (target === null || !this.inside(target)) throw outside(rel);
@@ -104,13 +100,13 @@ export class LocalDriver implements Driver {
   }
 
   async stat(path: string): Promise<Entry | null> {
-    const at = await this.locate(path);
+    const at = this.locate(path);
     if (at.escapingLink) return linkEntry(at.path, at.escapingLink);
     return at.info ? toEntry(at.path, at.info) : null;
   }
 
   async list(path: string): Promise<Entry[]> {
-    const at = await this.existing(path);
+    const at = this.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
     let names: string[];
     try {
@@ -129,7 +125,7 @@ export class LocalDriver implements Driver {
   }
 
   async read(path: string, options: ReadOptions = {}): Promise<Readable> {
-    const at = await this.existing(path);
+    const at = this.existing(path);
     if (at.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
     checkRange(options);
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
@@ -149,7 +145,7 @@ export class LocalDriver implements Driver {
   }
 
   async write(path: string, source: Readable, options: WriteOptions = {}): Promise<void> {
-    const at = await this.confined(path);
+    const at = this.confined(path);
     if (at.info && !options.overwrite) throw alreadyExists(at.path);
     if (at.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
     const temp = await this.prepareTemp(at, options.tempKey);
@@ -176,7 +172,7 @@ export class LocalDriver implements Driver {
   }
 
   async mkdir(path: string): Promise<void> {
-    const at = await this.confined(path);
+    const at = this.confined(path);
     if (at.info?.isDirectory()) return;
     try {
       await mkdir(at.abs, { recursive: true });
@@ -199,8 +195,8 @@ export class LocalDriver implements Driver {
     if (fromPath === '/' || toPath === '/') throw new FerryError('E_FORBIDDEN', 'cannot rename the root');
     if (fromPath === toPath) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
     if (isWithin(toPath, fromPath)) throw new FerryError('E_BAD_REQUEST', 'cannot move a folder into itself');
-    const src = await this.existing(fromPath);
-    const dst = await this.confined(toPath);
+    const src = this.existing(fromPath);
+    const dst = this.confined(toPath);
     const srcIsDir = src.info.isDirectory();
     try {
       await mkdir(dirname(dst.abs), { recursive: true });
@@ -230,9 +226,9 @@ export class LocalDriver implements Driver {
    * stops within one chunk on abort and is fsynced. `E_IS_A_DIRECTORY` for a folder source.
    */
   async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
-    const src = await this.existing(from);
+    const src = this.existing(from);
     if (src.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${src.path}`);
-    const dst = await this.confined(to);
+    const dst = this.confined(to);
     if (dst.path === src.path) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
     if (dst.info && !options.overwrite) throw alreadyExists(dst.path);
     if (dst.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst.path}`);
@@ -253,7 +249,7 @@ export class LocalDriver implements Driver {
 
   /** Remove a file, link or folder tree; `E_FORBIDDEN` for the root itself. Links are not followed. */
   async remove(path: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const at = await this.locate(path);
+    const at = this.locate(path);
     if (at.path === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     try {
@@ -264,7 +260,7 @@ export class LocalDriver implements Driver {
   }
 
   async freeSpace(path: string): Promise<number | null> {
-    const at = await this.confined(path);
+    const at = this.confined(path);
     // The nearest existing folder tells: the path itself may not exist yet.
     for (let probe = at.abs; ; probe = dirname(probe)) {
       try {
@@ -291,41 +287,41 @@ export class LocalDriver implements Driver {
    * Normalise `path`, check that its nearest existing ancestor is really inside the root, and
    * look at what is there. A link at `path` itself is reported, not refused: callers decide.
    */
-  private async locate(path: string): Promise<Located> {
+  private locate(path: string): Located {
     const rel = normalizePath(path);
     const abs = this.abs(rel);
-    if (abs !== this.root) await this.checkAncestors(dirname(abs), rel);
-    const own = await lookup(lstat(abs), rel);
+    if (abs !== this.root) this.checkAncestors(dirname(abs), rel);
+    const own = lookupSync(() => lstatSync(abs, { throwIfNoEntry: false }) ?? null, rel);
     if (!own?.isSymbolicLink()) return { path: rel, abs, info: own, escapingLink: null };
-    const target = await lookup(realpath(abs), rel);
+    const target = lookupSync(() => realpathSync.native(abs), rel);
     if (target === null || !this.inside(target)) return { path: rel, abs, info: null, escapingLink: own };
-    return { path: rel, abs, info: await lookup(stat(target), rel), escapingLink: null };
+    return { path: rel, abs, info: lookupSync(() => statSync(target), rel), escapingLink: null };
   }
 
   /** `locate`, refusing a link at `path` that leads out of the root (or nowhere). */
-  private async confined(path: string): Promise<Located> {
-    const at = await this.locate(path);
+  private confined(path: string): Located {
+    const at = this.locate(path);
     if (at.escapingLink) throw outside(at.path);
     return at;
   }
 
   /** `confined`, and `E_NOT_FOUND` when nothing is there. */
-  private async existing(path: string): Promise<Located & { info: Stats }> {
-    const at = await this.confined(path);
+  private existing(path: string): Located & { info: Stats } {
+    const at = this.confined(path);
     if (!at.info) throw new FerryError('E_NOT_FOUND', `not found: ${at.path}`);
     return at as Located & { info: Stats };
   }
 
   /** The nearest existing folder at or above `dir` must really be inside the root. */
-  private async checkAncestors(dir: string, rel: string): Promise<void> {
+  private checkAncestors(dir: string, rel: string): void {
     for (let probe = dir; ; probe = dirname(probe)) {
-      const real = await lookup(realpath(probe), rel);
+      const real = lookupSync(() => realpathSync.native(probe), rel);
       if (real !== null) {
         if (!this.inside(real)) throw outside(rel);
         return;
       }
       // A dangling link on the way is refused: its target could be created outside later.
-      if ((await lookup(lstat(probe), rel))?.isSymbolicLink()) throw outside(rel);
+      if (lookupSync(() => lstatSync(probe), rel)?.isSymbolicLink()) throw outside(rel);
       if (probe === this.root || probe === dirname(probe)) return;
     }
   }
@@ -431,15 +427,6 @@ function checkRange({ start, end }: ReadOptions): void {
 }
 
 /** The result of a lookup, or null when nothing (reachable) is there; other errors are mapped. */
-async function lookup<T>(promise: Promise<T>, path: string): Promise<T | null> {
-  try {
-    return await promise;
-  } catch (err) {
-    if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return null;
-    throw fromFsError(err, path);
-  }
-}
-
 function lookupSync<T>(fn: () => T, path: string): T | null {
   try {
     return fn();
