@@ -48,7 +48,7 @@ interface Located {
  *
  * The checks and the file operations are separate system calls: someone with write access to
  * the folder itself could swap a folder for a link in between. We accept that race: the root
- * belongs to ferry, and the check exists to stop links placed in advance and paths from users. *
+ * belongs to ferry, and the check exists to stop links placed in advance and paths from users.
  * The checks (realpath of the nearest existing ancestor, lstat of the path) are synchronous, as
  * `localPath` has to be anyway: on a local disk they take microseconds, while as thread-pool round
  * trips each cost ten times that in CPU and they were most of the engine's time per small file.
