@@ -6,8 +6,8 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { FerryError, fromFsError } from '../errors.ts';
+import { fileThreads, WriteFailure } from '../storage/local/file-threads.ts';
 import { parentPath, tempSiblingPath, tempToken } from '../storage/paths.ts';
-import { fileWriters, WriteFailure } from './file-writers.ts';
 import type { ExtractionGuard } from './guard.ts';
 
 export interface LocalTreeOptions {
@@ -92,7 +92,7 @@ export class LocalTree {
 
   /**
    * Write a file whose bytes are all in memory (at most `BUFFERED_FILE_MAX`; `data` must not be
-   * used afterwards). A file-writer thread writes it in the background: this returns as soon as
+   * used afterwards). A small-file thread writes it in the background: this returns as soon as
    * there is room among the writes in progress, and `settle()` waits for them. A name that is
    * taken (without overwrite) or a folder in the way is recorded as a failed entry.
    */
@@ -113,7 +113,9 @@ export class LocalTree {
     const write = this.serially(rel, async () => {
       try {
         await this.mkdirInside(parentPath(rel));
-        await fileWriters.write(tempSiblingPath(final, tempToken(final, tempKey)), final, overwrite, data);
+        await fileThreads.write(tempSiblingPath(final, tempToken(final, tempKey)), final, data, {
+          overwrite,
+        });
       } catch (err) {
         // Entry-only failures are recorded (itemFailed throws the others).
         this.itemFailed(rel, err instanceof WriteFailure ? writeError(err, rel) : err);
@@ -305,7 +307,7 @@ export class LocalTree {
   }
 }
 
-/** A file-writer thread's failure as ferry's error. */
+/** A small-file thread's failure as ferry's error. */
 function writeError(err: WriteFailure, rel: string): FerryError {
   if (err.code === 'EINWAY') return new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);
   const e = fromFsError(err, rel);

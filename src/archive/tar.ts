@@ -4,7 +4,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError } from '../errors.ts';
-import { fileWriters } from './file-writers.ts';
+import { fileThreads } from '../storage/local/file-threads.ts';
 import type { ArchiveEntry, ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
 import { selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
@@ -242,7 +242,7 @@ export async function extractTar(job: ExtractJob, format: ArchiveFormat): Promis
 
 /** All of an entry's bytes (the header's size, which the parser never exceeds). */
 async function readWhole(entry: ReadEntry): Promise<Buffer> {
-  const data = fileWriters.buffer(entry.size ?? 0);
+  const data = fileThreads.buffer(entry.size ?? 0);
   let at = 0;
   for await (const chunk of entry) at += (chunk as Buffer).copy(data, at);
   if (at !== data.length) throw new FerryError('E_ARCHIVE_FORMAT', `${entry.path} is cut short`);

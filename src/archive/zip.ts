@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { configure, type Entry, type FileEntry, Reader, TextWriter, ZipReader } from '@zip.js/zip.js';
 import { FerryError } from '../errors.ts';
-import { fileWriters } from './file-writers.ts';
+import { fileThreads } from '../storage/local/file-threads.ts';
 import { type ArchiveListing, type ExtractJob, selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
 import { BUFFERED_FILE_MAX } from './local-tree.ts';
@@ -217,7 +217,7 @@ async function readSmall(entry: FileEntry, file: FileHandle): Promise<Buffer> {
   // Stored bytes go to the writer as they are: read them into its memory.
   const raw =
     methodOf(entry) === STORED
-      ? fileWriters.buffer(entry.compressedSize)
+      ? fileThreads.buffer(entry.compressedSize)
       : Buffer.allocUnsafe(entry.compressedSize);
   const { bytesRead } = await file.read(raw, 0, raw.length, at);
   if (bytesRead !== raw.length) throw mismatch(entry, 'is cut short');

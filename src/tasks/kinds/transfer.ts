@@ -4,9 +4,16 @@ import type { Readable } from 'node:stream';
 import { FerryError, fromFsError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { copyLocalFile } from '../../storage/local/fast-copy.ts';
+import { fileThreads, WriteFailure } from '../../storage/local/file-threads.ts';
 import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
 import type { Progress } from '../progress.ts';
 import { fetchRangesInto, RANGED_FETCH_MIN, readExactRange } from './ranged-fetch.ts';
+
+/**
+ * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
+ * place): a tiny copy is made of system calls, each a thread-pool round trip otherwise.
+ */
+const SMALL_LOCAL_COPY = 256 * 1024;
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -41,8 +48,13 @@ export async function transferFile(
   const srcLocal = src.driver.localPath(src.path);
   const dstLocal = dst.driver.localPath(dst.path);
   const onProgress = (n: number) => progress.addBytes(n);
-  if (srcLocal && dstLocal) {
+  if (srcLocal && dstLocal && size <= SMALL_LOCAL_COPY) {
     // The caller has made the destination folder (drivers' write() would make it themselves).
+    await copySmallLocal(srcLocal, dstLocal, { overwrite, tempKey: options.tempKey });
+    onProgress(size);
+    return;
+  }
+  if (srcLocal && dstLocal) {
     await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
       copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size }),
     );
@@ -95,6 +107,18 @@ async function writeLocalAtomically(
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     throw err instanceof FerryError ? err : fromFsError(err, dst);
+  }
+}
+
+/** `writeLocalAtomically` of a small file, done by a small-file thread (`fileThreads.copy`). */
+async function copySmallLocal(src: string, dst: string, options: { overwrite: boolean; tempKey: string }) {
+  try {
+    await fileThreads.copy(src, tempSiblingPath(dst, tempToken(dst, options.tempKey)), dst, options);
+  } catch (err) {
+    if (!(err instanceof WriteFailure)) throw err;
+    if (err.code === 'EINWAY') throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst}`);
+    // The failing call may be about either file.
+    throw fromFsError(err, err.code === 'ENOENT' ? src : dst);
   }
 }
 

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
-import { fileWriterThread, type WriteReply, type WriteRequest } from './file-writer-thread.ts';
+import { fileThread, type WriteReply, type WriteRequest } from './file-thread.ts';
 
-/** Threads that write small files; two match the machines ferry is built for. */
+/** Threads that write and copy small files; two match the machines ferry is built for. */
 const THREADS = 2;
 /** Threads with nothing to do for this long end (the next extraction starts them again). */
 const IDLE_MS = 10_000;
@@ -26,10 +26,10 @@ interface Thread {
 }
 
 /**
- * The process's file-writer threads (`file-writer-thread.ts`), started on first use. `write`
- * hands a file's bytes to the least busy thread and resolves once the file is in place.
+ * The process's small-file threads (`file-thread.ts`), started on first use. `write` and `copy`
+ * hand a file to the least busy thread and resolve once it is in place.
  */
-class FileWriters {
+class FileThreads {
   private threads: Thread[] = [];
   private readonly waiting = new Map<number, { resolve(): void; reject(err: Error): void }>();
   private nextId = 0;
@@ -66,10 +66,14 @@ class FileWriters {
   /**
    * Write `data` to `temp`, then rename it to `final` (with `overwrite`) or link it there (without:
    * an existing name fails). `data` from `buffer()` is handed to the thread and must not be used
-   * again; any other is copied.
+   * again; any other is copied. Not fsynced unless `sync`.
    */
-  write(temp: string, final: string, overwrite: boolean, data: Buffer): Promise<void> {
-    const thread = this.pick();
+  write(
+    temp: string,
+    final: string,
+    data: Buffer,
+    options: { overwrite: boolean; sync?: boolean },
+  ): Promise<void> {
     let view = data;
     if (view.byteOffset !== 0 || !this.lent.has(view.buffer as ArrayBuffer)) {
       view = this.buffer(data.length);
@@ -77,14 +81,43 @@ class FileWriters {
     }
     const buffer = view.buffer as ArrayBuffer;
     this.lent.delete(buffer);
-    const req: WriteRequest = { id: this.nextId++, temp, final, overwrite, buffer, length: data.length };
+    return this.send({
+      temp,
+      final,
+      buffer,
+      length: data.length,
+      overwrite: options.overwrite,
+      sync: options.sync === true,
+    });
+  }
+
+  /**
+   * Copy the local file `src` to `temp` (replacing a leftover temp file, never writing through
+   * it), fsync it, then put it at `final` as `write` does. For small files: the thread is busy
+   * for the whole copy.
+   */
+  copy(src: string, temp: string, final: string, options: { overwrite: boolean }): Promise<void> {
+    return this.send({
+      temp,
+      final,
+      buffer: new ArrayBuffer(0),
+      length: 0,
+      copyFrom: src,
+      overwrite: options.overwrite,
+      sync: true,
+    });
+  }
+
+  private send(fields: Omit<WriteRequest, 'id'>): Promise<void> {
+    const thread = this.pick();
+    const req: WriteRequest = { id: this.nextId++, ...fields };
     thread.busy++;
     thread.worker.ref();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     return new Promise<void>((resolve, reject) => {
       this.waiting.set(req.id, { resolve, reject });
-      thread.worker.postMessage(req, [buffer]);
+      thread.worker.postMessage(req, [req.buffer]);
     }).finally(() => {
       thread.busy--;
       // An idle thread keeps no process alive.
@@ -99,7 +132,7 @@ class FileWriters {
   }
 
   private start(): Thread {
-    const worker = new Worker(`(${fileWriterThread.toString()})()`, { eval: true });
+    const worker = new Worker(`(${fileThread.toString()})()`, { eval: true });
     worker.on('message', (reply: WriteReply) => {
       this.giveBack(reply.buffer);
       const w = this.waiting.get(reply.id);
@@ -111,7 +144,7 @@ class FileWriters {
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {
       if (this.threads.some((t) => t.worker === worker))
-        this.fail(new Error(`file writer exited with ${code}`));
+        this.fail(new Error(`small-file thread exited with ${code}`));
     });
     // Only a thread with a write in progress keeps the process alive (after the listeners: adding
     // a 'message' listener refs the thread again).
@@ -140,4 +173,4 @@ class FileWriters {
   }
 }
 
-export const fileWriters = new FileWriters();
+export const fileThreads = new FileThreads();
