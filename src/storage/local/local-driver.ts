@@ -312,17 +312,23 @@ export class LocalDriver implements Driver {
     return at as Located & { info: Stats };
   }
 
-  /** The nearest existing folder at or above `dir` must really be inside the root. */
+  /**
+   * The nearest existing folder at or above `dir` must really be inside the root. The root is a
+   * real path, so only the parts below it are looked at, from the root down: one lstat each, and
+   * each link met must resolve inside the root (a dangling one is refused: its target could be
+   * created outside later). Far fewer calls than resolving the whole path, which is what a tiny
+   * copy is made of.
+   */
   private checkAncestors(dir: string, rel: string): void {
-    for (let probe = dir; ; probe = dirname(probe)) {
+    if (dir === this.root) return;
+    let probe = this.root;
+    for (const part of dir.slice(this.rootPrefix.length).split(sep)) {
+      probe = probe + sep + part;
+      const info = lookupSync(() => lstatSync(probe, { throwIfNoEntry: false }) ?? null, rel);
+      if (info === null) return; // everything above is inside, and nothing is below
+      if (!info.isSymbolicLink()) continue;
       const real = lookupSync(() => realpathSync.native(probe), rel);
-      if (real !== null) {
-        if (!this.inside(real)) throw outside(rel);
-        return;
-      }
-      // A dangling link on the way is refused: its target could be created outside later.
-      if (lookupSync(() => lstatSync(probe), rel)?.isSymbolicLink()) throw outside(rel);
-      if (probe === this.root || probe === dirname(probe)) return;
+      if (real === null || !this.inside(real)) throw outside(rel);
     }
   }
 
