@@ -112,7 +112,27 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
   });
   const kill = () => child.kill('SIGKILL');
   signal?.addEventListener('abort', kill, { once: true });
-  const timer = onProgress ? setInterval(() => void report(), KERNEL_PROGRESS_MS) : null;
+  // While cp writes, what it has written so far is flushed to disk, so the fsync at the end waits
+  // only for the tail instead of the whole file: writeback overlaps the copy.
+  let flushing: Promise<void> | null = null;
+  const flushSoFar = () => {
+    flushing ??= (async () => {
+      const handle = await open(dst, 'r');
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    })()
+      .catch(() => undefined) // not there yet, or gone: the final fsync decides
+      .finally(() => {
+        flushing = null;
+      });
+  };
+  const timer = setInterval(() => {
+    if (onProgress) void report();
+    flushSoFar();
+  }, KERNEL_PROGRESS_MS);
   try {
     const outcome = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException }>((resolve) => {
       child.once('error', (error: NodeJS.ErrnoException) => resolve({ code: null, error }));
@@ -131,6 +151,8 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
       if (/No such file/i.test(message)) throw new FerryError('E_NOT_FOUND', `not found: ${src}`);
       throw new FerryError('E_BACKEND', `copying ${src}: ${message}`);
     }
+    clearInterval(timer);
+    await flushing;
     const output = await open(dst, 'r').catch((err) => {
       throw fromFsError(err, dst);
     });
@@ -139,10 +161,11 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
     } finally {
       await output.close();
     }
-    if (timer) clearInterval(timer);
     await report();
   } finally {
-    if (timer) clearInterval(timer);
+    // A flush still running after a failure or cancel ends on its own (its errors are caught):
+    // waiting for it would delay the cancel.
+    clearInterval(timer);
     signal?.removeEventListener('abort', kill);
   }
 }
