@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { copyFile, link, lstat, mkdir, realpath, rename, unlink } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { FerryError, fromFsError } from '../errors.ts';
+import { syncFileSystem } from '../storage/local/background-flush.ts';
 import { fileThreads, WriteFailure } from '../storage/local/file-threads.ts';
 import { parentPath, tempSiblingPath, tempToken } from '../storage/paths.ts';
 import type { ExtractionGuard } from './guard.ts';
@@ -23,8 +22,6 @@ export interface LocalTreeOptions {
   /** A file that could not be placed (exists, a folder in the way); extraction goes on. */
   onItemFailed(rel: string, err: FerryError): void;
 }
-
-const execFileAsync = promisify(execFile);
 
 /**
  * Files up to this size are handed over whole (`put`) and written in the background, several at
@@ -73,10 +70,7 @@ export class LocalTree {
    */
   async flush(): Promise<void> {
     await this.settle();
-    await execFileAsync('sync', ['-f', this.root], { signal: this.options.signal }).catch((err: unknown) => {
-      if (this.options.signal.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
-      throw new FerryError('E_BACKEND', `could not flush ${this.root} to disk`, { cause: err });
-    });
+    await syncFileSystem(this.root, this.options.signal);
   }
 
   /** Absolute path of a relative entry path. */

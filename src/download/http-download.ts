@@ -5,9 +5,13 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError, fromFsError } from '../errors.ts';
+import { BackgroundFlush } from '../storage/local/background-flush.ts';
 import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
 import type { HostPolicy } from './url-policy.ts';
+
+/** A download is flushed to disk in the background after every this many bytes. */
+const FLUSH_EVERY = 64 << 20;
 
 /** What a download remembers between attempts (kept in the task's payload): resume validators. */
 export interface HttpResumeState {
@@ -106,9 +110,17 @@ export class HttpDownloader {
       if (offset === 0) await rm(partPath, { force: true });
       options.onStart({ offset, total, fileName });
       let written = offset;
+      // The file goes to disk while it downloads, so the fsync at the end is short.
+      const flush = new BackgroundFlush(partPath);
+      let sinceFlush = 0;
       const meter = new Transform({
         transform(chunk: Buffer, _enc, done) {
           written += chunk.length;
+          sinceFlush += chunk.length;
+          if (sinceFlush >= FLUSH_EVERY) {
+            sinceFlush = 0;
+            flush.poke();
+          }
           if (max > 0 && written > max)
             return done(
               new FerryError('E_BAD_REQUEST', `download exceeds offlineDownload.maxBytes (${max})`),
@@ -125,6 +137,8 @@ export class HttpDownloader {
       );
       if (total > 0 && written !== total)
         throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
+      // Durable before the task may say it succeeded.
+      await flush.finish();
       return { fileName, size: written };
     } catch (err) {
       current?.body.destroy();

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { copyFile, type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../../errors.ts';
+import { BackgroundFlush } from './background-flush.ts';
 
 const DEFAULT_CHUNK = 4 * 1024 * 1024;
 /** Files up to this size are copied in one step: too small to be worth interrupting. */
@@ -112,26 +113,12 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
   });
   const kill = () => child.kill('SIGKILL');
   signal?.addEventListener('abort', kill, { once: true });
-  // While cp writes, what it has written so far is flushed to disk, so the fsync at the end waits
-  // only for the tail instead of the whole file: writeback overlaps the copy.
-  let flushing: Promise<void> | null = null;
-  const flushSoFar = () => {
-    flushing ??= (async () => {
-      const handle = await open(dst, 'r');
-      try {
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-    })()
-      .catch(() => undefined) // not there yet, or gone: the final fsync decides
-      .finally(() => {
-        flushing = null;
-      });
-  };
+  // While cp writes, what it has written so far goes to disk: the fsync at the end waits only for
+  // the tail.
+  const flush = new BackgroundFlush(dst);
   const timer = setInterval(() => {
     if (onProgress) void report();
-    flushSoFar();
+    flush.poke();
   }, KERNEL_PROGRESS_MS);
   try {
     const outcome = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException }>((resolve) => {
@@ -152,19 +139,13 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
       throw new FerryError('E_BACKEND', `copying ${src}: ${message}`);
     }
     clearInterval(timer);
-    await flushing;
-    const output = await open(dst, 'r').catch((err) => {
+    await flush.finish().catch((err) => {
       throw fromFsError(err, dst);
     });
-    try {
-      await output.sync();
-    } finally {
-      await output.close();
-    }
     await report();
   } finally {
-    // A flush still running after a failure or cancel ends on its own (its errors are caught):
-    // waiting for it would delay the cancel.
+    // A flush still running after a failure or cancel ends on its own: waiting for it would delay
+    // the cancel.
     clearInterval(timer);
     signal?.removeEventListener('abort', kill);
   }

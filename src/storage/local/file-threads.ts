@@ -1,8 +1,12 @@
 import { Worker } from 'node:worker_threads';
 import { fileThread, type WriteReply, type WriteRequest } from './file-thread.ts';
 
-/** Threads that write and copy small files; two match the machines ferry is built for. */
-const THREADS = 2;
+/**
+ * At most this many threads. One starts whenever every running one is busy: writes are bound by
+ * CPU (two cores on the machines ferry is built for), but a copy waits for its fsync, and fsyncs
+ * that run side by side share the file system's journal commits. Each thread costs about 9 MB.
+ */
+const MAX_THREADS = 4;
 /** Threads with nothing to do for this long end (the next extraction starts them again). */
 const IDLE_MS = 10_000;
 /** Memory of finished writes kept for the next ones, at most this much. */
@@ -127,7 +131,13 @@ class FileThreads {
   }
 
   private pick(): Thread {
-    if (this.threads.length === 0) this.threads = Array.from({ length: THREADS }, () => this.start());
+    const idle = this.threads.find((t) => t.busy === 0);
+    if (idle) return idle;
+    if (this.threads.length < MAX_THREADS) {
+      const thread = this.start();
+      this.threads.push(thread);
+      return thread;
+    }
     return this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
   }
 

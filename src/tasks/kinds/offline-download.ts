@@ -4,6 +4,7 @@ import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
+import { syncFileSystem } from '../../storage/local/background-flush.ts';
 import { normalizePath } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
@@ -65,7 +66,11 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
         if (!(await hasEntries(doneDir))) {
           await mkdir(area, { recursive: true });
           if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, area, doneDir, ctx, save);
-          else await downloadAria2(tools, payload, area, doneDir, ctx, save);
+          else {
+            await downloadAria2(tools, payload, area, doneDir, ctx, save);
+            // aria2 does not fsync: the download is durable before the task may succeed.
+            await syncFileSystem(doneDir, ctx.signal);
+          }
         }
         await handOff(task, payload, doneDir, ctx);
         await save({ handedOff: true });

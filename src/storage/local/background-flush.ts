@@ -1,0 +1,53 @@
+import { execFile } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { FerryError } from '../../errors.ts';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Flushes a file to disk while it is still being written, so the fsync at the end waits only for
+ * the tail instead of the whole file: writeback overlaps the writing. `poke()` starts a datasync
+ * through a descriptor of its own unless one is running (its errors are ignored: the final fsync
+ * decides); `finish()` waits for it, then fsyncs the complete file. A flush still running after
+ * the writing failed or was canceled ends on its own: nothing needs to wait for it.
+ */
+export class BackgroundFlush {
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly path: string) {}
+
+  poke(): void {
+    this.running ??= syncFile(this.path, 'data')
+      .catch(() => undefined) // not there yet, or gone
+      .finally(() => {
+        this.running = null;
+      });
+  }
+
+  /** The file is complete: make all of it durable. */
+  async finish(): Promise<void> {
+    await this.running;
+    await syncFile(this.path, 'all');
+  }
+}
+
+async function syncFile(path: string, what: 'data' | 'all'): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await (what === 'data' ? handle.datasync() : handle.sync());
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Make everything written to the file system `path` is on durable: one `sync -f` (syncfs(2)),
+ * instead of an fsync per file where there are many (an extracted archive, a torrent).
+ */
+export async function syncFileSystem(path: string, signal: AbortSignal): Promise<void> {
+  await execFileAsync('sync', ['-f', path], { signal }).catch((err: unknown) => {
+    if (signal.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+    throw new FerryError('E_BACKEND', `could not flush ${path} to disk`, { cause: err });
+  });
+}
