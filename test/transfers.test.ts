@@ -434,6 +434,57 @@ describe('transfers through the AList file API', () => {
     assert.deepEqual(again.failures ?? [], [], 'a succeeded retry lists no failures');
   });
 
+  it('cancels a copy of 10,000 small files within a second: no temp file left, every file placed is whole; a retry completes it', async () => {
+    // Five copies of the tree side by side, made outside ferry.
+    const srcDir = join(files, 'many');
+    const dstDir = join(files, 'many-dst');
+    for (let i = 0; i < 5; i++) await cp(join(files, 'tree'), join(srcDir, `t${i}`), { recursive: true });
+    const expected = await snapshotTree(srcDir);
+    try {
+      const [created] = await submit('copy', {
+        src_dir: '/local',
+        dst_dir: '/local/many-dst',
+        names: ['many'],
+      });
+      assert.ok(created);
+      await waitFor(
+        async () => {
+          const v = await info('copy', created.id);
+          assert.ok(!DONE.has(v.state), `the copy ended (${v.state}) before it could be canceled`);
+          return v.processed_files > 100 ? v : undefined;
+        },
+        30_000,
+        'the first hundred files of the copy to be done',
+      );
+      const cancelAt = Date.now();
+      const cancel = await h.json('POST', `/api/task/copy/cancel?tid=${created.id}`, { token: h.adminToken });
+      assert.equal(cancel.code, 200, cancel.message);
+      const ended = await finished('copy', created.id, 10_000);
+      const took = Date.now() - cancelAt;
+      console.log(
+        `# cancel → ${ended.state} in ${took} ms, ${ended.processed_files} of ${ended.total_files} files done`,
+      );
+      assert.equal(ended.state, 'canceled');
+      assert.ok(took <= 1000, `canceled within 1 s (took ${took} ms)`);
+      assert.ok(ended.processed_files < 5 * TREE_FILES, 'stopped before the last file');
+      await noTemps(dstDir);
+      // What is there is whole: each file under its final name holds its source's bytes.
+      const copied = await snapshotTree(join(dstDir, 'many'));
+      for (const [rel, hash] of copied) assert.equal(hash, expected.get(rel), `${rel} as in the source`);
+
+      const retry = await h.json('POST', `/api/task/copy/retry?tid=${created.id}`, { token: h.adminToken });
+      assert.equal(retry.code, 200, retry.message);
+      const again = await finished('copy', created.id, 120_000);
+      assert.equal(again.state, 'succeeded', again.error);
+      assert.equal(again.processed_files, 5 * TREE_FILES);
+      assert.deepEqual(diffSnapshots(await snapshotTree(join(dstDir, 'many')), expected), []);
+      await noTemps(dstDir);
+    } finally {
+      await rm(srcDir, { recursive: true, force: true });
+      await rm(dstDir, { recursive: true, force: true });
+    }
+  });
+
   it('fs/remove of a tree runs a delete task that removes it', async () => {
     const spec = await makeTree(join(files, 'del-tree'), 300);
     const res = await h.json<{ tasks: TaskView[] }>('POST', '/api/fs/remove', {

@@ -95,8 +95,11 @@ export interface Driver {
   /**
    * The absolute local file-system path behind `path`, for drivers that have one (Local); lets
    * the engine use a fast in-kernel copy between two local mounts. `null` for remote drivers.
+   * With `newName`, what is at `path` itself is not looked at (its folders still are): for a
+   * caller that creates the name without following a link there (`link`, `rename`, `O_EXCL`),
+   * and would only make the lookup of a name being created wait on the folder's lock.
    */
-  localPath(path: string): string | null;
+  localPath(path: string, options?: { newName?: boolean }): string | null;
 
   /** Bytes free for new data at `path`, or `null` when the backend cannot tell (object stores). */
   freeSpace(path: string): Promise<number | null>;

@@ -25,6 +25,13 @@ export interface WriteRequest {
   copyFrom?: string;
   /** fsync the file before it is put in place. */
   sync: boolean;
+  /** Only write the temp file; it is put in place later by a `places` request. */
+  stageOnly?: boolean;
+  /**
+   * When set, nothing is written: these temp files (staged earlier) are put in place, each as a
+   * write would be, and the reply tells of each (`failures`).
+   */
+  places?: { temp: string; final: string; overwrite: boolean }[];
 }
 
 /** The outcome; `code` is the failing call's errno code (`EINWAY` for a folder in the way). */
@@ -33,6 +40,8 @@ export interface WriteReply {
   code?: string;
   message?: string;
   buffer: ArrayBuffer;
+  /** For a `places` request: per file, null when it is in place, else why not. */
+  failures?: ({ code: string; message: string } | null)[];
 }
 
 export function fileThread(): void {
@@ -42,8 +51,12 @@ export function fileThread(): void {
     fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
   parentPort?.on('message', (req: WriteRequest) => {
     let reply: WriteReply = { id: req.id, buffer: req.buffer };
+    // Files to put in place: this request's own, or the staged ones it names.
+    const places = req.places ?? (req.stageOnly ? [] : [req]);
     try {
-      if (req.copyFrom !== undefined) {
+      if (req.places) {
+        // nothing to write
+      } else if (req.copyFrom !== undefined) {
         // Replaced, never truncated: a leftover temp file is unlinked, never written through.
         try {
           fs.copyFileSync(req.copyFrom, req.temp, fs.constants.COPYFILE_EXCL);
@@ -71,16 +84,8 @@ export function fileThread(): void {
           fs.closeSync(fd);
         }
       }
-      if (req.overwrite) {
-        if (fs.lstatSync(req.final, { throwIfNoEntry: false })?.isDirectory())
-          throw Object.assign(new Error('a folder is in the way'), { code: 'EINWAY' });
-        fs.renameSync(req.temp, req.final);
-      } else {
-        // link() refuses an existing name atomically, unlike rename().
-        fs.linkSync(req.temp, req.final);
-        fs.unlinkSync(req.temp);
-      }
     } catch (err) {
+      places.length = 0;
       try {
         fs.unlinkSync(req.temp);
       } catch {
@@ -89,6 +94,32 @@ export function fileThread(): void {
       const e = err as NodeJS.ErrnoException;
       reply = { id: req.id, code: e.code ?? 'EIO', message: e.message, buffer: req.buffer };
     }
+    const failures: WriteReply['failures'] = [];
+    for (const place of places) {
+      try {
+        if (place.overwrite) {
+          if (fs.lstatSync(place.final, { throwIfNoEntry: false })?.isDirectory())
+            throw Object.assign(new Error('a folder is in the way'), { code: 'EINWAY' });
+          fs.renameSync(place.temp, place.final);
+        } else {
+          // link() refuses an existing name atomically, unlike rename().
+          fs.linkSync(place.temp, place.final);
+          fs.unlinkSync(place.temp);
+        }
+        failures.push(null);
+      } catch (err) {
+        try {
+          fs.unlinkSync(place.temp);
+        } catch {
+          // not there
+        }
+        const e = err as NodeJS.ErrnoException;
+        failures.push({ code: e.code ?? 'EIO', message: e.message });
+      }
+    }
+    const own = req.places ? null : failures[0];
+    if (own) reply = { id: req.id, ...own, buffer: req.buffer };
+    if (req.places) reply.failures = failures;
     parentPort?.postMessage(reply, [reply.buffer]);
   });
 }

@@ -35,7 +35,10 @@ interface Thread {
  */
 class FileThreads {
   private threads: Thread[] = [];
-  private readonly waiting = new Map<number, { resolve(): void; reject(err: Error): void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve(reply: WriteReply): void; reject(err: Error): void }
+  >();
   private nextId = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   /** Memory the threads gave back, reused: fresh memory costs a page fault per page. */
@@ -72,7 +75,7 @@ class FileThreads {
    * an existing name fails). `data` from `buffer()` is handed to the thread and must not be used
    * again; any other is copied. Not fsynced unless `sync`.
    */
-  write(
+  async write(
     temp: string,
     final: string,
     data: Buffer,
@@ -85,7 +88,7 @@ class FileThreads {
     }
     const buffer = view.buffer as ArrayBuffer;
     this.lent.delete(buffer);
-    return this.send({
+    await this.send({
       temp,
       final,
       buffer,
@@ -100,8 +103,8 @@ class FileThreads {
    * it), fsync it, then put it at `final` as `write` does. For small files: the thread is busy
    * for the whole copy.
    */
-  copy(src: string, temp: string, final: string, options: { overwrite: boolean }): Promise<void> {
-    return this.send({
+  async copy(src: string, temp: string, final: string, options: { overwrite: boolean }): Promise<void> {
+    await this.send({
       temp,
       final,
       buffer: new ArrayBuffer(0),
@@ -112,14 +115,47 @@ class FileThreads {
     });
   }
 
-  private send(fields: Omit<WriteRequest, 'id'>): Promise<void> {
+  /** Copy the local file `src` to `temp` as `copy` does, but neither fsync it nor put it in place. */
+  async stage(src: string, temp: string): Promise<void> {
+    await this.send({
+      temp,
+      final: '',
+      buffer: new ArrayBuffer(0),
+      length: 0,
+      copyFrom: src,
+      overwrite: false,
+      sync: false,
+      stageOnly: true,
+    });
+  }
+
+  /**
+   * Put staged temp files in place, each as `write` would, in one message; per file, null when it
+   * is in place, else its failure (its temp file is then removed).
+   */
+  async place(
+    items: { temp: string; final: string; overwrite: boolean }[],
+  ): Promise<(WriteFailure | null)[]> {
+    const reply = await this.send({
+      temp: '',
+      final: '',
+      buffer: new ArrayBuffer(0),
+      length: 0,
+      overwrite: false,
+      sync: false,
+      places: items,
+    });
+    return (reply.failures ?? []).map((f) => (f ? new WriteFailure(f.code, f.message) : null));
+  }
+
+  private send(fields: Omit<WriteRequest, 'id'>): Promise<WriteReply> {
     const thread = this.pick();
     const req: WriteRequest = { id: this.nextId++, ...fields };
     thread.busy++;
     thread.worker.ref();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<WriteReply>((resolve, reject) => {
       this.waiting.set(req.id, { resolve, reject });
       thread.worker.postMessage(req, [req.buffer]);
     }).finally(() => {
@@ -149,7 +185,7 @@ class FileThreads {
       this.waiting.delete(reply.id);
       if (!w) return;
       if (reply.code) w.reject(new WriteFailure(reply.code, reply.message ?? reply.code));
-      else w.resolve();
+      else w.resolve(reply);
     });
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', (code) => {

@@ -85,13 +85,15 @@ export class LocalDriver implements Driver {
 
   /**
    * The absolute path behind `path`, checked like every other operation (synchronously, as the
-   * interface wants a plain value): `E_PATH_OUTSIDE_ROOT` when it leads out of the root.
+   * interface wants a plain value): `E_PATH_OUTSIDE_ROOT` when it leads out of the root. With
+   * `newName`, only its folders are checked (see `Driver.localPath`).
    */
-  localPath(path: string): string {
+  localPath(path: string, options?: { newName?: boolean }): string {
     const rel = normalizePath(path);
     const abs = this.abs(rel);
     if (abs === this.root) return abs;
     this.checkAncestors(dirname(abs), rel);
+    if (options?.newName) return abs;
     if (lookupSync(() => lstatSync(abs), rel)?.isSymbolicLink()) {
       const target = lookupSync(() => realpathSync.native(abs), rel);
       if (target === null || !this.inside(target)) throw outside(rel);

@@ -1,16 +1,29 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
+import { WriteFailure } from '../../storage/local/file-threads.ts';
+import { StagedCopies, type StagedFile } from '../../storage/local/staged-copies.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import { baseName, checkName, isWithin, joinPath, normalizePath } from '../../storage/paths.ts';
+import {
+  baseName,
+  checkName,
+  isWithin,
+  joinPath,
+  normalizePath,
+  tempSiblingPath,
+  tempToken,
+} from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import {
+  copySmallLocal,
   type Endpoint,
   forEachLimit,
   itemError,
   measureTree,
   removeOwnTemp,
+  SMALL_LOCAL_COPY,
   sameContent,
+  smallCopyError,
   transferFile,
   walkTree,
 } from './transfer.ts';
@@ -106,7 +119,7 @@ export async function copyPlanned(
   afterFile?: AfterFile,
 ): Promise<void> {
   const { signal, progress } = ctx;
-  const one = (rel: string, size: number) =>
+  const one = (rel: string, size: number, staging?: Staging) =>
     copyOneFile(
       { driver: plan.src.driver, path: rel === '/' ? plan.src.path : joinPath(plan.src.path, rel) },
       { driver: plan.dst.driver, path: rel === '/' ? plan.dstPath : joinPath(plan.dstPath, rel) },
@@ -114,6 +127,7 @@ export async function copyPlanned(
       payload,
       ctx,
       afterFile,
+      staging,
     );
   if (!plan.isDir) {
     progress.setTotals({ bytes: plan.size, files: 1 });
@@ -147,17 +161,32 @@ export async function copyPlanned(
         await plan.dst.driver.mkdir(joinPath(plan.dstPath, item.rel)).catch((err) => failed(item.rel, err));
     }
   }
-  await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
-    try {
-      await one(rel, entry.size);
-    } catch (err) {
-      failed(rel, err);
-    }
-  });
+  // Small files between two local mounts are made durable in batches, not one by one.
+  const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
+  const copies = dstRoot ? new StagedCopies(dstRoot, signal) : undefined;
+  try {
+    await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
+      try {
+        await one(rel, entry.size, copies && { copies, failed: (err) => failed(rel, err) });
+      } catch (err) {
+        failed(rel, err);
+      }
+    });
+    await copies?.finish();
+  } catch (err) {
+    await copies?.abandon();
+    throw err;
+  }
   if (progress.failedCount > 0) {
     const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
     throw new FerryError(code, `${progress.failedCount} of ${totals.files} files failed`);
   }
+}
+
+/** A tree's batched small local copies, and how to record a file's failure found later. */
+interface Staging {
+  copies: StagedCopies;
+  failed(err: unknown): void;
 }
 
 async function copyOneFile(
@@ -167,8 +196,19 @@ async function copyOneFile(
   payload: CopyPayload,
   ctx: TaskContext,
   afterFile?: AfterFile,
+  staging?: Staging,
 ): Promise<void> {
   const { signal, progress } = ctx;
+  const options = { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId };
+  // Nothing to skip: a small local copy finds out by itself whether the name is taken.
+  if (!payload.skipExisting && !ctx.resumed) {
+    if (staging && (await stageSmallCopy(src, dst, size, staging, payload, ctx, afterFile))) return;
+    if (await copySmallLocal(src, dst, size, options)) {
+      await afterFile?.(src, dst, size);
+      progress.fileDone();
+      return;
+    }
+  }
   const existing = await dst.driver.stat(dst.path);
   if (existing) {
     if (existing.isDir) throw new FerryError('E_EXISTS', `a folder is in the way: ${dst.path}`);
@@ -185,9 +225,51 @@ async function copyOneFile(
     }
     if (!payload.overwrite) throw new FerryError('E_EXISTS', `already exists: ${dst.path}`);
   }
-  await transferFile(src, dst, size, { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId });
+  await transferFile(src, dst, size, options);
   await afterFile?.(src, dst, size);
   progress.fileDone();
+}
+
+/**
+ * Hand a small file between two local mounts to the tree's `StagedCopies`; false, having done
+ * nothing, for a larger file or a remote end. Its bytes count once it is in place, and it is done
+ * (a move deletes the source) once its name is durable; a failure to place it is recorded then.
+ */
+async function stageSmallCopy(
+  src: Endpoint,
+  dst: Endpoint,
+  size: number,
+  staging: Staging,
+  payload: CopyPayload,
+  ctx: TaskContext,
+  afterFile?: AfterFile,
+): Promise<boolean> {
+  if (size > SMALL_LOCAL_COPY) return false;
+  const from = src.driver.localPath(src.path);
+  const to = from && dst.driver.localPath(dst.path, { newName: true });
+  if (!from || !to) return false;
+  const file: StagedFile = {
+    src: from,
+    temp: tempSiblingPath(to, tempToken(to, ctx.taskId)),
+    final: to,
+    overwrite: payload.overwrite,
+    placed: () => ctx.progress.addBytes(size),
+    failed: (failure) => staging.failed(smallCopyError(failure, src, dst)),
+    done: async () => {
+      try {
+        await afterFile?.(src, dst, size);
+        ctx.progress.fileDone();
+      } catch (err) {
+        staging.failed(err);
+      }
+    },
+  };
+  try {
+    await staging.copies.add(file, size);
+  } catch (err) {
+    throw err instanceof WriteFailure ? smallCopyError(err, src, dst) : err;
+  }
+  return true;
 }
 
 export const copyKind: TaskKindHandler = {

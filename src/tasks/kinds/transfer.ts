@@ -13,7 +13,7 @@ import { fetchRangesInto, RANGED_FETCH_MIN, readExactRange } from './ranged-fetc
  * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
  * place): a tiny copy is made of system calls, each a thread-pool round trip otherwise.
  */
-const SMALL_LOCAL_COPY = 256 * 1024;
+export const SMALL_LOCAL_COPY = 256 * 1024;
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -45,15 +45,10 @@ export async function transferFile(
 ): Promise<void> {
   const { signal, progress, overwrite } = options;
   signal.throwIfAborted();
+  if (await copySmallLocal(src, dst, size, options)) return;
   const srcLocal = src.driver.localPath(src.path);
   const dstLocal = dst.driver.localPath(dst.path);
   const onProgress = (n: number) => progress.addBytes(n);
-  if (srcLocal && dstLocal && size <= SMALL_LOCAL_COPY) {
-    // The caller has made the destination folder (drivers' write() would make it themselves).
-    await copySmallLocal(srcLocal, dstLocal, { overwrite, tempKey: options.tempKey });
-    onProgress(size);
-    return;
-  }
   if (srcLocal && dstLocal) {
     await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
       copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size }),
@@ -110,16 +105,38 @@ async function writeLocalAtomically(
   }
 }
 
-/** `writeLocalAtomically` of a small file, done by a small-file thread (`fileThreads.copy`). */
-async function copySmallLocal(src: string, dst: string, options: { overwrite: boolean; tempKey: string }) {
+/**
+ * `transferFile` of a file of at most `SMALL_LOCAL_COPY` bytes between two local mounts, done by
+ * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync, put in
+ * place): false, having done nothing, for a larger file or a remote end. The thread also finds
+ * out whether the name is taken (`link` refuses it; with `overwrite`, a folder there is refused),
+ * so nothing here looks the new name up: on this thread, that lookup waits on the folder's lock
+ * while the threads create files in it. The caller has made the destination folder.
+ */
+export async function copySmallLocal(
+  src: Endpoint,
+  dst: Endpoint,
+  size: number,
+  options: Omit<TransferOptions, 'signal'>,
+): Promise<boolean> {
+  if (size > SMALL_LOCAL_COPY) return false;
+  const from = src.driver.localPath(src.path);
+  const to = from && dst.driver.localPath(dst.path, { newName: true });
+  if (!from || !to) return false;
   try {
-    await fileThreads.copy(src, tempSiblingPath(dst, tempToken(dst, options.tempKey)), dst, options);
+    await fileThreads.copy(from, tempSiblingPath(to, tempToken(to, options.tempKey)), to, options);
   } catch (err) {
-    if (!(err instanceof WriteFailure)) throw err;
-    if (err.code === 'EINWAY') throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst}`);
-    // The failing call may be about either file.
-    throw fromFsError(err, err.code === 'ENOENT' ? src : dst);
+    throw err instanceof WriteFailure ? smallCopyError(err, src, dst) : err;
   }
+  options.progress.addBytes(size);
+  return true;
+}
+
+/** The error to report for a small-file thread's failure to copy `src` to `dst`. */
+export function smallCopyError(failure: WriteFailure, src: Endpoint, dst: Endpoint): Error {
+  if (failure.code === 'EINWAY') return new FerryError('E_EXISTS', `a folder is in the way: ${dst.path}`);
+  // The failing call may be about either file.
+  return fromFsError(failure, failure.code === 'ENOENT' ? src.path : dst.path);
 }
 
 /** Remove the temp file a task's interrupted write to `dst` may have left (local drivers only). */
