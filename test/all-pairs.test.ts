@@ -44,20 +44,33 @@ interface TaskInfo {
   failed_files: number;
 }
 
+/** Files hashed at once while checking a tree: remote reads are mostly waiting on the server. */
+const CHECK_CONCURRENCY = 8;
+
 /** Every entry below `path` on `driver`: relative path → SHA-256 for files, `'dir'` for folders. */
-async function snapshotDriver(driver: Driver, path: string, prefix = ''): Promise<Map<string, string>> {
+async function snapshotDriver(driver: Driver, path: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (const entry of await driver.list(path)) {
-    const rel = `${prefix}/${entry.name}`;
-    if (entry.isDir) {
-      out.set(rel, 'dir');
-      for (const [k, v] of await snapshotDriver(driver, joinPath(path, entry.name), rel)) out.set(k, v);
-    } else {
-      const hash = createHash('sha256');
-      for await (const chunk of await driver.read(joinPath(path, entry.name))) hash.update(chunk as Buffer);
-      out.set(rel, hash.digest('hex'));
+  const files: { rel: string; path: string }[] = [];
+  const walk = async (dir: string, prefix: string): Promise<void> => {
+    for (const entry of await driver.list(dir)) {
+      const rel = `${prefix}/${entry.name}`;
+      if (!entry.isDir) files.push({ rel, path: joinPath(dir, entry.name) });
+      else {
+        out.set(rel, 'dir');
+        await walk(joinPath(dir, entry.name), rel);
+      }
     }
-  }
+  };
+  await walk(path, '');
+  let next = 0;
+  const hashFiles = async () => {
+    for (let file = files[next++]; file; file = files[next++]) {
+      const hash = createHash('sha256');
+      for await (const chunk of await driver.read(file.path)) hash.update(chunk as Buffer);
+      out.set(file.rel, hash.digest('hex'));
+    }
+  };
+  await Promise.all(Array.from({ length: CHECK_CONCURRENCY }, hashFiles));
   return out;
 }
 
@@ -112,7 +125,24 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
         return res.data.tasks[0]?.id ?? '';
       }),
     );
-    return Promise.all(ids.map((id) => finished(type, id)));
+    const t0 = Date.now();
+    const tasks = await Promise.all(
+      ids.map(async (id, i) => {
+        const t = await finished(type, id);
+        const { from, toDir } = items[i] as (typeof items)[number];
+        console.log(`# ${type} ${from} → ${toDir}: ${t.state} after ${Date.now() - t0} ms`);
+        return t;
+      }),
+    );
+    console.log(`# ${items.length} ${type} tasks: ${Date.now() - t0} ms`);
+    return tasks;
+  };
+
+  /** Check every pair's outcome side by side (the checks mostly wait on the servers). */
+  const checkAll = async <T>(items: readonly T[], check: (item: T, index: number) => Promise<void>) => {
+    const t0 = Date.now();
+    await Promise.all(items.map(check));
+    console.log(`# checks of ${items.length} trees: ${Date.now() - t0} ms`);
   };
 
   const assertTaskComplete = (t: TaskInfo, what: string) => {
@@ -214,10 +244,10 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
       'copy',
       remotes.map((b) => ({ from: '/local', toDir: `${b.mount}/from-Local`, name: 'tree' })),
     );
-    for (const [i, b] of remotes.entries()) {
+    await checkAll(remotes, async (b, i) => {
       assertTaskComplete(tasks[i] as TaskInfo, `Local → ${b.name}`);
       await assertTree(`${b.mount}/from-Local/tree`, `Local → ${b.name}`);
-    }
+    });
   });
 
   it('copies between every ordered pair of remote backends, and from each back to Local', async () => {
@@ -232,10 +262,10 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
         name: 'tree',
       })),
     );
-    for (const [i, [a, b]] of pairs.entries()) {
+    await checkAll(pairs, async ([a, b], i) => {
       assertTaskComplete(tasks[i] as TaskInfo, `${a.name} → ${b.name}`);
       await assertTree(`${b.mount}/from-${a.name}/tree`, `${a.name} → ${b.name}`);
-    }
+    });
   });
 
   it('keeps a tree identical through a copy within one remote mount (the backend’s own copy where it has one)', async () => {
@@ -244,10 +274,10 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
       'copy',
       remotes.map((b) => ({ from: `${b.mount}/from-Local`, toDir: `${b.mount}/same`, name: 'tree' })),
     );
-    for (const [i, b] of remotes.entries()) {
+    await checkAll(remotes, async (b, i) => {
       assertTaskComplete(tasks[i] as TaskInfo, `${b.name} → ${b.name}`);
       await assertTree(`${b.mount}/same/tree`, `${b.name} → ${b.name}`);
-    }
+    });
   });
 
   it('moves between every ordered pair: destination identical, source gone', async () => {
@@ -261,11 +291,11 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
         name: 'tree',
       })),
     );
-    for (const [i, [a, b]] of pairs.entries()) {
+    await checkAll(pairs, async ([a, b], i) => {
       assertTaskComplete(tasks[i] as TaskInfo, `move ${a.name} → ${b.name}`);
       await assertTree(`${b.mount}/moved-${a.name}/tree`, `move ${a.name} → ${b.name}`);
       await assertGone(`${a.mount}/from-${b.name}/tree`, `move ${a.name} → ${b.name}`);
-    }
+    });
   });
 
   it('refuses paths that climb out of any mount', async () => {
