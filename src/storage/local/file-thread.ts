@@ -23,15 +23,24 @@ export interface WriteRequest {
   length: number;
   /** ...or, when set, the local file to copy instead (`buffer` is then empty). */
   copyFrom?: string;
-  /** fsync the file before it is put in place. */
+  /** fsync the file (each copy of `stages` too) before it is put in place. */
   sync: boolean;
-  /** Only write the temp file; it is put in place later by a `places` request. */
-  stageOnly?: boolean;
   /**
-   * When set, nothing is written: these temp files (staged earlier) are put in place, each as a
-   * write would be, and the reply tells of each (`failures`).
+   * When set, nothing else is done: each local file `from` is copied to its `temp` name, neither
+   * fsynced nor put in place (a `places` request does that later); the reply tells of each.
+   */
+  stages?: { from: string; temp: string }[];
+  /**
+   * When set, nothing else is done: these temp files (staged earlier) are put in place, each as a
+   * write would be; the reply tells of each.
    */
   places?: { temp: string; final: string; overwrite: boolean }[];
+}
+
+/** Why a file failed: the failing call's errno code (`EINWAY` for a folder in the way). */
+export interface FileFailure {
+  code: string;
+  message: string;
 }
 
 /** The outcome; `code` is the failing call's errno code (`EINWAY` for a folder in the way). */
@@ -40,8 +49,8 @@ export interface WriteReply {
   code?: string;
   message?: string;
   buffer: ArrayBuffer;
-  /** For a `places` request: per file, null when it is in place, else why not. */
-  failures?: ({ code: string; message: string } | null)[];
+  /** For a `stages` or `places` request: per file, null when done, else why not. */
+  failures?: (FileFailure | null)[];
 }
 
 export function fileThread(): void {
@@ -50,30 +59,11 @@ export function fileThread(): void {
   const CREATE =
     fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
   parentPort?.on('message', (req: WriteRequest) => {
-    let reply: WriteReply = { id: req.id, buffer: req.buffer };
-    // Files to put in place: this request's own, or the staged ones it names.
-    const places = req.places ?? (req.stageOnly ? [] : [req]);
-    try {
-      if (req.places) {
-        // nothing to write
-      } else if (req.copyFrom !== undefined) {
-        // Replaced, never truncated: a leftover temp file is unlinked, never written through.
-        try {
-          fs.copyFileSync(req.copyFrom, req.temp, fs.constants.COPYFILE_EXCL);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          fs.unlinkSync(req.temp);
-          fs.copyFileSync(req.copyFrom, req.temp, fs.constants.COPYFILE_EXCL);
-        }
-        if (req.sync) {
-          const fd = fs.openSync(req.temp, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-          try {
-            fs.fsyncSync(fd);
-          } finally {
-            fs.closeSync(fd);
-          }
-        }
-      } else {
+    const batch = req.stages !== undefined || req.places !== undefined;
+    // The request's own file is written from its buffer unless it copies one or is a batch.
+    let failure: FileFailure | null = null;
+    if (!batch && req.copyFrom === undefined) {
+      try {
         const data = new Uint8Array(req.buffer, 0, req.length);
         const fd = fs.openSync(req.temp, CREATE, 0o666);
         try {
@@ -83,18 +73,42 @@ export function fileThread(): void {
         } finally {
           fs.closeSync(fd);
         }
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        failure = { code: e.code ?? 'EIO', message: e.message };
       }
-    } catch (err) {
-      places.length = 0;
-      try {
-        fs.unlinkSync(req.temp);
-      } catch {
-        // not there
-      }
-      const e = err as NodeJS.ErrnoException;
-      reply = { id: req.id, code: e.code ?? 'EIO', message: e.message, buffer: req.buffer };
     }
-    const failures: WriteReply['failures'] = [];
+    // Copies: a batch of staged ones, or the request's own.
+    const copies = req.stages ?? (req.copyFrom !== undefined ? [{ from: req.copyFrom, temp: req.temp }] : []);
+    const copied: (FileFailure | null)[] = [];
+    for (const copy of copies) {
+      try {
+        // Replaced, never truncated: a leftover temp file is unlinked, never written through.
+        try {
+          fs.copyFileSync(copy.from, copy.temp, fs.constants.COPYFILE_EXCL);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          fs.unlinkSync(copy.temp);
+          fs.copyFileSync(copy.from, copy.temp, fs.constants.COPYFILE_EXCL);
+        }
+        if (req.sync) {
+          const fd = fs.openSync(copy.temp, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+          try {
+            fs.fsyncSync(fd);
+          } finally {
+            fs.closeSync(fd);
+          }
+        }
+        copied.push(null);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        copied.push({ code: e.code ?? 'EIO', message: e.message });
+      }
+    }
+    if (!batch) failure ??= copied[0] ?? null;
+    // Then into place: a batch of staged ones, or the request's own once written.
+    const places = req.places ?? (batch || failure ? [] : [req]);
+    const placed: (FileFailure | null)[] = [];
     for (const place of places) {
       try {
         if (place.overwrite) {
@@ -106,20 +120,29 @@ export function fileThread(): void {
           fs.linkSync(place.temp, place.final);
           fs.unlinkSync(place.temp);
         }
-        failures.push(null);
+        placed.push(null);
       } catch (err) {
-        try {
-          fs.unlinkSync(place.temp);
-        } catch {
-          // not there
-        }
         const e = err as NodeJS.ErrnoException;
-        failures.push({ code: e.code ?? 'EIO', message: e.message });
+        placed.push({ code: e.code ?? 'EIO', message: e.message });
       }
     }
-    const own = req.places ? null : failures[0];
-    if (own) reply = { id: req.id, ...own, buffer: req.buffer };
-    if (req.places) reply.failures = failures;
-    parentPort?.postMessage(reply, [reply.buffer]);
+    if (!batch) failure ??= placed[0] ?? null;
+    // A temp file that did not make it is removed.
+    const left = batch
+      ? [...copies.filter((_, i) => copied[i]), ...places.filter((_, i) => placed[i])]
+      : failure
+        ? [req]
+        : [];
+    for (const file of left) {
+      try {
+        fs.unlinkSync(file.temp);
+      } catch {
+        // not there
+      }
+    }
+    const reply: WriteReply = { id: req.id, buffer: req.buffer };
+    if (failure) Object.assign(reply, failure);
+    if (batch) reply.failures = req.stages ? copied : placed;
+    parentPort?.postMessage(reply, reply.buffer.byteLength > 0 ? [reply.buffer] : []);
   });
 }

@@ -115,18 +115,12 @@ class FileThreads {
     });
   }
 
-  /** Copy the local file `src` to `temp` as `copy` does, but neither fsync it nor put it in place. */
-  async stage(src: string, temp: string): Promise<void> {
-    await this.send({
-      temp,
-      final: '',
-      buffer: new ArrayBuffer(0),
-      length: 0,
-      copyFrom: src,
-      overwrite: false,
-      sync: false,
-      stageOnly: true,
-    });
+  /**
+   * Copy each local file `from` to its `temp` name as `copy` does, but neither fsync it nor put it
+   * in place, in one message; per file, null when copied, else its failure.
+   */
+  async stage(items: { from: string; temp: string }[]): Promise<(WriteFailure | null)[]> {
+    return failures(await this.send({ ...BATCH, stages: items }));
   }
 
   /**
@@ -136,16 +130,7 @@ class FileThreads {
   async place(
     items: { temp: string; final: string; overwrite: boolean }[],
   ): Promise<(WriteFailure | null)[]> {
-    const reply = await this.send({
-      temp: '',
-      final: '',
-      buffer: new ArrayBuffer(0),
-      length: 0,
-      overwrite: false,
-      sync: false,
-      places: items,
-    });
-    return (reply.failures ?? []).map((f) => (f ? new WriteFailure(f.code, f.message) : null));
+    return failures(await this.send({ ...BATCH, places: items }));
   }
 
   private send(fields: Omit<WriteRequest, 'id'>): Promise<WriteReply> {
@@ -157,7 +142,7 @@ class FileThreads {
     this.idleTimer = null;
     return new Promise<WriteReply>((resolve, reject) => {
       this.waiting.set(req.id, { resolve, reject });
-      thread.worker.postMessage(req, [req.buffer]);
+      thread.worker.postMessage(req, req.buffer.byteLength > 0 ? [req.buffer] : []);
     }).finally(() => {
       thread.busy--;
       // An idle thread keeps no process alive.
@@ -217,6 +202,13 @@ class FileThreads {
     }, IDLE_MS);
     this.idleTimer.unref();
   }
+}
+
+/** The fields of a `stages` or `places` request that it does not use. */
+const BATCH = { temp: '', final: '', buffer: new ArrayBuffer(0), length: 0, overwrite: false, sync: false };
+
+function failures(reply: WriteReply): (WriteFailure | null)[] {
+  return (reply.failures ?? []).map((f) => (f ? new WriteFailure(f.code, f.message) : null));
 }
 
 export const fileThreads = new FileThreads();

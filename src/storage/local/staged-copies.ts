@@ -23,24 +23,40 @@ export interface StagedFile {
   done(): Promise<void>;
 }
 
+/** Files copied per message to a small-file thread: a message costs more than a small copy. */
+const STAGE_CHUNK = 64;
+/** Messages of copies out at once: one per thread. */
+const STAGE_MESSAGES = 4;
+/** Files waiting to be copied before `add` waits. */
+const MAX_QUEUED = 512;
+
 /**
  * Many small copies into one local tree, made durable together instead of with an fsync each
- * (which costs more than the copy): each file is copied to its temp name by a small-file thread,
- * without an fsync. Every `BATCH_FILES` files (or `BATCH_BYTES`) one `sync -f` of the file system
- * makes the batch's bytes durable, and only then are the files put under their names; those names
- * are durable after the next flush, and then each file's `done` runs. So no name ever shows a file
- * whose bytes a crash could lose, and nothing is reported done (or deleted at the source) before
- * it is durable. `finish` flushes what is left; `abandon` removes temp files not yet in place.
- * Flushes run one after another, beside the copying of the next batch.
+ * (which costs more than the copy): small-file threads copy the files to their temp names, many
+ * per message, without an fsync. Every `BATCH_FILES` files (or `BATCH_BYTES`) one `sync -f` of the
+ * file system makes the batch's bytes durable, and only then are the files put under their names;
+ * those names are durable after the next flush, and then each file's `done` runs. So no name ever
+ * shows a file whose bytes a crash could lose, and nothing is reported done (or deleted at the
+ * source) before it is durable. `add` returns once the file is queued (a failure to copy it is
+ * reported through its `failed`); `finish` copies, flushes and places what is left; `abandon`
+ * removes the temp files not yet in place. Flushes run one after another, beside the copying.
  */
 export class StagedCopies {
+  /** Files to copy, in order. */
+  private queue: { file: StagedFile; size: number }[] = [];
+  private messagesOut = 0;
+  /** Copied, waiting for their batch's flush. */
   private staged: StagedFile[] = [];
   private stagedBytes = 0;
   /** Put in place since the last flush: their names are not durable yet. */
   private placed: StagedFile[] = [];
-  /** Temp files written and not yet placed or removed. */
+  /** Temp files that may exist and are not placed yet. */
   private readonly unplaced = new Set<string>();
   private flushing: Promise<void> = Promise.resolve();
+  private flushesPending = 0;
+  /** The first failure that is not one file's own: it fails the whole copy. */
+  private error: unknown = null;
+  private wakeups: (() => void)[] = [];
 
   constructor(
     /** A folder on the file system the copies go to. */
@@ -49,45 +65,84 @@ export class StagedCopies {
   ) {}
 
   /**
-   * Copy `file.src` to `file.temp` (throws the thread's `WriteFailure`); it is put in place with
-   * its batch. Waits for the flush before last, so copying runs at most one batch ahead.
+   * Queue `file` to be copied and placed with its batch. Waits while many files are queued or two
+   * flushes are pending, so copying runs at most about one batch ahead of the flushes.
    */
   async add(file: StagedFile, size: number): Promise<void> {
+    if (this.error !== null) throw this.error;
     this.unplaced.add(file.temp);
-    try {
-      await fileThreads.stage(file.src, file.temp);
-    } catch (err) {
-      this.unplaced.delete(file.temp); // the thread removed it
-      throw err;
-    }
-    this.staged.push(file);
-    this.stagedBytes += size;
-    if (this.staged.length >= BATCH_FILES || this.stagedBytes >= BATCH_BYTES) {
-      const previous = this.flushing;
-      this.startFlush();
-      await previous.catch(() => undefined); // its failure is `finish`'s to report
+    this.queue.push({ file, size });
+    this.pump();
+    while (this.error === null && (this.queue.length >= MAX_QUEUED || this.flushesPending > 1)) {
+      await this.nextChange();
     }
   }
 
-  /** Flush and place what is staged, then make the names durable; throws when a flush failed. */
+  /** Copy, flush and place what is left, then make the names durable; throws when a flush failed. */
   async finish(): Promise<void> {
+    while (this.error === null && (this.queue.length > 0 || this.messagesOut > 0)) await this.nextChange();
+    if (this.error !== null) throw this.error;
     this.startFlush();
     await this.flushing;
     if (this.placed.length > 0) await this.flush([]);
   }
 
-  /** After a failure or a cancel: wait for a running flush, then remove the unplaced temp files. */
+  /** After a failure or a cancel: let running work end, then remove the unplaced temp files. */
   async abandon(): Promise<void> {
+    for (const { file } of this.queue) this.unplaced.delete(file.temp); // never written
+    this.queue = [];
+    while (this.messagesOut > 0) await this.nextChange();
     await this.flushing.catch(() => undefined);
     await Promise.all([...this.unplaced].map((temp) => unlink(temp).catch(() => undefined)));
     this.unplaced.clear();
+  }
+
+  /** Send queued files to the threads, a chunk per message, while fewer than `STAGE_MESSAGES` are out. */
+  private pump(): void {
+    while (this.queue.length > 0 && this.messagesOut < STAGE_MESSAGES && this.error === null) {
+      const chunk = this.queue.splice(0, STAGE_CHUNK);
+      this.messagesOut++;
+      fileThreads
+        .stage(chunk.map(({ file }) => ({ from: file.src, temp: file.temp })))
+        .then((failures) => {
+          for (const [i, { file, size }] of chunk.entries()) {
+            const failure = failures[i];
+            if (failure) {
+              this.unplaced.delete(file.temp); // the thread removed it
+              file.failed(failure);
+            } else {
+              this.staged.push(file);
+              this.stagedBytes += size;
+            }
+          }
+          if (this.staged.length >= BATCH_FILES || this.stagedBytes >= BATCH_BYTES) this.startFlush();
+        })
+        .catch((err: unknown) => {
+          this.error ??= err;
+        })
+        .finally(() => {
+          this.messagesOut--;
+          this.pump();
+          this.changed();
+        });
+    }
   }
 
   private startFlush(): void {
     const batch = this.staged;
     this.staged = [];
     this.stagedBytes = 0;
-    this.flushing = this.flushing.then(() => this.flush(batch));
+    this.flushesPending++;
+    this.flushing = this.flushing
+      .then(() => this.flush(batch))
+      .catch((err: unknown) => {
+        this.error ??= err;
+        throw err;
+      })
+      .finally(() => {
+        this.flushesPending--;
+        this.changed();
+      });
   }
 
   private async flush(batch: StagedFile[]): Promise<void> {
@@ -111,5 +166,15 @@ export class StagedCopies {
       }
     }
     await Promise.all(durable.map((file) => file.done()));
+  }
+
+  private nextChange(): Promise<void> {
+    return new Promise((resolve) => this.wakeups.push(resolve));
+  }
+
+  private changed(): void {
+    const wakeups = this.wakeups;
+    this.wakeups = [];
+    for (const wake of wakeups) wake();
   }
 }
