@@ -103,6 +103,22 @@ describe('Local driver: links and the root boundary', () => {
     assert.equal(driver.localPath('/'), root);
   });
 
+  it('checks a folder again a second after it passed: a link swapped in later is refused', async () => {
+    await mkdir(join(root, 'swap', 'x'), { recursive: true });
+    await writeFile(join(root, 'swap', 'x', 'f.txt'), 'inside');
+    assert.equal((await driver.stat('/swap/x/f.txt'))?.size, 6);
+    // Outside: the same names, holding something else.
+    await mkdir(join(base, 'swap-target', 'x'), { recursive: true });
+    await writeFile(join(base, 'swap-target', 'x', 'f.txt'), 'secret!!');
+    await rm(join(root, 'swap'), { recursive: true });
+    await symlink(join(base, 'swap-target'), join(root, 'swap'));
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(await codeOf(driver.stat('/swap/x/f.txt')), 'E_PATH_OUTSIDE_ROOT');
+    assert.throws(() => driver.localPath('/swap/x/f.txt'), /leaves the storage root/);
+    await rm(join(root, 'swap'));
+    await rm(join(base, 'swap-target'), { recursive: true });
+  });
+
   it('lists escaping links as empty files, and stats them the same way', async () => {
     const entries = new Map((await driver.list('/')).map((e) => [e.name, [e.isDir, e.size]]));
     assert.deepEqual(entries.get('file-link'), [false, 0]);

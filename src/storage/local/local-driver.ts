@@ -24,6 +24,15 @@ import { copyLocalFile } from './fast-copy.ts';
 /** lstat calls in flight at once while listing a folder: enough to keep the thread pool busy. */
 const LIST_CONCURRENCY = 32;
 
+/**
+ * A folder found inside the root is not checked again for this long: a tree copy looks at the same
+ * folders for every file in them. A link put in place of a checked folder within this time is the
+ * race the class comment accepts, made at most this much longer.
+ */
+const CHECKED_DIR_MS = 1000;
+/** The remembered folders are forgotten all at once beyond this many. */
+const CHECKED_DIRS_MAX = 4096;
+
 /** Errors of a path lookup that mean "nothing (reachable) there" rather than a failure. */
 const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
 
@@ -58,6 +67,8 @@ export class LocalDriver implements Driver {
   readonly name = 'Local';
   readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: true, rangeRead: true };
   private readonly rootPrefix: string;
+  /** Folders found inside the root by `checkAncestors`, until when (`performance.now()`). */
+  private readonly checkedDirs = new Map<string, number>();
 
   private constructor(private readonly root: string) {
     this.rootPrefix = root.endsWith(sep) ? root : root + sep;
@@ -319,10 +330,12 @@ export class LocalDriver implements Driver {
    * real path, so only the parts below it are looked at, from the root down: one lstat each, and
    * each link met must resolve inside the root (a dangling one is refused: its target could be
    * created outside later). Far fewer calls than resolving the whole path, which is what a tiny
-   * copy is made of.
+   * copy is made of; and a folder that passed is trusted for `CHECKED_DIR_MS`.
    */
   private checkAncestors(dir: string, rel: string): void {
     if (dir === this.root) return;
+    const now = performance.now();
+    if ((this.checkedDirs.get(dir) ?? 0) > now) return;
     let probe = this.root;
     for (const part of dir.slice(this.rootPrefix.length).split(sep)) {
       probe = probe + sep + part;
@@ -332,6 +345,8 @@ export class LocalDriver implements Driver {
       const real = lookupSync(() => realpathSync.native(probe), rel);
       if (real === null || !this.inside(real)) throw outside(rel);
     }
+    if (this.checkedDirs.size >= CHECKED_DIRS_MAX) this.checkedDirs.clear();
+    this.checkedDirs.set(dir, now + CHECKED_DIR_MS);
   }
 
   /** A child of a listed folder; null when it vanished between readdir and lstat. */
