@@ -235,6 +235,8 @@ export class S3Driver implements Driver {
     if (p === '/') throw new FerryError('E_IS_A_DIRECTORY', 'cannot write the root');
     if (!options.overwrite && (await this.stat(p)))
       throw new FerryError('E_EXISTS', `already exists: ${path}`);
+    if (options.size !== undefined && options.size < MIN_PART_SIZE)
+      return this.putSmall(p, source, { ...options, size: options.size });
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: this.key(p), Body: source },
@@ -262,6 +264,45 @@ export class S3Driver implements Driver {
     } finally {
       options.signal?.removeEventListener('abort', abort);
     }
+  }
+
+  /**
+   * `write` of a file smaller than one part: its bytes are read into memory, then sent as one
+   * PutObject with its length, which the SDK can send again when it fails (a streamed body it
+   * cannot), without lib-storage's buffering and bookkeeping around a single request. A source
+   * that does not hold `size` bytes fails without writing anything.
+   */
+  private async putSmall(
+    p: string,
+    source: Readable,
+    options: WriteOptions & { size: number },
+  ): Promise<void> {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    try {
+      for await (const chunk of source) {
+        options.signal?.throwIfAborted();
+        chunks.push(chunk as Buffer);
+        length += (chunk as Buffer).length;
+        if (length > options.size) break;
+      }
+      if (length !== options.size)
+        throw new FerryError('E_BACKEND', `${p}: the source gave ${length} bytes, not ${options.size}`);
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(p),
+          Body: Buffer.concat(chunks, length),
+          ContentLength: length,
+        }),
+        { abortSignal: options.signal },
+      );
+    } catch (err) {
+      source.destroy();
+      if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+      throw err instanceof FerryError ? err : toFerry(err, p);
+    }
+    options.onProgress?.(length);
   }
 
   /**
@@ -360,7 +401,12 @@ export class S3Driver implements Driver {
     if (p === '/' || (await this.stat(p))?.isDir) return;
     await this.call(path, () =>
       this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: `${this.dirKey(p)}${FOLDER_MARKER}`, Body: '' }),
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: `${this.dirKey(p)}${FOLDER_MARKER}`,
+          Body: '',
+          ContentLength: 0,
+        }),
       ),
     );
   }
