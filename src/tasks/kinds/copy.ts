@@ -200,10 +200,17 @@ async function copyOneFile(
 ): Promise<void> {
   const { signal, progress } = ctx;
   const options = { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId };
-  // Nothing to skip: a small local copy finds out by itself whether the name is taken.
+  // Nothing to skip: a small local copy finds out by itself whether the name is taken, and so
+  // does every transfer that may not replace a file (each way of writing refuses a taken name),
+  // which saves a lookup per file (two requests on S3).
   if (!payload.skipExisting && !ctx.resumed) {
     if (staging && (await stageSmallCopy(src, dst, size, staging, payload, ctx, afterFile))) return;
-    if (await copySmallLocal(src, dst, size, options)) {
+    let copied = await copySmallLocal(src, dst, size, options);
+    if (!copied && !payload.overwrite) {
+      await transferFile(src, dst, size, options);
+      copied = true;
+    }
+    if (copied) {
       await afterFile?.(src, dst, size);
       progress.fileDone();
       return;
