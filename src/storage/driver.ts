@@ -89,8 +89,11 @@ export interface Driver {
   /** Server-side copy of one file; only called when `capabilities.serverSideCopy`. */
   copy(from: string, to: string, options?: WriteOptions): Promise<void>;
 
-  /** Remove a file or a whole folder tree. No error when nothing is there. */
-  remove(path: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Remove a file or a whole folder tree. No error when nothing is there. With `file`, the caller
+   * knows `path` is a file, and a driver may skip looking for a tree below it (S3: one listing).
+   */
+  remove(path: string, options?: { signal?: AbortSignal; file?: boolean }): Promise<void>;
 
   /**
    * The absolute local file-system path behind `path`, for drivers that have one (Local); lets

@@ -456,12 +456,13 @@ export class S3Driver implements Driver {
     await this.remove(src);
   }
 
-  async remove(path: string): Promise<void> {
+  async remove(path: string, options: { file?: boolean } = {}): Promise<void> {
     const p = normalizePath(path);
     if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     await this.call(path, () =>
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(p) })),
     );
+    if (options.file) return;
     let batch: { Key: string }[] = [];
     const flush = async () => {
       if (batch.length === 0) return;

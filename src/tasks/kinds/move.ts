@@ -39,7 +39,7 @@ async function verifyThenDeleteSource(src: Endpoint, dst: Endpoint, size: number
   if (!written || written.isDir || written.size !== size) {
     throw new FerryError('E_VERIFY_FAILED', `destination check failed for ${dst.path}; source kept`);
   }
-  await src.driver.remove(src.path);
+  await src.driver.remove(src.path, { file: true });
 }
 
 /** Remove `root` and folders below it that are empty, deepest first; anything with files stays. */
