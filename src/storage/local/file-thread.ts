@@ -35,6 +35,18 @@ export interface WriteRequest {
    * write would be; the reply tells of each.
    */
   places?: { temp: string; final: string; overwrite: boolean }[];
+  /** When set, nothing else is done: the reply lists this folder (`entries`). */
+  listDir?: string;
+}
+
+/** A name in a listed folder, from its lstat. */
+export interface ListedEntry {
+  name: string;
+  isDir: boolean;
+  /** A symbolic link: the other fields are the link's own. */
+  isLink: boolean;
+  size: number;
+  mtimeMs: number;
 }
 
 /** Why a file failed: the failing call's errno code (`EINWAY` for a folder in the way). */
@@ -51,6 +63,8 @@ export interface WriteReply {
   buffer: ArrayBuffer;
   /** For a `stages` or `places` request: per file, null when done, else why not. */
   failures?: (FileFailure | null)[];
+  /** For a `listDir` request: every name in the folder but those gone before their lstat. */
+  entries?: ListedEntry[];
 }
 
 export function fileThread(): void {
@@ -59,6 +73,23 @@ export function fileThread(): void {
   const CREATE =
     fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
   parentPort?.on('message', (req: WriteRequest) => {
+    if (req.listDir !== undefined) {
+      const reply: WriteReply = { id: req.id, buffer: req.buffer, entries: [] };
+      try {
+        for (const name of fs.readdirSync(req.listDir)) {
+          const info = fs.lstatSync(`${req.listDir}/${name}`, { throwIfNoEntry: false });
+          if (!info) continue;
+          const isDir = info.isDirectory();
+          const isLink = info.isSymbolicLink();
+          reply.entries?.push({ name, isDir, isLink, size: info.size, mtimeMs: info.mtimeMs });
+        }
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        Object.assign(reply, { code: e.code ?? 'EIO', message: e.message, entries: undefined });
+      }
+      parentPort?.postMessage(reply);
+      return;
+    }
     const batch = req.stages !== undefined || req.places !== undefined;
     // The request's own file is written from its buffer unless it copies one or is a batch.
     let failure: FileFailure | null = null;

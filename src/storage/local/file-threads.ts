@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { fileThread, type WriteReply, type WriteRequest } from './file-thread.ts';
+import { fileThread, type ListedEntry, type WriteReply, type WriteRequest } from './file-thread.ts';
 
 /**
  * At most this many threads. One starts whenever every running one is busy: writes are bound by
@@ -131,6 +131,11 @@ class FileThreads {
     items: { temp: string; final: string; overwrite: boolean }[],
   ): Promise<(WriteFailure | null)[]> {
     return failures(await this.send({ ...BATCH, places: items }));
+  }
+
+  /** The names in the local folder `dir` with their lstat, read in one message. */
+  async list(dir: string): Promise<ListedEntry[]> {
+    return (await this.send({ ...BATCH, listDir: dir })).entries ?? [];
   }
 
   private send(fields: Omit<WriteRequest, 'id'>): Promise<WriteReply> {

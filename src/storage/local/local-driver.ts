@@ -5,7 +5,6 @@ import {
   lstat,
   mkdir,
   open,
-  readdir,
   realpath,
   rename,
   rm,
@@ -20,8 +19,10 @@ import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
 import { baseName, isWithin, normalizePath, TEMP_PREFIX, tempSiblingPath, tempToken } from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
+import type { ListedEntry } from './file-thread.ts';
+import { fileThreads } from './file-threads.ts';
 
-/** lstat calls in flight at once while listing a folder: enough to keep the thread pool busy. */
+/** Links looked at once while listing a folder (their targets are checked one by one). */
 const LIST_CONCURRENCY = 32;
 
 /**
@@ -121,15 +122,26 @@ export class LocalDriver implements Driver {
   async list(path: string): Promise<Entry[]> {
     const at = this.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
-    let names: string[];
+    // One message to a small-file thread reads the folder and lstats every name in it: a
+    // thread-pool round trip per name cost more than the lstat itself.
+    let listed: ListedEntry[];
     try {
-      names = (await readdir(at.abs)).filter((name) => !name.startsWith(TEMP_PREFIX));
+      listed = await fileThreads.list(at.abs);
     } catch (err) {
       throw fromFsError(err, at.path);
     }
     const entries: Entry[] = [];
-    for (let i = 0; i < names.length; i += LIST_CONCURRENCY) {
-      const batch = names.slice(i, i + LIST_CONCURRENCY);
+    const links: string[] = [];
+    for (const { name, isDir, isLink, size, mtimeMs } of listed) {
+      if (name.startsWith(TEMP_PREFIX)) continue;
+      if (isLink) links.push(name);
+      else {
+        const path = at.path === '/' ? `/${name}` : `${at.path}/${name}`;
+        entries.push({ name, path, isDir, size: isDir ? 0 : size, modified: mtimeMs });
+      }
+    }
+    for (let i = 0; i < links.length; i += LIST_CONCURRENCY) {
+      const batch = links.slice(i, i + LIST_CONCURRENCY);
       for (const entry of await Promise.all(batch.map((name) => this.child(at, name)))) {
         if (entry) entries.push(entry);
       }
