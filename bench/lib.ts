@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { appendFileSync, createReadStream, existsSync } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -386,8 +386,12 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const child = spawn(process.execPath, argv, { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let output = '';
+  // BENCH_SERVER_LOG=<file> also appends the server's whole output there (e.g. with
+  // BENCH_FERRY_LOG_LEVEL=info or BENCH_SERVER_NODE_ARGS=--trace-gc).
+  const logFile = process.env.BENCH_SERVER_LOG;
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-8000);
+    if (logFile) appendFileSync(logFile, d);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Kysely } from 'kysely';
 import { FerryError } from '../errors.ts';
@@ -28,7 +28,8 @@ export interface UserInput {
 export class AuthService {
   private constructor(
     private readonly users: UserStore,
-    private readonly secret: Uint8Array,
+    /** The signing secret, imported once: jose would import raw bytes again for every token. */
+    private readonly secret: webcrypto.CryptoKey,
     private readonly tokenHours: number,
   ) {}
 
@@ -51,7 +52,14 @@ export class AuthService {
         .where('key', '=', 'token_secret')
         .executeTakeFirstOrThrow();
     }
-    return new AuthService(users, Buffer.from(row.value, 'base64url'), tokenHours);
+    const key = await webcrypto.subtle.importKey(
+      'raw',
+      Buffer.from(row.value, 'base64url'),
+      { name: 'HMAC', hash: 'SHA-256' },
+      false,
+      ['sign', 'verify'],
+    );
+    return new AuthService(users, key, tokenHours);
   }
 
   /**
