@@ -15,8 +15,8 @@ import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './he
  * in nested folders (with empty ones) plus one 200 MB file; every byte is checked by SHA-256
  * through the destination's own driver.
  *
- * Size: the issue's full size by default (about 5 to 8 minutes on a 2-core machine, most of it
- * in rclone and s3rver); `FERRY_TEST_TREE_FILES` and `FERRY_TEST_BIG_MB` make it smaller for a
+ * Size: the issue’s full size by default (about 8 minutes on a 2-core machine, most of it
+ * waiting on s3rver: the moves that involve S3 take three times as long as the others); `FERRY_TEST_TREE_FILES` and `FERRY_TEST_BIG_MB` make it smaller for a
  * quick run while working on a driver.
  *
  * The trees chain: Local's tree is copied to the three others, each copy is copied on from there
