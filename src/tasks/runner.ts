@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
@@ -9,6 +10,9 @@ import type { TaskEvents } from './events.ts';
 import type { FollowUp, TaskKindHandler } from './kinds/kind.ts';
 import type { Task } from './model.ts';
 import { ProgressTracker } from './progress.ts';
+
+/** Listeners a task's signal may have before Node warns of a leak. */
+const TASK_SIGNAL_LISTENERS = 256;
 
 /** Why a running task's signal was aborted. */
 type AbortReason = 'cancel' | 'lease-lost' | 'shutdown';
@@ -162,6 +166,9 @@ export class Runner {
     const { config, mounts, log, events } = this.deps;
     events.emit(task);
     const controller = new AbortController();
+    // Every file a task moves at once, and every request of it, listens to its signal: more than
+    // Node's warning threshold of 10 is normal here, not a leak.
+    setMaxListeners(TASK_SIGNAL_LISTENERS, controller.signal);
     const progress = new ProgressTracker(config.tasks.maxItemFailures);
     const run: Running = {
       task,
