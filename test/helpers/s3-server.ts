@@ -39,7 +39,10 @@ export async function startS3Server(bucket = 'ferry-test'): Promise<S3Server> {
   };
 }
 
-/** An s3rver in its own process, which a fault test can kill (SIGKILL) and start again. */
+/**
+ * An s3rver in its own process, which a fault test can kill (SIGKILL) and start again, and which
+ * a test that sends it many requests runs so that its work does not share ferry's event loop.
+ */
 export interface KillableS3Server extends S3Server {
   /** The folder s3rver keeps its buckets in. */
   directory: string;
