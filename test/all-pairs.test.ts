@@ -6,7 +6,7 @@ import type { Driver } from '../src/storage/driver.ts';
 import { joinPath } from '../src/storage/paths.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
-import { type S3Server, startKillableS3Server } from './helpers/s3-server.ts';
+import { type S3Server, s3Addition, startKillableS3Server } from './helpers/s3-server.ts';
 import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -175,15 +175,7 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
       startRclone('sftp'),
     ]);
     h = await startHarness();
-    await mount('/s3', 'S3', {
-      bucket: s3.bucket,
-      endpoint: s3.endpoint,
-      region: 'us-east-1',
-      access_key_id: s3.accessKeyId,
-      secret_access_key: s3.secretAccessKey,
-      force_path_style: true,
-      root_folder_path: '/pairs',
-    });
+    await mount('/s3', 'S3', s3Addition(s3, '/pairs'));
     await mount('/dav', 'WebDav', {
       address: dav.address,
       username: dav.username,

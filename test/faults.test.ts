@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
-import { type KillableS3Server, startKillableS3Server } from './helpers/s3-server.ts';
+import { type KillableS3Server, mountS3, startKillableS3Server } from './helpers/s3-server.ts';
 import { FERRY_TEMP_PREFIX, sha256File, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -273,23 +273,7 @@ describe('an S3 server failing or an upload to it canceled mid-way', () => {
     });
     bigSha = await writeRandomFile(join(h.dataDir, 'files', 'big.bin'), BIG_BYTES);
     s3 = await startKillableS3Server();
-    const res = await h.json('POST', '/api/admin/storage/create', {
-      token: h.adminToken,
-      body: {
-        mount_path: '/s3',
-        driver: 'S3',
-        addition: JSON.stringify({
-          bucket: s3.bucket,
-          endpoint: s3.endpoint,
-          region: 'us-east-1',
-          access_key_id: s3.accessKeyId,
-          secret_access_key: s3.secretAccessKey,
-          force_path_style: true,
-          root_folder_path: '/',
-        }),
-      },
-    });
-    assert.equal(res.code, 200, res.message);
+    await mountS3(h, s3);
   });
 
   after(async () => {

@@ -16,7 +16,7 @@ import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/core.ts';
 import { Aria2Daemon, Aria2RpcError } from '../src/download/aria2.ts';
 import { ADMIN_PASSWORD, type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import { type S3Server, startS3Server } from './helpers/s3-server.ts';
+import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { sha256File, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -226,23 +226,7 @@ describe('offline download', () => {
     origin = new Origin(source);
     await origin.start();
     s3 = await startS3Server();
-    const res = await h.json('POST', '/api/admin/storage/create', {
-      token: h.adminToken,
-      body: {
-        mount_path: '/s3',
-        driver: 'S3',
-        addition: JSON.stringify({
-          bucket: s3.bucket,
-          endpoint: s3.endpoint,
-          region: 'us-east-1',
-          access_key_id: s3.accessKeyId,
-          secret_access_key: s3.secretAccessKey,
-          force_path_style: true,
-          root_folder_path: '/',
-        }),
-      },
-    });
-    assert.equal(res.code, 200, res.message);
+    await mountS3(h, s3);
     process.stderr.write(`# setup (${SIZE / 1048576} MB source) took ${Date.now() - t0} ms\n`);
   });
 

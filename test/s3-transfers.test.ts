@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import { type S3Server, startS3Server } from './helpers/s3-server.ts';
+import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 
 /** Copies and moves between a Local mount and an S3 mount (s3rver), through the API. */
 
@@ -40,23 +40,7 @@ describe('Local ⇄ S3 through the task API', () => {
     s3 = await startS3Server();
     h = await startHarness();
     files = join(h.dataDir, 'files');
-    const res = await h.json('POST', '/api/admin/storage/create', {
-      token: h.adminToken,
-      body: {
-        mount_path: '/s3',
-        driver: 'S3',
-        addition: JSON.stringify({
-          bucket: s3.bucket,
-          endpoint: s3.endpoint,
-          region: 'us-east-1',
-          access_key_id: s3.accessKeyId,
-          secret_access_key: s3.secretAccessKey,
-          force_path_style: true,
-          root_folder_path: '/mount',
-        }),
-      },
-    });
-    assert.equal(res.code, 200, res.message);
+    await mountS3(h, s3, '/mount');
   });
   after(async () => {
     await h.close();

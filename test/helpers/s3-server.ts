@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 // s3rver ships no types; what is used here is small and stable.
 // @ts-expect-error untyped package
 import S3rver from 's3rver';
+import type { Harness } from './harness.ts';
 
 /** A real S3-protocol server (s3rver) on loopback, with one bucket, for driver tests. */
 export interface S3Server {
@@ -97,4 +99,26 @@ export async function startKillableS3Server(bucket = 'ferry-test'): Promise<Kill
       await rm(directory, { recursive: true, force: true });
     },
   };
+}
+
+/** AList's `addition` fields of an S3 mount of `server`, below `root` in its bucket. */
+export function s3Addition(server: S3Server, root = '/'): Record<string, unknown> {
+  return {
+    bucket: server.bucket,
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    access_key_id: server.accessKeyId,
+    secret_access_key: server.secretAccessKey,
+    force_path_style: true,
+    root_folder_path: root,
+  };
+}
+
+/** Mount `server` at `mountPath` through the admin API (`root`: the folder in its bucket). */
+export async function mountS3(h: Harness, server: S3Server, root = '/', mountPath = '/s3'): Promise<void> {
+  const res = await h.json('POST', '/api/admin/storage/create', {
+    token: h.adminToken,
+    body: { mount_path: mountPath, driver: 'S3', addition: JSON.stringify(s3Addition(server, root)) },
+  });
+  assert.equal(res.code, 200, `mount S3 at ${mountPath}: ${res.message}`);
 }

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { S3Driver, s3Settings } from '../../src/storage/s3/s3-driver.ts';
-import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
+import { type S3Server, s3Addition, startS3Server } from '../helpers/s3-server.ts';
 import { codeOf, runDriverConformance } from './driver-conformance.ts';
 
 let server: S3Server;
@@ -12,16 +12,7 @@ before(async () => {
 });
 after(() => server.close());
 
-const settings = (extra: Record<string, unknown> = {}) =>
-  s3Settings({
-    bucket: server.bucket,
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    access_key_id: server.accessKeyId,
-    secret_access_key: server.secretAccessKey,
-    force_path_style: true,
-    ...extra,
-  });
+const settings = (extra: Record<string, unknown> = {}) => s3Settings({ ...s3Addition(server), ...extra });
 
 // Each suite under its own prefix of the one bucket: a fresh, empty storage.
 runDriverConformance('S3', async () => ({
