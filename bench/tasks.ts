@@ -308,6 +308,22 @@ async function bigStore(dataDir: string): Promise<Row[]> {
     };
     const pick = () => sample[Math.floor(Math.random() * sample.length)] as string;
 
+    // The floor, measured the same way: `/ping` touches neither the store nor a token, so its tail
+    // is what this machine and the HTTP stack add to every request.
+    const ping = await measure(
+      requests,
+      () => server.request('GET', '/ping'),
+      (text) => {
+        if (!text.includes('pong')) throw new Error(`/ping answered ${text.slice(0, 100)}`);
+      },
+    );
+    log(`${BENCH}: GET /ping: p50 ${fmtMs(ping.p50)} p99 ${fmtMs(ping.p99)} max ${fmtMs(ping.max)}`);
+    rows.push({
+      bench: BENCH,
+      figure: `(b) reference: GET /ping (no token, no store), ${ping.n} sequential requests: p50 / p99`,
+      value: `${fmtMs(ping.p50)} / ${fmtMs(ping.p99)} (max ${fmtMs(ping.max)})`,
+    });
+
     goal(
       'POST /api/task/copy/info?tid=<random>',
       await measure(
