@@ -135,10 +135,7 @@ export class LocalDriver implements Driver {
     for (const { name, isDir, isLink, size, mtimeMs } of listed) {
       if (name.startsWith(TEMP_PREFIX)) continue;
       if (isLink) links.push(name);
-      else {
-        const path = at.path === '/' ? `/${name}` : `${at.path}/${name}`;
-        entries.push({ name, path, isDir, size: isDir ? 0 : size, modified: mtimeMs });
-      }
+      else entries.push(entryOf(childPath(at.path, name), isDir, size, mtimeMs));
     }
     for (let i = 0; i < links.length; i += LIST_CONCURRENCY) {
       const batch = links.slice(i, i + LIST_CONCURRENCY);
@@ -364,7 +361,7 @@ export class LocalDriver implements Driver {
   /** A child of a listed folder; null when it vanished between readdir and lstat. */
   private async child(dir: Located, name: string): Promise<Entry | null> {
     const abs = join(dir.abs, name);
-    const path = dir.path === '/' ? `/${name}` : `${dir.path}/${name}`;
+    const path = childPath(dir.path, name);
     try {
       const own = await lstat(abs);
       if (!own.isSymbolicLink()) return toEntry(path, own);
@@ -490,8 +487,16 @@ function alreadyExists(path: string): FerryError {
 }
 
 function toEntry(path: string, info: Stats): Entry {
-  const isDir = info.isDirectory();
-  return { name: baseName(path), path, isDir, size: isDir ? 0 : info.size, modified: info.mtimeMs };
+  return entryOf(path, info.isDirectory(), info.size, info.mtimeMs);
+}
+
+function entryOf(path: string, isDir: boolean, size: number, modified: number): Entry {
+  return { name: baseName(path), path, isDir, size: isDir ? 0 : size, modified };
+}
+
+/** The driver path of `name` in the folder `dir` (both normalised). */
+function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
 /** A link leading out of the root, shown as what it is to us: an empty, unreadable file. */

@@ -1,17 +1,8 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
-import { WriteFailure } from '../../storage/local/file-threads.ts';
 import { StagedCopies, type StagedFile } from '../../storage/local/staged-copies.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import {
-  baseName,
-  checkName,
-  isWithin,
-  joinPath,
-  normalizePath,
-  tempSiblingPath,
-  tempToken,
-} from '../../storage/paths.ts';
+import { baseName, checkName, isWithin, joinPath, normalizePath } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import {
@@ -21,9 +12,9 @@ import {
   itemError,
   measureTree,
   removeOwnTemp,
-  SMALL_LOCAL_COPY,
   sameContent,
   smallCopyError,
+  smallLocalCopy,
   transferFile,
   walkTree,
 } from './transfer.ts';
@@ -200,16 +191,15 @@ async function copyOneFile(
 ): Promise<void> {
   const { signal, progress } = ctx;
   const options = { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId };
-  // Nothing to skip: a small local copy finds out by itself whether the name is taken, and so
-  // does every transfer that may not replace a file (each way of writing refuses a taken name),
-  // which saves a lookup per file (two requests on S3).
+  // Nothing to skip: no lookup of the destination first. Every transfer that may not replace a
+  // file refuses a taken name itself (that saves two requests per file on S3); transferFile tries
+  // the small local copy first. With overwrite, only that copy goes on without the lookup: its
+  // thread refuses a folder in the way.
   if (!payload.skipExisting && !ctx.resumed) {
     if (staging && (await stageSmallCopy(src, dst, size, staging, payload, ctx, afterFile))) return;
-    let copied = await copySmallLocal(src, dst, size, options);
-    if (!copied && !payload.overwrite) {
-      await transferFile(src, dst, size, options);
-      copied = true;
-    }
+    let copied = true;
+    if (!payload.overwrite) await transferFile(src, dst, size, options);
+    else copied = await copySmallLocal(src, dst, size, options);
     if (copied) {
       await afterFile?.(src, dst, size);
       progress.fileDone();
@@ -251,14 +241,12 @@ async function stageSmallCopy(
   ctx: TaskContext,
   afterFile?: AfterFile,
 ): Promise<boolean> {
-  if (size > SMALL_LOCAL_COPY) return false;
-  const from = src.driver.localPath(src.path);
-  const to = from && dst.driver.localPath(dst.path, { newName: true });
-  if (!from || !to) return false;
+  const paths = smallLocalCopy(src, dst, size, ctx.taskId);
+  if (!paths) return false;
   const file: StagedFile = {
-    src: from,
-    temp: tempSiblingPath(to, tempToken(to, ctx.taskId)),
-    final: to,
+    src: paths.from,
+    temp: paths.temp,
+    final: paths.to,
     overwrite: payload.overwrite,
     placed: () => ctx.progress.addBytes(size),
     failed: (failure) => staging.failed(smallCopyError(failure, src, dst)),
@@ -271,11 +259,8 @@ async function stageSmallCopy(
       }
     },
   };
-  try {
-    await staging.copies.add(file, size);
-  } catch (err) {
-    throw err instanceof WriteFailure ? smallCopyError(err, src, dst) : err;
-  }
+  // A file that fails to copy is reported through `failed`; add throws only what fails the tree.
+  await staging.copies.add(file, size);
   return true;
 }
 

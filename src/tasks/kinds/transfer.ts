@@ -13,7 +13,7 @@ import { fetchRangesInto, RANGED_FETCH_MIN, readExactRange } from './ranged-fetc
  * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
  * place): a tiny copy is made of system calls, each a thread-pool round trip otherwise.
  */
-export const SMALL_LOCAL_COPY = 256 * 1024;
+const SMALL_LOCAL_COPY = 256 * 1024;
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -119,17 +119,33 @@ export async function copySmallLocal(
   size: number,
   options: Omit<TransferOptions, 'signal'>,
 ): Promise<boolean> {
-  if (size > SMALL_LOCAL_COPY) return false;
-  const from = src.driver.localPath(src.path);
-  const to = from && dst.driver.localPath(dst.path, { newName: true });
-  if (!from || !to) return false;
+  const paths = smallLocalCopy(src, dst, size, options.tempKey);
+  if (!paths) return false;
   try {
-    await fileThreads.copy(from, tempSiblingPath(to, tempToken(to, options.tempKey)), to, options);
+    await fileThreads.copy(paths.from, paths.temp, paths.to, options);
   } catch (err) {
     throw err instanceof WriteFailure ? smallCopyError(err, src, dst) : err;
   }
   options.progress.addBytes(size);
   return true;
+}
+
+/**
+ * The local paths of a copy of at most `SMALL_LOCAL_COPY` bytes between two local mounts: the
+ * source, the destination (its folders checked, the name itself not looked up) and the temp name
+ * beside it derived from `tempKey`; null for a larger file or a remote end.
+ */
+export function smallLocalCopy(
+  src: Endpoint,
+  dst: Endpoint,
+  size: number,
+  tempKey: string,
+): { from: string; to: string; temp: string } | null {
+  if (size > SMALL_LOCAL_COPY) return null;
+  const from = src.driver.localPath(src.path);
+  const to = from && dst.driver.localPath(dst.path, { newName: true });
+  if (!from || !to) return null;
+  return { from, to, temp: tempSiblingPath(to, tempToken(to, tempKey)) };
 }
 
 /** The error to report for a small-file thread's failure to copy `src` to `dst`. */
