@@ -13,19 +13,21 @@ export interface RowGuard {
 
 /**
  * The engine's hottest writes (claim, state changes, progress) on SQLite, as prepared
- * better-sqlite3 statements run inside one synchronous group commit.
+ * better-sqlite3 statements run inside one synchronous group commit, and the read behind every
+ * list page (`selectValues`).
  *
  * Why not Kysely here: each of these runs once or twice per task, and building, compiling and
  * awaiting a Kysely query cost about as much as SQLite's own work; a commit made of awaited
  * statements also lets other code run between them. Here a batch is one synchronous
  * BEGIN … COMMIT: nothing interleaves, and each caller's promise settles after the commit.
- * Everything else (lists, inserts, bulk actions) stays on Kysely: the two share one connection,
+ * Everything else (inserts, bulk actions, single reads) stays on Kysely: the two share one connection,
  * and Kysely never holds a transaction open after the start-up migrations.
  */
 export class SqliteWrites {
   private queue: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private scheduled = false;
   private readonly statements = new Map<string, SQLite.Statement>();
+  private readonly readers = new Map<string, SQLite.Statement>();
   private readonly selectRunnable: SQLite.Statement;
   private readonly claimOne: SQLite.Statement;
   private readonly commitBatch: (batch: readonly { run: () => unknown }[]) => Outcome[];
@@ -143,6 +145,22 @@ export class SqliteWrites {
     if (returning) return statement.get(...values) as TaskRow | undefined;
     statement.run(...values);
     return undefined;
+  }
+
+  /**
+   * The rows of a SELECT (compiled by Kysely) as arrays, in the query's column order. A list page
+   * reads a hundred rows of thirty columns; better-sqlite3 builds arrays in half the time it
+   * takes to build objects, and this skips Kysely's promise round trip as well.
+   */
+  selectValues(sql: string, parameters: readonly unknown[]): unknown[][] {
+    let statement = this.readers.get(sql);
+    if (!statement) {
+      // One shape per filter combination the task APIs use; bound the map anyway.
+      if (this.readers.size >= 64) this.readers.clear();
+      statement = this.sqlite.prepare(sql).raw(true);
+      this.readers.set(sql, statement);
+    }
+    return statement.all(...parameters) as unknown[][];
   }
 
   private prepared(sql: string): SQLite.Statement {

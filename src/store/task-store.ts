@@ -204,6 +204,10 @@ export class TaskStore {
     if (page.afterSeq !== undefined) q = q.where('seq', page.order === 'asc' ? '>' : '<', page.afterSeq);
     q = q.orderBy('seq', page.order).limit(page.limit);
     if (page.offset) q = q.offset(page.offset);
+    if (this.fast) {
+      const { sql: text, parameters } = q.compile();
+      return this.fast.selectValues(text, parameters).map((values) => toTask(listRowOf(values)));
+    }
     return (await q.execute()).map(toTask);
   }
 
@@ -490,6 +494,16 @@ function parseJson<T>(text: string, fallback: T): T {
     return fallback;
   }
 }
+
+/**
+ * A row read as an array of `LIST_COLUMNS` values, as the object `toTask` takes. Built as one
+ * object literal from the (constant) column names: filling an object key by key in a loop cost a
+ * fifth of a list page.
+ */
+const listRowOf = new Function(
+  'v',
+  `return { ${LIST_COLUMNS.map((column, i) => `${column}: v[${i}]`).join(', ')} };`,
+) as (values: readonly unknown[]) => ListRow;
 
 function toTask(row: ListRow): Task {
   if (!row) throw new FerryError('E_INTERNAL', 'missing task row');
