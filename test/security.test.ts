@@ -461,6 +461,22 @@ describe('isolation between users', () => {
   });
 });
 
+describe('token lifetime', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ tokenExpiresHours: 2 / 3600 });
+  });
+  after(() => h.close());
+
+  it('refuses a token once it has expired, even one that was accepted a moment before', async () => {
+    const me = async () => (await h.call('GET', '/api/me', { token: h.adminToken })).json();
+    assert.equal((await me()).code, 200);
+    assert.equal((await me()).code, 200);
+    await new Promise((resolve) => setTimeout(resolve, 3100));
+    assert.deepEqual(await me(), { code: 401, message: 'token is expired', data: null });
+  });
+});
+
 describe('worker limits', () => {
   let h: Harness;
   before(async () => {

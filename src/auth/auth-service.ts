@@ -25,7 +25,18 @@ export interface UserInput {
  * timestamp, so changing a password ends every older session. The signing secret is made on
  * first start and kept in the database.
  */
+/** How many verified tokens `authenticate` remembers (about one per active session). */
+const VERIFIED_TOKENS = 1024;
+
 export class AuthService {
+  /**
+   * Tokens whose signature was checked, with their claims: a client sends the same token with
+   * every request, and checking an HMAC through WebCrypto costs more than the rest of a small
+   * request. Keyed by the whole token, so only a byte-identical token hits; expiry is checked
+   * on every hit, and the user (password change, disabled) is still looked up every time.
+   */
+  private readonly verified = new Map<string, Record<string, unknown>>();
+
   private constructor(
     private readonly users: UserStore,
     /** The signing secret, imported once: jose would import raw bytes again for every token. */
@@ -125,6 +136,19 @@ export class AuthService {
         throw new FerryError('E_UNAUTHORIZED', 'Guest user is disabled, login please');
       return toPrincipal(guest);
     }
+    const claims = await this.claimsOf(token);
+    const user = typeof claims.username === 'string' ? await this.users.byName(claims.username) : null;
+    if (!user || user.passwordTs !== claims.pwd_ts)
+      throw new FerryError('E_UNAUTHORIZED', 'token is invalidated');
+    if (user.disabled) throw new FerryError('E_UNAUTHORIZED', 'current user is disabled');
+    return toPrincipal(user);
+  }
+
+  /** The claims of a token signed by this server and not expired; else E_UNAUTHORIZED. */
+  private async claimsOf(token: string): Promise<Record<string, unknown>> {
+    const known = this.verified.get(token);
+    if (known && typeof known.exp === 'number' && known.exp * 1000 > Date.now()) return known;
+    this.verified.delete(token);
     let claims: Record<string, unknown>;
     try {
       ({ payload: claims } = await jwtVerify(token, this.secret, { algorithms: ['HS256'] }));
@@ -134,11 +158,10 @@ export class AuthService {
         cause: err,
       });
     }
-    const user = typeof claims.username === 'string' ? await this.users.byName(claims.username) : null;
-    if (!user || user.passwordTs !== claims.pwd_ts)
-      throw new FerryError('E_UNAUTHORIZED', 'token is invalidated');
-    if (user.disabled) throw new FerryError('E_UNAUTHORIZED', 'current user is disabled');
-    return toPrincipal(user);
+    if (this.verified.size >= VERIFIED_TOKENS)
+      this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, claims);
+    return claims;
   }
 
   /** A user's id by name, or null (for list filters). */
