@@ -47,6 +47,12 @@ export interface WriteOptions {
  * normalised by `normalizePath`; every driver checks again that they stay inside its root
  * (`E_PATH_OUTSIDE_ROOT`). A driver knows nothing of tasks.
  */
+/**
+ * Fill all of `into` with a file's bytes from `start` on (see `Driver.writeRanges`); fails if the
+ * file ends first or sends more.
+ */
+export type ReadInto = (start: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
+
 export interface Driver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -68,17 +74,12 @@ export interface Driver {
   write(path: string, source: Readable, options?: WriteOptions): Promise<void>;
 
   /**
-   * Optional: write a file of known `size` by pulling byte ranges of it (`readRange(start, end)`,
-   * `end` inclusive), several at once, with the same guarantees as `write`. The engine offers it
-   * for large files whose source can read ranges; a driver that uploads in parts (S3) then streams
-   * each part from the source instead of buffering parts in memory.
+   * Optional: write a file of known `size` by reading byte ranges of it with `readInto`, several
+   * at once, with the same guarantees as `write`. The engine offers it for large files whose
+   * source can read ranges; a driver that uploads in parts (S3) reads each part into a buffer it
+   * reuses, rather than piping a stream per part or allocating a buffer per part.
    */
-  writeRanges?(
-    path: string,
-    size: number,
-    readRange: (start: number, end: number) => Promise<Readable>,
-    options?: WriteOptions,
-  ): Promise<void>;
+  writeRanges?(path: string, size: number, readInto: ReadInto, options?: WriteOptions): Promise<void>;
 
   /** Create the folder and its parents; no error when it exists already as a folder. */
   mkdir(path: string): Promise<void>;

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
+import type { ReadInto } from '../../storage/driver.ts';
 import type { Endpoint } from './transfer.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
@@ -104,16 +105,42 @@ function rangeMismatch(path: string, start: number, end: number): FerryError {
 }
 
 /**
- * Bytes `start`–`end` (inclusive) of `src`, as a stream that fails unless exactly that many
- * bytes arrive: a source that ignores the range or ends early cannot yield a wrong file.
+ * A `ReadInto` over `src` for `Driver.writeRanges`. Every range must arrive exactly: a source that
+ * ignores the range or ends early cannot yield a wrong file. A local file is read with positional
+ * reads straight into the caller's buffer, so uploading it allocates nothing per chunk.
  */
-export async function readExactRange(
+export function rangeReaderOf(src: Endpoint): ReadInto {
+  const local = src.driver.localPath(src.path);
+  if (local) {
+    return async (start, into, signal) => {
+      const file = await open(local, 'r');
+      try {
+        for (let filled = 0; filled < into.length; ) {
+          signal?.throwIfAborted();
+          const { bytesRead } = await file.read(into, filled, into.length - filled, start + filled);
+          if (bytesRead === 0) throw rangeMismatch(src.path, start, start + into.length - 1);
+          filled += bytesRead;
+        }
+      } finally {
+        await file.close();
+      }
+    };
+  }
+  return async (start, into, signal) => {
+    let filled = 0;
+    for await (const chunk of await readExactRange(src, start, start + into.length - 1, signal)) {
+      filled += (chunk as Buffer).copy(into, filled);
+    }
+  };
+}
+
+async function readExactRange(
   src: Endpoint,
   start: number,
   end: number,
-  signal: AbortSignal,
+  signal?: AbortSignal,
 ): Promise<Readable> {
-  const source = await src.driver.read(src.path, { start, end, signal });
+  const source = await src.driver.read(src.path, { start, end, ...(signal && { signal }) });
   const want = end - start + 1;
   let seen = 0;
   const checked = new Transform({

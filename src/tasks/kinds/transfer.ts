@@ -7,7 +7,7 @@ import { copyLocalFile } from '../../storage/local/fast-copy.ts';
 import { fileThreads, WriteFailure } from '../../storage/local/file-threads.ts';
 import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
 import type { Progress } from '../progress.ts';
-import { fetchRangesInto, RANGED_FETCH_MIN, readExactRange } from './ranged-fetch.ts';
+import { fetchRangesInto, RANGED_FETCH_MIN, rangeReaderOf } from './ranged-fetch.ts';
 
 /**
  * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
@@ -68,12 +68,7 @@ export async function transferFile(
   }
   const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress };
   if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
-    await dst.driver.writeRanges(
-      dst.path,
-      size,
-      (start, end) => readExactRange(src, start, end, signal),
-      writeOptions,
-    );
+    await dst.driver.writeRanges(dst.path, size, rangeReaderOf(src), writeOptions);
     return;
   }
   const stream = await src.driver.read(src.path, { signal });
