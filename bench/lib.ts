@@ -355,8 +355,13 @@ export interface ServerOptions {
 /** Start `ferry serve` as a child process on a free port and log in as admin. */
 export async function startServer(options: ServerOptions): Promise<Server> {
   const port = await freePort();
-  // As `npm start` does: file work runs on libuv's thread pool, sized before node starts.
-  const env: NodeJS.ProcessEnv = { UV_THREADPOOL_SIZE: '16' };
+  // As `npm start` does (see the README's Running table): libuv's thread pool and glibc's malloc
+  // are set up before node starts, so their settings go in the environment.
+  const env: NodeJS.ProcessEnv = {
+    UV_THREADPOOL_SIZE: '16',
+    MALLOC_ARENA_MAX: '2',
+    MALLOC_MMAP_THRESHOLD_: '131072',
+  };
   // The caller's FERRY_* settings (a config file, a database URL) must not leak into the run.
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FERRY_')) env[k] = v;
   // …but BENCH_FERRY_X=… is passed on as FERRY_X=…, to compare settings (e.g. SQLITE_SYNCHRONOUS).
