@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { ReadInto } from '../../storage/driver.ts';
+import { BackgroundFlush } from '../../storage/local/background-flush.ts';
 import type { Endpoint } from './transfer.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
@@ -12,6 +13,8 @@ const RANGES_IN_FLIGHT = 4;
 const RANGE_BYTES = 16 * 1024 * 1024;
 /** Bytes gathered from a range before they are written. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+/** What is written so far is flushed to disk in the background after every this many bytes. */
+const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
 export interface RangedFetchOptions {
   signal: AbortSignal;
@@ -20,7 +23,7 @@ export interface RangedFetchOptions {
 
 /**
  * Fill the local file `temp` (created or truncated) with the `size` bytes of `src`, fetched as
- * ranges of 16 MiB, four at a time, each written at its own offset; then fsync. A range that
+ * ranges of 16 MiB, four at a time, each written at its own offset, flushed to disk as it goes and fsynced at the end. A range that
  * delivers more or fewer bytes than asked (a server that ignores `Range`, a file that changed)
  * fails the fetch rather than writing a wrong file. On abort every stream is destroyed at once.
  */
@@ -35,6 +38,10 @@ export async function fetchRangesInto(
   const stop = new AbortController();
   const signal = AbortSignal.any([options.signal, stop.signal]);
   const file = await open(temp, 'w');
+  // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
+  // the tail only.
+  const writeback = new BackgroundFlush(temp);
+  let unflushed = 0;
   try {
     await file.truncate(size);
     let next = 0;
@@ -69,6 +76,11 @@ export async function fetchRangesInto(
             written += bytesWritten;
           }
           onProgress(batchBytes);
+          unflushed += batchBytes;
+          if (unflushed >= FLUSH_EVERY_BYTES) {
+            unflushed = 0;
+            writeback.poke();
+          }
           batch = [];
           batchBytes = 0;
         };
@@ -94,7 +106,7 @@ export async function fetchRangesInto(
       // The first failure, not the echoes of it in the ranges it stopped.
       throw stop.signal.reason;
     }
-    await file.sync();
+    await writeback.finish();
   } finally {
     await file.close();
   }
