@@ -267,13 +267,17 @@ for (const db of await testDatabases()) {
 
     it('sweeps finished tasks older than the retention, and only those', async () => {
       e.script.run = async () => undefined;
-      const finished = await create(e);
-      await until(e, finished.id, ['succeeded']);
+      // More than one sweep batch (100).
+      const finished = await e.service.create(
+        admin,
+        Array.from({ length: 250 }, (_, i) => ({ kind: 'copy' as const, name: `copy ${i}`, payload: {} })),
+      );
+      for (const task of finished) await until(e, task.id, ['succeeded']);
       await e.runner.stop();
       const waiting = await create(e);
       const later = Date.now() + (e.config.tasks.retentionHours + 1) * 3_600_000;
-      assert.ok((await e.service.maintain(later)) >= 1);
-      assert.equal(await e.store.get(finished.id), null);
+      assert.ok((await e.service.maintain(later)) >= finished.length);
+      for (const task of finished) assert.equal(await e.store.get(task.id), null);
       assert.equal((await e.store.get(waiting.id))?.state, 'pending');
       e.runner.start();
     });

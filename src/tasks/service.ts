@@ -1,3 +1,4 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { isAdmin, isGuest, type Principal } from '../auth/roles.ts';
@@ -8,6 +9,13 @@ import type { TaskEvents } from './events.ts';
 import type { TaskKindHandler } from './kinds/kind.ts';
 import { isDone, type Task, type TaskState } from './model.ts';
 import type { Runner } from './runner.ts';
+
+/**
+ * Finished tasks deleted per statement by the retention sweep. Deleting a task touches every
+ * index of the table: 500 at a time held the event loop 25-70 ms per batch over a store of a
+ * million tasks, 100 at a time 5-7 ms, for the same rate overall.
+ */
+const SWEEP_BATCH = 100;
 
 /** Most ids one bulk action (`*_some`) takes. */
 export const MAX_BULK_IDS = 1000;
@@ -287,12 +295,14 @@ export class TaskService {
       this.runner.wake();
     }
     const cutoff = now - this.config.tasks.retentionHours * 3_600_000;
-    let swept = await this.remove(await this.store.deletedAndFinished(500));
+    let swept = await this.remove(await this.store.deletedAndFinished(SWEEP_BATCH));
     for (;;) {
-      const batch = await this.store.expired(cutoff, 500);
+      const batch = await this.store.expired(cutoff, SWEEP_BATCH);
       if (batch.length === 0) break;
       swept += await this.remove(batch);
-      if (batch.length < 500) break;
+      if (batch.length < SWEEP_BATCH) break;
+      // Requests go first: the sweep of a big backlog must not hold the event loop.
+      await yieldToEventLoop();
     }
     return swept;
   }
