@@ -352,6 +352,9 @@ export interface ServerOptions {
   startTimeoutMs?: number;
 }
 
+/** The node options of `npm start` (package.json), for the compiled server. */
+const START_NODE_ARGS = ['--max-semi-space-size=8'];
+
 /** Start `ferry serve` as a child process on a free port and log in as admin. */
 export async function startServer(options: ServerOptions): Promise<Server> {
   const port = await freePort();
@@ -384,7 +387,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     ...nodeArgs,
     ...(options.argv ??
       (compiledEntry
-        ? [compiledEntry, 'serve']
+        ? [...START_NODE_ARGS, compiledEntry, 'serve']
         : ['--import', 'tsx', process.env.BENCH_SERVER_ENTRY ?? 'src/cli.ts', 'serve'])),
   ];
   const started = now();
