@@ -384,10 +384,12 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   // BENCH_SERVER_NODE_ARGS adds node options, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const argv = [
+    // npm start's options first, so BENCH_SERVER_NODE_ARGS can override them.
+    ...(options.argv || !compiledEntry ? [] : START_NODE_ARGS),
     ...nodeArgs,
     ...(options.argv ??
       (compiledEntry
-        ? [...START_NODE_ARGS, compiledEntry, 'serve']
+        ? [compiledEntry, 'serve']
         : ['--import', 'tsx', process.env.BENCH_SERVER_ENTRY ?? 'src/cli.ts', 'serve'])),
   ];
   const started = now();
