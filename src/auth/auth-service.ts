@@ -20,14 +20,14 @@ export interface UserInput {
   disabled?: unknown;
 }
 
+/** How many verified tokens `authenticate` remembers (about one per active session). */
+const VERIFIED_TOKENS = 1024;
+
 /**
  * Users, logins and tokens. Tokens are HS256 JWTs carrying the username and the password's
  * timestamp, so changing a password ends every older session. The signing secret is made on
  * first start and kept in the database.
  */
-/** How many verified tokens `authenticate` remembers (about one per active session). */
-const VERIFIED_TOKENS = 1024;
-
 export class AuthService {
   /**
    * Tokens whose signature was checked, with their claims: a client sends the same token with

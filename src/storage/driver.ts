@@ -43,16 +43,16 @@ export interface WriteOptions {
 }
 
 /**
- * The contract every storage backend fulfils. Paths are driver-relative (`/a/b.txt`), already
- * normalised by `normalizePath`; every driver checks again that they stay inside its root
- * (`E_PATH_OUTSIDE_ROOT`). A driver knows nothing of tasks.
- */
-/**
  * Fill all of `into` with a file's bytes from `start` on (see `Driver.writeRanges`); fails if the
  * file ends first or sends more.
  */
 export type ReadInto = (start: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
+/**
+ * The contract every storage backend fulfils. Paths are driver-relative (`/a/b.txt`), already
+ * normalised by `normalizePath`; every driver checks again that they stay inside its root
+ * (`E_PATH_OUTSIDE_ROOT`). A driver knows nothing of tasks.
+ */
 export interface Driver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
