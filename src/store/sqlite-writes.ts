@@ -20,14 +20,13 @@ export interface RowGuard {
  * awaiting a Kysely query cost about as much as SQLite's own work; a commit made of awaited
  * statements also lets other code run between them. Here a batch is one synchronous
  * BEGIN … COMMIT: nothing interleaves, and each caller's promise settles after the commit.
- * Everything else (inserts, bulk actions, single reads) stays on Kysely: the two share one connection,
- * and Kysely never holds a transaction open after the start-up migrations.
+ * Everything else (inserts, bulk actions, single reads) stays on Kysely: the two share one
+ * connection, and Kysely never holds a transaction open after the start-up migrations.
  */
 export class SqliteWrites {
   private queue: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private scheduled = false;
   private readonly statements = new Map<string, SQLite.Statement>();
-  private readonly readers = new Map<string, SQLite.Statement>();
   private readonly selectRunnable: SQLite.Statement;
   private readonly claimOne: SQLite.Statement;
   private readonly commitBatch: (batch: readonly { run: () => unknown }[]) => Outcome[];
@@ -153,20 +152,16 @@ export class SqliteWrites {
    * takes to build objects, and this skips Kysely's promise round trip as well.
    */
   selectValues(sql: string, parameters: readonly unknown[]): unknown[][] {
-    let statement = this.readers.get(sql);
-    if (!statement) {
-      // One shape per filter combination the task APIs use; bound the map anyway.
-      if (this.readers.size >= 64) this.readers.clear();
-      statement = this.sqlite.prepare(sql).raw(true);
-      this.readers.set(sql, statement);
-    }
-    return statement.all(...parameters) as unknown[][];
+    return this.prepared(sql)
+      .raw(true)
+      .all(...parameters) as unknown[][];
   }
 
   private prepared(sql: string): SQLite.Statement {
     let statement = this.statements.get(sql);
     if (!statement) {
-      // The shapes are few (a handful of transitions and the progress write); bound the map anyway.
+      // The shapes are few (a handful of transitions, the progress write, one list read per filter
+      // combination the task APIs use); bound the map anyway.
       if (this.statements.size >= 64) this.statements.clear();
       statement = this.sqlite.prepare(sql);
       this.statements.set(sql, statement);
