@@ -4,8 +4,8 @@
  * (a) 10,000 tiny copy tasks (a 1-byte file each, 1,000 names per `fs/copy` call into distinct
  *     folders), timed from the first create to the last one observed succeeded.
  * (b) 1,000,000 finished tasks bulk-inserted straight into `ferry.db` while the server is stopped,
- *     then 3 rounds of ~1,000 sequential requests each over keep-alive: `info` of random ids, `done` page 1,
- *     and `done` cursor paging; p50/p99 and the server's RSS.
+ *     then 3 rounds of ~1,000 sequential requests each over keep-alive: `info` of random ids,
+ *     `done` page 1, and `done` cursor paging; p50/p99 and the server's RSS.
  * (c) The same store with its oldest 100,000 tasks past retention: the slowest `done` request
  *     while the background sweep deletes them.
  */
@@ -460,22 +460,20 @@ async function upkeepStall(server: Server, pick: () => string): Promise<Row> {
  */
 async function sweepStall(dataDir: string): Promise<Row> {
   const expired = Number(process.env.BENCH_EXPIRED_TASKS ?? 100_000);
-  const dbFile = join(dataDir, 'ferry.db');
-  const count = () => {
-    const db = new SQLite(dbFile, { readonly: true });
+  // One number read from the store (opened anew each time: the server writes to it meanwhile).
+  const readNumber = (query: string, ...params: number[]): number => {
+    const db = new SQLite(join(dataDir, 'ferry.db'), { readonly: true });
     try {
-      return (db.prepare('SELECT count(*) AS n FROM tasks').get() as { n: number }).n;
+      return db
+        .prepare(query)
+        .pluck()
+        .get(...params) as number;
     } finally {
       db.close();
     }
   };
-  const db = new SQLite(dbFile, { readonly: true });
-  const cutoff = (
-    db.prepare('SELECT end_time FROM tasks ORDER BY end_time LIMIT 1 OFFSET ?').get(expired) as {
-      end_time: number;
-    }
-  ).end_time;
-  db.close();
+  const count = () => readNumber('SELECT count(*) FROM tasks');
+  const cutoff = readNumber('SELECT end_time FROM tasks ORDER BY end_time LIMIT 1 OFFSET ?', expired);
   const before = count();
   const retentionHours = (Date.now() - cutoff) / 3_600_000;
   const server = await startServer({ dataDir, env: { FERRY_RETENTION_HOURS: String(retentionHours) } });
