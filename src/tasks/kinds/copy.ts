@@ -127,50 +127,57 @@ export async function copyPlanned(
     await one('/', plan.size);
     return;
   }
-  progress.setStatus('counting files');
-  const totals = await measureTree(plan.src.driver, plan.src.path, signal);
-  progress.setTotals({ bytes: totals.bytes, files: totals.files });
-  progress.setStatus('');
-  await plan.dst.driver.mkdir(plan.dstPath);
-  // The task's outcome code: retried when any failure might pass, else the first definite one.
-  const outcome: { recoverable: boolean; code: FerryError['code'] | null } = {
-    recoverable: false,
-    code: null,
-  };
-  const failed = (rel: string, err: unknown) => {
-    if (signal.aborted) throw err;
-    progress.itemFailed(rel, itemError(err));
-    if (err instanceof FerryError && err.unrecoverable) outcome.code ??= err.code;
-    else outcome.recoverable = true;
-  };
-  // Folders are created in walk order, before any file inside them starts copying; files then
-  // copy several at a time.
-  async function* filesWithFoldersMade() {
-    for await (const item of walkTree(plan.src.driver, plan.src.path, signal)) {
-      if (!item.entry.isDir) yield item;
-      else
-        await plan.dst.driver.mkdir(joinPath(plan.dstPath, item.rel)).catch((err) => failed(item.rel, err));
-    }
-  }
-  // Small files between two local mounts are made durable in batches, not one by one.
-  const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
-  const copies = dstRoot ? new StagedCopies(dstRoot, signal) : undefined;
+  // The tree is counted beside the copy, not before it: the totals appear once known (until then
+  // the progress is 0), and the copy does not wait for a second walk of the whole tree. The
+  // counting stops when the copy does.
+  const counting = new AbortController();
+  const counted = measureTree(plan.src.driver, plan.src.path, AbortSignal.any([signal, counting.signal]));
+  counted.then((totals) => progress.setTotals(totals)).catch(() => undefined);
   try {
-    await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
-      try {
-        await one(rel, entry.size, copies && { copies, failed: (err) => failed(rel, err) });
-      } catch (err) {
-        failed(rel, err);
+    await plan.dst.driver.mkdir(plan.dstPath);
+    // The task's outcome code: retried when any failure might pass, else the first definite one.
+    const outcome: { recoverable: boolean; code: FerryError['code'] | null } = {
+      recoverable: false,
+      code: null,
+    };
+    const failed = (rel: string, err: unknown) => {
+      if (signal.aborted) throw err;
+      progress.itemFailed(rel, itemError(err));
+      if (err instanceof FerryError && err.unrecoverable) outcome.code ??= err.code;
+      else outcome.recoverable = true;
+    };
+    // Folders are created in walk order, before any file inside them starts copying; files then
+    // copy several at a time.
+    async function* filesWithFoldersMade() {
+      for await (const item of walkTree(plan.src.driver, plan.src.path, signal)) {
+        if (!item.entry.isDir) yield item;
+        else
+          await plan.dst.driver.mkdir(joinPath(plan.dstPath, item.rel)).catch((err) => failed(item.rel, err));
       }
-    });
-    await copies?.finish();
-  } catch (err) {
-    await copies?.abandon();
-    throw err;
-  }
-  if (progress.failedCount > 0) {
-    const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
-    throw new FerryError(code, `${progress.failedCount} of ${totals.files} files failed`);
+    }
+    // Small files between two local mounts are made durable in batches, not one by one.
+    const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
+    const copies = dstRoot ? new StagedCopies(dstRoot, signal) : undefined;
+    try {
+      await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
+        try {
+          await one(rel, entry.size, copies && { copies, failed: (err) => failed(rel, err) });
+        } catch (err) {
+          failed(rel, err);
+        }
+      });
+      await copies?.finish();
+    } catch (err) {
+      await copies?.abandon();
+      throw err;
+    }
+    const totals = await counted;
+    if (progress.failedCount > 0) {
+      const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
+      throw new FerryError(code, `${progress.failedCount} of ${totals.files} files failed`);
+    }
+  } finally {
+    counting.abort();
   }
 }
 
