@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { FerryError } from '../errors.ts';
 
 const MAX_PATH_LENGTH = 4096;
@@ -80,7 +80,7 @@ export function tempSiblingPath(path: string, token: string): string {
  */
 export function tempToken(path: string, key?: string): string {
   if (!key) return randomBytes(8).toString('hex');
-  return createHash('sha256').update(`${key}\0${path}`).digest('hex').slice(0, 24);
+  return hash('sha256', `${key}\0${path}`).slice(0, 24);
 }
 
 /** Names starting with this are ferry's unfinished writes; listings hide them. */

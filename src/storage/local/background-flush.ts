@@ -1,9 +1,6 @@
-import { execFile } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { FerryError } from '../../errors.ts';
-
-const execFileAsync = promisify(execFile);
+import { fileThreads } from './file-threads.ts';
 
 /**
  * Flushes a file to disk while it is still being written, so the fsync at the end waits only for
@@ -43,11 +40,23 @@ async function syncFile(path: string, what: 'data' | 'all'): Promise<void> {
 
 /**
  * Make everything written to the file system `path` is on durable: one `sync -f` (syncfs(2)),
- * instead of an fsync per file where there are many (an extracted archive, a torrent).
+ * instead of an fsync per file where there are many (an extracted archive, a torrent). A small-file
+ * thread runs it; a cancel stops the wait at once (the flush itself ends on its own).
  */
 export async function syncFileSystem(path: string, signal: AbortSignal): Promise<void> {
-  await execFileAsync('sync', ['-f', path], { signal }).catch((err: unknown) => {
-    if (signal.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+  const canceled = () => new FerryError('E_CANCELED', 'canceled');
+  if (signal.aborted) throw canceled();
+  const flushed = fileThreads.syncFileSystem(path).catch((err: unknown) => {
     throw new FerryError('E_BACKEND', `could not flush ${path} to disk`, { cause: err });
   });
+  let stopWaiting = () => {};
+  const abort = new Promise<never>((_, reject) => {
+    stopWaiting = () => reject(canceled());
+    signal.addEventListener('abort', stopWaiting, { once: true });
+  });
+  try {
+    await Promise.race([flushed, abort]);
+  } finally {
+    signal.removeEventListener('abort', stopWaiting);
+  }
 }

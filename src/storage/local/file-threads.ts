@@ -133,6 +133,11 @@ class FileThreads {
     return failures(await this.send({ ...BATCH, places: items }));
   }
 
+  /** One `sync -f` (syncfs(2)) of the file system `path` is on; rejects when it failed. */
+  async syncFileSystem(path: string): Promise<void> {
+    await this.send({ ...BATCH, syncFs: path });
+  }
+
   /** The names in the local folder `dir` with their lstat, read in one message. */
   async list(dir: string): Promise<ListedEntry[]> {
     return (await this.send({ ...BATCH, listDir: dir })).entries ?? [];
