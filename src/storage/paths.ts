@@ -3,6 +3,12 @@ import { FerryError } from '../errors.ts';
 
 const MAX_PATH_LENGTH = 4096;
 const MAX_NAME_BYTES = 255;
+/**
+ * In a path starting with `/`, whatever may need `normalizePath`'s full work: an empty, `.` or `..`
+ * segment (`//`, `/./`, `/../`, a trailing `/`, `/.`, `/..`), a NUL byte, or a name of over 85
+ * characters (which could be over 255 bytes in UTF-8).
+ */
+const NOT_PLAINLY_NORMAL = /\/\.{0,2}(?:\/|$)|\0|[^/]{86}/;
 
 /**
  * Normalise a slash-separated virtual path: collapse repeated slashes and `.` segments, always
@@ -13,6 +19,8 @@ const MAX_NAME_BYTES = 255;
 export function normalizePath(input: unknown): string {
   if (typeof input !== 'string') throw new FerryError('E_INVALID_PATH', 'path must be a string');
   if (input.length > MAX_PATH_LENGTH) throw new FerryError('E_INVALID_PATH', 'path is too long');
+  // Most paths are normal already (joined from normal parts and listed names): one scan says so.
+  if (input.charCodeAt(0) === 0x2f && !NOT_PLAINLY_NORMAL.test(input)) return input;
   if (input.includes('\0')) throw new FerryError('E_INVALID_PATH', 'path contains a NUL byte');
   const segments: string[] = [];
   for (const segment of input.split('/')) {

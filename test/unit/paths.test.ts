@@ -35,6 +35,33 @@ describe('normalizePath', () => {
     }
   });
 
+  it('returns normal paths as they are, and still normalises or refuses every other spelling', () => {
+    for (const p of [
+      '/a',
+      '/a/...',
+      '/a/.b',
+      '/a/b.',
+      '/.x/..y',
+      `/${'x'.repeat(100)}`,
+      `/${'€'.repeat(85)}`,
+    ]) {
+      assert.equal(normalizePath(p), p);
+    }
+    assert.equal(normalizePath('/a/.'), '/a');
+    assert.equal(normalizePath('/a//b'), '/a/b');
+    assert.equal(normalizePath('/a/b/'), '/a/b');
+    assert.equal(normalizePath('/'), '/');
+    assert.equal(
+      code(() => normalizePath('/a/..')),
+      'E_PATH_OUTSIDE_ROOT',
+    );
+    // 86 three-byte characters: 258 bytes, one name too long.
+    assert.equal(
+      code(() => normalizePath(`/a/${'€'.repeat(86)}`)),
+      'E_INVALID_PATH',
+    );
+  });
+
   it('keeps percent signs literal: decoding happens once, at the edge', () => {
     assert.equal(normalizePath('/a/%2e%2e/b'), '/a/%2e%2e/b');
   });
