@@ -50,6 +50,7 @@ interface TaskView {
   creator_role: number;
   state: string;
   error: string;
+  processed_files?: number;
 }
 
 interface Envelope<T = unknown> {
@@ -1008,6 +1009,23 @@ describe('bad input', () => {
     }
     await assertNothingEscaped();
     assert.equal((await h.call('GET', '/ping')).body, 'pong');
+  });
+
+  it('copies a link that stays inside the storage as the file it leads to', async () => {
+    await mkdir(join(files, 'linked', 'sub'), { recursive: true });
+    await writeFile(join(files, 'linked', 'sub', 'target.txt'), 'the target');
+    await symlink(join(files, 'linked', 'sub', 'target.txt'), join(files, 'linked', 'alias.txt'));
+    const [task] = await t.copy(h.adminToken, {
+      src_dir: '/local',
+      dst_dir: '/local/linkcopy',
+      names: ['linked'],
+    });
+    const done = await t.settled('copy', task!.id);
+    assert.equal(done.state, 'succeeded', done.error);
+    assert.equal(done.processed_files, 2);
+    const copied = join(files, 'linkcopy', 'linked', 'alias.txt');
+    assert.ok((await lstat(copied)).isFile(), 'the copy is a file, not a link');
+    assert.equal(await readFile(copied, 'utf8'), 'the target');
   });
 
   it('still answers /ping after all of it', async () => {
