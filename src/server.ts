@@ -9,7 +9,15 @@ export async function serve(config: Config): Promise<void> {
   const log = pino({ level: config.logLevel });
   const core = await startCore(config, log);
   const app = await buildApp(core);
-  await app.listen({ host: config.host, port: config.port });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    // No listener (the port is taken, say): stop the engine too, so the process exits with the
+    // error instead of staying up and running tasks that nobody can see or control.
+    await app.close().catch(() => undefined);
+    await core.close();
+    throw err;
+  }
   log.info({ dataDir: config.dataDir, database: redact(config.databaseUrl) }, 'ferry is serving');
 
   let stopping = false;

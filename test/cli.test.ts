@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,8 +14,13 @@ const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
 
 function ferry(dataDir: string, ...args: string[]) {
+  return ferryWith({}, dataDir, ...args);
+}
+
+function ferryWith(env: Record<string, string>, dataDir: string, ...args: string[]) {
   return run(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    env: { ...process.env, FERRY_DATA_DIR: dataDir, FERRY_ADMIN_PASSWORD: 'first-start' },
+    env: { ...process.env, FERRY_DATA_DIR: dataDir, FERRY_ADMIN_PASSWORD: 'first-start', ...env },
+    timeout: 30_000,
   });
 }
 
@@ -45,6 +51,22 @@ describe('ferry CLI', () => {
       assert.ok(await core.auth.login('admin', 'first-start'));
     } finally {
       await core.close();
+    }
+  });
+
+  it('serve exits with an error when its port is taken, instead of running on unseen', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as { port: number };
+    try {
+      const env = { FERRY_HOST: '127.0.0.1', FERRY_PORT: String(port) };
+      await assert.rejects(ferryWith(env, dataDir, 'serve'), (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr, /EADDRINUSE/);
+        return true;
+      });
+    } finally {
+      taken.close();
     }
   });
 
