@@ -27,7 +27,8 @@ export interface WriteRequest {
   sync: boolean;
   /**
    * When set, nothing else is done: each local file `from` is copied to its `temp` name, neither
-   * fsynced nor put in place (a `places` request does that later); the reply tells of each.
+   * fsynced nor put in place (a `places` request does that later); the reply tells of each. A link
+   * at `from` is not copied: it fails with `ELOOP`.
    */
   stages?: { from: string; temp: string }[];
   /**
@@ -130,6 +131,9 @@ export function fileThread(): void {
     const copied: (FileFailure | null)[] = [];
     for (const copy of copies) {
       try {
+        // A staged copy's source was not looked at by the caller: a link there is not followed.
+        if (req.stages && fs.lstatSync(copy.from).isSymbolicLink())
+          throw Object.assign(new Error(`a link: ${copy.from}`), { code: 'ELOOP' });
         // Replaced, never truncated: a leftover temp file is unlinked, never written through.
         try {
           fs.copyFileSync(copy.from, copy.temp, fs.constants.COPYFILE_EXCL);

@@ -117,7 +117,8 @@ class FileThreads {
 
   /**
    * Copy each local file `from` to its `temp` name as `copy` does, but neither fsync it nor put it
-   * in place, in one message; per file, null when copied, else its failure.
+   * in place, in one message; per file, null when copied, else its failure (`ELOOP`: `from` is a
+   * link, which is not followed).
    */
   async stage(items: { from: string; temp: string }[]): Promise<(WriteFailure | null)[]> {
     return failures(await this.send({ ...BATCH, stages: items }));

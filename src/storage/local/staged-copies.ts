@@ -9,7 +9,7 @@ const BATCH_BYTES = 64 << 20;
 
 /** One small local file copied by `StagedCopies`. */
 export interface StagedFile {
-  /** The local file to copy. */
+  /** The local file to copy (a link there is not followed: the file fails with `ELOOP`). */
   src: string;
   /** Its temp name beside `final` (from the task's id, so a retry replaces a leftover). */
   temp: string;

@@ -2,7 +2,16 @@ import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
 import { StagedCopies, type StagedFile } from '../../storage/local/staged-copies.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import { baseName, checkName, isWithin, joinPath, normalizePath } from '../../storage/paths.ts';
+import {
+  baseName,
+  checkName,
+  isWithin,
+  joinPath,
+  normalizePath,
+  parentPath,
+  tempSiblingPath,
+  tempToken,
+} from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import {
@@ -12,9 +21,9 @@ import {
   itemError,
   measureTree,
   removeOwnTemp,
+  SMALL_LOCAL_COPY,
   sameContent,
   smallCopyError,
-  smallLocalCopy,
   transferFile,
   walkTree,
 } from './transfer.ts';
@@ -157,18 +166,30 @@ export async function copyPlanned(
     }
     // Small files between two local mounts are made durable in batches, not one by one.
     const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
-    const copies = dstRoot ? new StagedCopies(dstRoot, signal) : undefined;
+    const tree: TreeStaging | undefined = dstRoot
+      ? {
+          copies: new StagedCopies(dstRoot, signal),
+          folders: new LocalFolders(plan.src, { driver: plan.dst.driver, path: plan.dstPath }),
+          // Links are not staged: each is copied the general way, one after another, as found.
+          links: Promise.resolve(),
+          linked(rel, size) {
+            this.links = this.links.then(() => one(rel, size).catch((err) => failed(rel, err)));
+          },
+        }
+      : undefined;
     try {
       await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
         try {
-          await one(rel, entry.size, copies && { copies, failed: (err) => failed(rel, err) });
+          await one(rel, entry.size, tree && { tree, rel, failed: (err) => failed(rel, err) });
         } catch (err) {
           failed(rel, err);
         }
       });
-      await copies?.finish();
+      await tree?.copies.finish();
+      await tree?.links;
     } catch (err) {
-      await copies?.abandon();
+      await tree?.links.catch(() => undefined);
+      await tree?.copies.abandon();
       throw err;
     }
     const totals = await counted;
@@ -181,10 +202,57 @@ export async function copyPlanned(
   }
 }
 
-/** A tree's batched small local copies, and how to record a file's failure found later. */
-interface Staging {
+/** A tree's batched small local copies (between two local mounts). */
+interface TreeStaging {
   copies: StagedCopies;
+  folders: LocalFolders;
+  /** The copies of links met so far, made the general way. */
+  links: Promise<void>;
+  /** A file at `rel` proved to be a link: copy it the general way. */
+  linked(rel: string, size: number): void;
+}
+
+/** One file's part in its tree's staging, and how to record its failure found later. */
+interface Staging {
+  tree: TreeStaging;
+  /** The file's path relative to the tree. */
+  rel: string;
   failed(err: unknown): void;
+}
+
+/**
+ * The local paths of files in a tree copied between two local mounts, checked once per folder
+ * (`localPath` of the folder) rather than once per file: a file's name comes from a listing, so
+ * it holds no `/` and is not `.` or `..`. What is at the name is not looked at here: the small-file
+ * thread copies no link (it reports ELOOP), and the copy is put in place by link or rename, which
+ * follow none. Files arrive folder by folder, so only the last folder is remembered.
+ */
+class LocalFolders {
+  private folder: string | null = null;
+  private from = '';
+  private to = '';
+
+  constructor(
+    private readonly src: Endpoint,
+    private readonly dst: Endpoint,
+  ) {}
+
+  /** The local source and destination of the file at `rel` (relative to the tree). */
+  paths(rel: string): { from: string; to: string } | null {
+    const folder = parentPath(rel);
+    if (folder !== this.folder) {
+      const from = this.src.driver.localPath(
+        folder === '/' ? this.src.path : joinPath(this.src.path, folder),
+      );
+      const to = this.dst.driver.localPath(folder === '/' ? this.dst.path : joinPath(this.dst.path, folder));
+      if (from === null || to === null) return null;
+      this.folder = folder;
+      this.from = from;
+      this.to = to;
+    }
+    const name = baseName(rel);
+    return { from: `${this.from}/${name}`, to: `${this.to}/${name}` };
+  }
 }
 
 async function copyOneFile(
@@ -236,8 +304,9 @@ async function copyOneFile(
 
 /**
  * Hand a small file between two local mounts to the tree's `StagedCopies`; false, having done
- * nothing, for a larger file or a remote end. Its bytes count once it is in place, and it is done
- * (a move deletes the source) once its name is durable; a failure to place it is recorded then.
+ * nothing, for a larger file. Its bytes count once it is in place, and it is done (a move deletes
+ * the source) once its name is durable; a failure to place it is recorded then. A link found at
+ * the source is handed back to be copied the general way.
  */
 async function stageSmallCopy(
   src: Endpoint,
@@ -248,15 +317,19 @@ async function stageSmallCopy(
   ctx: TaskContext,
   afterFile?: AfterFile,
 ): Promise<boolean> {
-  const paths = smallLocalCopy(src, dst, size, ctx.taskId);
+  if (size > SMALL_LOCAL_COPY) return false;
+  const paths = staging.tree.folders.paths(staging.rel);
   if (!paths) return false;
   const file: StagedFile = {
     src: paths.from,
-    temp: paths.temp,
+    temp: tempSiblingPath(paths.to, tempToken(paths.to, ctx.taskId)),
     final: paths.to,
     overwrite: payload.overwrite,
     placed: () => ctx.progress.addBytes(size),
-    failed: (failure) => staging.failed(smallCopyError(failure, src, dst)),
+    failed: (failure) => {
+      if (failure.code === 'ELOOP') staging.tree.linked(staging.rel, size);
+      else staging.failed(smallCopyError(failure, src, dst));
+    },
     done: async () => {
       try {
         await afterFile?.(src, dst, size);
@@ -267,7 +340,7 @@ async function stageSmallCopy(
     },
   };
   // A file that fails to copy is reported through `failed`; add throws only what fails the tree.
-  await staging.copies.add(file, size);
+  await staging.tree.copies.add(file, size);
   return true;
 }
 

@@ -13,7 +13,7 @@ import { fetchRangesInto, RANGED_FETCH_MIN, rangeReaderOf } from './ranged-fetch
  * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
  * place): a tiny copy is made of system calls, each a thread-pool round trip otherwise.
  */
-const SMALL_LOCAL_COPY = 256 * 1024;
+export const SMALL_LOCAL_COPY = 256 * 1024;
 
 /** A file or folder on some driver. */
 export interface Endpoint {
@@ -130,7 +130,7 @@ export async function copySmallLocal(
  * source, the destination (its folders checked, the name itself not looked up) and the temp name
  * beside it derived from `tempKey`; null for a larger file or a remote end.
  */
-export function smallLocalCopy(
+function smallLocalCopy(
   src: Endpoint,
   dst: Endpoint,
   size: number,
