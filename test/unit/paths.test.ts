@@ -100,6 +100,15 @@ describe('checkName', () => {
 describe('path helpers', () => {
   it('joins, finds parents and tests containment on segment boundaries', () => {
     assert.equal(joinPath('/a', 'b', 'c.txt'), '/a/b/c.txt');
+    assert.equal(joinPath('/', 'a'), '/a');
+    assert.equal(joinPath('/a', '/b/c'), '/a/b/c');
+    assert.equal(joinPath('/a/', '/b'), '/a/b');
+    assert.equal(joinPath('a', 'b'), '/a/b');
+    assert.equal(joinPath('/a', '/'), '/a');
+    assert.equal(
+      code(() => joinPath('/a', '/..')),
+      'E_PATH_OUTSIDE_ROOT',
+    );
     assert.equal(
       code(() => joinPath('/a', '../b')),
       'E_PATH_OUTSIDE_ROOT',
