@@ -24,7 +24,7 @@ export interface StagedFile {
 }
 
 /** Files copied per message to a small-file thread: a message costs more than a small copy. */
-const STAGE_CHUNK = 128;
+const STAGE_CHUNK = 64;
 /**
  * Messages of copies out at once, one per thread. Two keep the copying ahead of the event loop,
  * which prepares them: on two cores, more threads only preempt the event loop each time it wakes
