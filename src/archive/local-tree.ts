@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError } from '../errors.ts';
 import { syncFileSystem } from '../storage/local/background-flush.ts';
 import { fileThreads, WriteFailure } from '../storage/local/file-threads.ts';
-import { parentPath, tempSiblingPath, tempToken } from '../storage/paths.ts';
+import { parentPath, tempPathFor } from '../storage/paths.ts';
 import type { ExtractionGuard } from './guard.ts';
 
 export interface LocalTreeOptions {
@@ -107,7 +107,7 @@ export class LocalTree {
     const write = this.serially(rel, async () => {
       try {
         await this.mkdirInside(parentPath(rel));
-        await fileThreads.write(tempSiblingPath(final, tempToken(final, tempKey)), final, data, {
+        await fileThreads.write(tempPathFor(final, tempKey), final, data, {
           overwrite,
         });
       } catch (err) {
@@ -212,7 +212,7 @@ export class LocalTree {
   private async fillAndPlace(rel: string, fill: (temp: string) => Promise<void>): Promise<boolean> {
     const final = this.abs(rel);
     await this.mkdirInside(parentPath(rel));
-    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
+    const temp = tempPathFor(final, this.options.tempKey);
     try {
       await fill(temp);
       await this.place(temp, final, rel);
@@ -235,7 +235,7 @@ export class LocalTree {
     this.options.guard.wrote(info.size);
     const final = this.abs(rel);
     await this.mkdirInside(parentPath(rel));
-    const temp = tempSiblingPath(final, tempToken(final, this.options.tempKey));
+    const temp = tempPathFor(final, this.options.tempKey);
     try {
       await copyFile(from, temp);
       await this.place(temp, final, rel);

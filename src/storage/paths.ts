@@ -91,5 +91,10 @@ export function tempToken(path: string, key?: string): string {
   return hash('sha256', `${key}\0${path}`).slice(0, 24);
 }
 
+/** Where a write of `path` keyed by `key` puts its bytes first: its temp sibling named by `tempToken`. */
+export function tempPathFor(path: string, key?: string): string {
+  return tempSiblingPath(path, tempToken(path, key));
+}
+
 /** Names starting with this are ferry's unfinished writes; listings hide them. */
 export const TEMP_PREFIX = '.ferry-tmp-';

@@ -17,7 +17,7 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
-import { baseName, isWithin, normalizePath, TEMP_PREFIX, tempSiblingPath, tempToken } from '../paths.ts';
+import { baseName, isWithin, normalizePath, TEMP_PREFIX, tempPathFor, tempToken } from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
 import type { ListedEntry } from './file-thread.ts';
 import { fileThreads } from './file-threads.ts';
@@ -380,7 +380,7 @@ export class LocalDriver implements Driver {
     } catch (err) {
       throw fromFsError(err, at.path);
     }
-    const temp = this.abs(tempSiblingPath(at.path, tempToken(at.path, key)));
+    const temp = this.abs(tempPathFor(at.path, key));
     // A temp left by an interrupted attempt with the same key may still be hard-linked to a
     // placed file: remove it rather than truncate it (truncating would empty that file too).
     await unlink(temp).catch(() => undefined);

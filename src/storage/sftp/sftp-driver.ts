@@ -13,8 +13,8 @@ import {
   parentPath,
   relativeTo,
   TEMP_PREFIX,
+  tempPathFor,
   tempSiblingPath,
-  tempToken,
 } from '../paths.ts';
 
 // ssh2 is CommonJS: Node's ESM loader cannot see its `utils` as a named export.
@@ -251,7 +251,7 @@ export class SftpDriver implements Driver {
       if (existing && !options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${p}`);
       if (existing && isDir(existing)) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${p}`);
       await this.ensureDir(this.remote(parentPath(p)));
-      const temp = this.remote(tempSiblingPath(p, tempToken(p, options.tempKey)));
+      const temp = this.remote(tempPathFor(p, options.tempKey));
       const session = await this.live();
       // 'w' truncates: a temp left by an interrupted attempt with the same key is replaced.
       const handle = await call<Buffer>(session, p, (done) => session.sftp.open(temp, 'w', done));

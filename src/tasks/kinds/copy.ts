@@ -9,8 +9,7 @@ import {
   joinPath,
   normalizePath,
   parentPath,
-  tempSiblingPath,
-  tempToken,
+  tempPathFor,
 } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
@@ -322,7 +321,7 @@ async function stageSmallCopy(
   if (!paths) return false;
   const file: StagedFile = {
     src: paths.from,
-    temp: tempSiblingPath(paths.to, tempToken(paths.to, ctx.taskId)),
+    temp: tempPathFor(paths.to, ctx.taskId),
     final: paths.to,
     overwrite: payload.overwrite,
     placed: () => ctx.progress.addBytes(size),

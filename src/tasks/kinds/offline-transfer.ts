@@ -3,7 +3,7 @@ import { link, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
-import { joinPath, normalizePath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
+import { joinPath, normalizePath, tempPathFor } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
 
@@ -127,7 +127,7 @@ async function placeLocally(
     throw fromFsError(err, target);
   };
   if (!options.keep) return rename(src, target).then(() => true, fallBack);
-  const temp = tempSiblingPath(target, tempToken(target, options.taskId));
+  const temp = tempPathFor(target, options.taskId);
   await unlink(temp).catch(() => undefined);
   try {
     await link(src, temp);

@@ -5,7 +5,7 @@ import { FerryError, fromFsError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { copyLocalFile } from '../../storage/local/fast-copy.ts';
 import { fileThreads, WriteFailure } from '../../storage/local/file-threads.ts';
-import { joinPath, tempSiblingPath, tempToken } from '../../storage/paths.ts';
+import { joinPath, tempPathFor } from '../../storage/paths.ts';
 import type { Progress } from '../progress.ts';
 import { fetchRangesInto, RANGED_FETCH_MIN, rangeReaderOf } from './ranged-fetch.ts';
 
@@ -85,7 +85,7 @@ async function writeLocalAtomically(
   options: { overwrite: boolean; tempKey: string },
   fill: (temp: string) => Promise<void>,
 ): Promise<void> {
-  const temp = tempSiblingPath(dst, tempToken(dst, options.tempKey));
+  const temp = tempPathFor(dst, options.tempKey);
   try {
     await fill(temp);
     if (options.overwrite) {
@@ -140,7 +140,7 @@ function smallLocalCopy(
   const from = src.driver.localPath(src.path);
   const to = from && dst.driver.localPath(dst.path, { newName: true });
   if (!from || !to) return null;
-  return { from, to, temp: tempSiblingPath(to, tempToken(to, tempKey)) };
+  return { from, to, temp: tempPathFor(to, tempKey) };
 }
 
 /** The error to report for a small-file thread's failure to copy `src` to `dst`. */
@@ -153,7 +153,7 @@ export function smallCopyError(failure: WriteFailure, src: Endpoint, dst: Endpoi
 /** Remove the temp file a task's interrupted write to `dst` may have left (local drivers only). */
 export async function removeOwnTemp(dst: Endpoint, taskId: string): Promise<void> {
   const local = dst.driver.localPath(dst.path);
-  if (local) await unlink(tempSiblingPath(local, tempToken(local, taskId))).catch(() => undefined);
+  if (local) await unlink(tempPathFor(local, taskId)).catch(() => undefined);
 }
 
 /** True when both files hold the same bytes (size first, then SHA-256 of each). */
