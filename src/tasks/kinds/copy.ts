@@ -240,10 +240,9 @@ class LocalFolders {
   paths(rel: string): { from: string; to: string } | null {
     const folder = parentPath(rel);
     if (folder !== this.folder) {
-      const from = this.src.driver.localPath(
-        folder === '/' ? this.src.path : joinPath(this.src.path, folder),
-      );
-      const to = this.dst.driver.localPath(folder === '/' ? this.dst.path : joinPath(this.dst.path, folder));
+      // joinPath(x, '/') is x itself.
+      const from = this.src.driver.localPath(joinPath(this.src.path, folder));
+      const to = this.dst.driver.localPath(joinPath(this.dst.path, folder));
       if (from === null || to === null) return null;
       this.folder = folder;
       this.from = from;
