@@ -5,6 +5,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { type FileEntry, TextWriter, Uint8ArrayReader, ZipReader } from '@zip.js/zip.js';
 import { sevenZipBinary } from '../src/archive/index.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
@@ -462,6 +463,43 @@ t.close()
     assert.equal(ping.body, 'pong');
   });
 
+  it("refuses a wrong password that passes ZipCrypto's one-byte check, in a listing and in an extraction", async () => {
+    // ZipCrypto checks a password against one byte of its header: one wrong password in 256
+    // passes. Unchecked, such a password lists fine and extracts garbage.
+    const lucky = join(files, 'arc', 'lucky');
+    await mkdir(lucky, { recursive: true });
+    await writeFile(join(lucky, 'note.txt'), 'a note that deflates well\n'.repeat(200));
+    await writeRandomFile(join(lucky, 'raw.bin'), 64 * 1024);
+    run('zip', ['-q', '-P', PASSWORD, join(files, 'arc', 'lucky-deflated.zip'), 'note.txt'], lucky);
+    run('zip', ['-q0', '-P', PASSWORD, join(files, 'arc', 'lucky-stored.zip'), 'raw.bin'], lucky);
+    const source = await snapshotTree(lucky);
+    for (const [name, file] of [
+      ['lucky-deflated.zip', '/note.txt'],
+      ['lucky-stored.zip', '/raw.bin'],
+    ] as const) {
+      const wrong = await passingWrongPassword(join(files, 'arc', name));
+      const list = await h.json('POST', '/api/fs/archive/list', {
+        token: h.adminToken,
+        body: { path: `/local/arc/${name}`, archive_pass: wrong },
+      });
+      assert.equal(list.code, 202, `${name} listed with ${wrong}: ${list.message}`);
+      assert.match(list.message, /wrong archive password/);
+      const out = join(files, 'lucky-out', name);
+      const done = await extract(name, `/local/lucky-out/${name}`, { archive_pass: wrong });
+      assert.equal(done.state, 'failed', `${name} extracted with ${wrong}`);
+      assert.match(done.error, /wrong archive password/, name);
+      assert.equal(
+        (await snapshotTree(out).catch(() => new Map())).size,
+        0,
+        `${name}: written with a wrong password`,
+      );
+      // The right password still opens it.
+      const good = await extract(name, `/local/lucky-out/${name}`, { archive_pass: PASSWORD });
+      assert.equal(good.state, 'succeeded', good.error);
+      assert.deepEqual([...(await snapshotTree(out))], [[file, source.get(file)]]);
+    }
+  });
+
   it('cancels an extraction promptly, leaving no partial file under a final name', async () => {
     // A larger, slower archive: 20 MB of random data through bzip2 (about 1 s to decompress).
     const big = await mkdtemp(join(tmpdir(), 'ferry-arc-big-'));
@@ -550,3 +588,21 @@ t.close()
     assert.equal(list.code, 403);
   });
 });
+
+/** A password other than the right one that passes the one-byte check of the archive's only entry. */
+async function passingWrongPassword(zip: string): Promise<string> {
+  const reader = new ZipReader(new Uint8ArrayReader(await readFile(zip)));
+  const [entry] = (await reader.getEntries()) as FileEntry[];
+  assert.ok(entry?.zipCrypto, `${zip} holds one ZipCrypto entry`);
+  for (let i = 0; i < 100_000; i++) {
+    const candidate = `wrong-${i}`;
+    const passes = await entry
+      .getData(new TextWriter(), { password: candidate, checkPasswordOnly: true })
+      .then(
+        () => true,
+        () => false,
+      );
+    if (passes) return candidate;
+  }
+  throw new Error(`no wrong password passes the check of ${zip}`);
+}

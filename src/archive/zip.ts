@@ -4,7 +4,17 @@ import { pipeline, Readable, Transform } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { configure, type Entry, type FileEntry, Reader, TextWriter, ZipReader } from '@zip.js/zip.js';
+import {
+  configure,
+  type Entry,
+  ERR_INVALID_COMPRESSED_DATA,
+  ERR_INVALID_CRC32,
+  ERR_INVALID_UNCOMPRESSED_SIZE,
+  type FileEntry,
+  Reader,
+  TextWriter,
+  ZipReader,
+} from '@zip.js/zip.js';
 import { FerryError } from '../errors.ts';
 import { fileThreads } from '../storage/local/file-threads.ts';
 import { type ArchiveListing, type ExtractJob, selectEntry } from './formats.ts';
@@ -16,6 +26,14 @@ configure({ useWebWorkers: false });
 
 /** Longest link target read from a symlink entry. */
 const MAX_LINK_TARGET = 4096;
+
+/**
+ * A ZipCrypto entry checks a password against one byte, so one wrong password in 256 passes.
+ * The password is proven by decrypting a whole entry and checking its CRC-32: the smallest
+ * encrypted one, when it is at most this big. A larger one is not read for a listing; its
+ * extraction still checks every entry's CRC-32.
+ */
+const PASSWORD_PROOF_MAX = 16 * 1024 * 1024;
 
 /** Entries extracted at once: an archive of small files is bound by per-file work. */
 const WORKERS = 4;
@@ -111,20 +129,56 @@ export async function listZip(file: string): Promise<ArchiveListing> {
   }
 }
 
-/** Check `password` against the first encrypted entry; `E_ARCHIVE_PASSWORD` when wrong. */
+/** Check `password` against the archive's encrypted entries; `E_ARCHIVE_PASSWORD` when wrong. */
 export async function checkZipPassword(file: string, password: string): Promise<void> {
   const { entries, close } = await open(file);
   try {
-    const entry = entries.find((e): e is FileEntry => !e.directory && e.encrypted);
-    if (!entry) return;
-    if (!password)
-      throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
-    await entry.getData(new TextWriter(), { password, checkPasswordOnly: true });
+    await provePassword(entries, password);
   } catch (err) {
     throw zipError(err, 'damaged zip archive');
   } finally {
     await close();
   }
+}
+
+/**
+ * Fail with `E_ARCHIVE_PASSWORD` unless `password` opens the smallest encrypted file entry among
+ * `entries` (see PASSWORD_PROOF_MAX). Entries that are not encrypted need nothing.
+ */
+async function provePassword(entries: Entry[], password: string): Promise<void> {
+  let smallest: FileEntry | undefined;
+  for (const e of entries)
+    if (!e.directory && e.encrypted && (!smallest || e.compressedSize < smallest.compressedSize))
+      smallest = e;
+  if (!smallest) return;
+  if (!password)
+    throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
+  await smallest.getData(new TextWriter(), { password, checkPasswordOnly: true });
+  if (!smallest.zipCrypto || smallest.compressedSize > PASSWORD_PROOF_MAX) return;
+  const entry = smallest;
+  await entry
+    .getData(new WritableStream<Uint8Array>(), { password, checkCrc32: true })
+    .catch((err: unknown) => {
+      throw decryptError(entry, err);
+    });
+}
+
+/**
+ * A ZipCrypto entry whose password passed its one-byte check and whose content then fails to
+ * inflate or fails its CRC-32 was, 255 times in 256, opened with a wrong password: nothing tells
+ * that from damaged bytes, and it is reported as the likelier cause. Other errors are kept.
+ */
+function decryptError(entry: FileEntry, err: unknown): unknown {
+  const message = err instanceof Error ? err.message : '';
+  const unreadable = [ERR_INVALID_CRC32, ERR_INVALID_COMPRESSED_DATA, ERR_INVALID_UNCOMPRESSED_SIZE];
+  if (!entry.zipCrypto || !unreadable.includes(message)) return err;
+  return new FerryError(
+    'E_ARCHIVE_PASSWORD',
+    `wrong archive password: ${entry.filename} does not decrypt to its CRC-32`,
+    {
+      cause: err,
+    },
+  );
 }
 
 /**
@@ -148,8 +202,11 @@ export async function extractZip(job: ExtractJob): Promise<void> {
     }
     if (job.innerPath !== '/' && selected.length === 0)
       throw new FerryError('E_NOT_FOUND', `not in the archive: ${job.innerPath}`);
-    if (!job.password && selected.some(({ entry }) => entry.encrypted))
-      throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
+    // A wrong password fails here, before any file is written.
+    await provePassword(
+      selected.map(({ entry }) => entry),
+      job.password,
+    );
     job.setTotals({ bytes, files: selected.filter(({ entry }) => !entry.directory).length });
     let next = 0;
     let stop = false;
@@ -270,10 +327,15 @@ async function readLarge(entry: FileEntry, path: string): Promise<Readable> {
 async function checkLink(entry: FileEntry, rel: string, job: ExtractJob): Promise<void> {
   if (entry.uncompressedSize > MAX_LINK_TARGET)
     throw new FerryError('E_ARCHIVE_FORMAT', `link ${rel} has an oversized target`);
-  const target = await entry.getData(new TextWriter(), {
-    signal: job.signal,
-    ...(job.password && { password: job.password }),
-  });
+  const target = await entry
+    .getData(new TextWriter(), {
+      signal: job.signal,
+      checkCrc32: true,
+      ...(job.password && { password: job.password }),
+    })
+    .catch((err: unknown) => {
+      throw decryptError(entry, err);
+    });
   linkTarget(rel, target);
   job.onSkippedLink(rel);
 }
@@ -288,11 +350,18 @@ async function extractFile(entry: FileEntry, rel: string, job: ExtractJob): Prom
   // 'error' event without a listener would crash the process.
   source.on('error', () => undefined);
   const unpacked = entry
-    .getData(writable, { signal: abort.signal, ...(job.password && { password: job.password }) })
+    .getData(writable, {
+      signal: abort.signal,
+      // Without it, an entry opened by a wrong password that passed ZipCrypto's one-byte check
+      // would be written as garbage (stored) or fail as damaged (deflated).
+      checkCrc32: true,
+      ...(job.password && { password: job.password }),
+    })
     .catch((err: unknown) => {
+      const reported = decryptError(entry, err);
       // Unblock the writer, which would otherwise wait for bytes that never come.
-      source.destroy(err as Error);
-      throw err;
+      source.destroy(reported as Error);
+      throw reported;
     });
   const written = job.tree.file(rel, source).catch((err: unknown) => {
     abort.abort(err);
