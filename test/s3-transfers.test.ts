@@ -3,8 +3,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
+import {
+  type KillableS3Server,
+  mountS3,
+  type S3Server,
+  startKillableS3Server,
+  startS3Server,
+} from './helpers/s3-server.ts';
 
 /** Copies and moves between a Local mount and an S3 mount (s3rver), through the API. */
 
@@ -101,3 +109,52 @@ describe('Local ⇄ S3 through the task API', () => {
     await stat(src);
   });
 });
+
+describe('memory of S3 uploads', () => {
+  let h: Harness;
+  let s3: KillableS3Server;
+
+  before(async () => {
+    s3 = await startKillableS3Server();
+    h = await startHarness();
+    await mountS3(h, s3);
+  });
+  after(async () => {
+    await h?.close();
+    await s3?.close();
+  });
+
+  it('gives the memory of an upload’s part buffers back as soon as the upload ends', async () => {
+    // A file of 64 MiB or more goes up four 5 MiB parts at a time, each read from the file into
+    // a buffer of its worker. Left to the garbage collector, those buffers would stay allocated
+    // until the next full collection, minutes later on an idle server. ferry runs in this process
+    // (s3rver in its own), so ferry's ArrayBuffers are this process's.
+    const files = join(h.dataDir, 'files');
+    await writeFile(join(files, 'parts.bin'), randomBytes(65 * 1024 * 1024));
+    // The garbage of writing that file is collected first, so it does not blur the figure.
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+    const before = process.memoryUsage().arrayBuffers;
+    const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+      token: h.adminToken,
+      body: { src_dir: '/local', dst_dir: '/s3/parts', names: ['parts.bin'] },
+    });
+    assert.equal(res.code, 200, res.message);
+    const done = await finishedIn(h, 'copy', res.data.tasks[0]?.id ?? '');
+    assert.equal(done.state, 'succeeded', done.error);
+    const held = (process.memoryUsage().arrayBuffers - before) / 1024 / 1024;
+    console.log(`# ArrayBuffers after the upload: ${held.toFixed(1)} MiB more than before`);
+    assert.ok(held < 10, `${held.toFixed(1)} MiB of buffers still held after the upload`);
+  });
+});
+
+async function finishedIn(h: Harness, type: string, id: string) {
+  return waitFor(async () => {
+    const t = (
+      await h.json<{ state: string; error: string }[]>('POST', `/api/task/${type}/info?tid=${id}`, {
+        token: h.adminToken,
+      })
+    ).data[0];
+    return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+  }, 60_000);
+}

@@ -19,6 +19,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadInto, ReadOptions, WriteOptions } from '../driver.ts';
+import { freeBuffer } from '../free-buffer.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
 
 /** AList's `addition` fields of the S3 driver. */
@@ -374,13 +375,16 @@ export class S3Driver implements Driver {
     };
     let next = 0;
     const worker = async () => {
+      const buffer = Buffer.allocUnsafeSlow(partSize);
       try {
-        const buffer = Buffer.allocUnsafeSlow(partSize);
         while (next < count) await sendPart(next++, buffer);
       } catch (err) {
         stop.abort(err);
         throw err;
       }
+      // Every request that read it has been answered. Left to the garbage collector, the part
+      // buffers (20 MiB and more) outlive the upload by minutes on an idle server.
+      freeBuffer(buffer);
     };
     try {
       const results = await Promise.allSettled(Array.from({ length: workers }, worker));
