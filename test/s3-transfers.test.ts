@@ -32,17 +32,7 @@ describe('Local ⇄ S3 through the task API', () => {
   let h: Harness;
   let s3: S3Server;
   let files: string;
-  const finished = (type: string, id: string) =>
-    waitFor(async () => {
-      const t = (
-        await h.json<{ state: string; error: string; processed_files: number }[]>(
-          'POST',
-          `/api/task/${type}/info?tid=${id}`,
-          { token: h.adminToken },
-        )
-      ).data[0];
-      return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-    }, 60_000);
+  const finished = (type: string, id: string) => finishedIn(h, type, id);
 
   before(async () => {
     s3 = await startS3Server();
@@ -148,12 +138,15 @@ describe('memory of S3 uploads', () => {
   });
 });
 
+/** Wait for a task to end; its `info`. */
 async function finishedIn(h: Harness, type: string, id: string) {
   return waitFor(async () => {
     const t = (
-      await h.json<{ state: string; error: string }[]>('POST', `/api/task/${type}/info?tid=${id}`, {
-        token: h.adminToken,
-      })
+      await h.json<{ state: string; error: string; processed_files: number }[]>(
+        'POST',
+        `/api/task/${type}/info?tid=${id}`,
+        { token: h.adminToken },
+      )
     ).data[0];
     return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
   }, 60_000);
