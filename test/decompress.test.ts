@@ -472,12 +472,24 @@ t.close()
     await writeRandomFile(join(lucky, 'raw.bin'), 64 * 1024);
     run('zip', ['-q', '-P', PASSWORD, join(files, 'arc', 'lucky-deflated.zip'), 'note.txt'], lucky);
     run('zip', ['-q0', '-P', PASSWORD, join(files, 'arc', 'lucky-stored.zip'), 'raw.bin'], lucky);
+    // An empty entry proves no password: it decrypts to nothing, whose CRC-32 is always right.
+    await writeFile(join(lucky, 'empty.txt'), '');
+    run('zip', ['-q', '-P', PASSWORD, join(files, 'arc', 'lucky-empty.zip'), 'empty.txt', 'note.txt'], lucky);
+    const listedEmpty = await h.json('POST', '/api/fs/archive/list', {
+      token: h.adminToken,
+      body: {
+        path: '/local/arc/lucky-empty.zip',
+        archive_pass: await passingWrongPassword(join(files, 'arc', 'lucky-empty.zip'), 'empty.txt'),
+      },
+    });
+    assert.equal(listedEmpty.code, 202, `lucky-empty.zip: ${listedEmpty.message}`);
+    await rm(join(lucky, 'empty.txt'));
     const source = await snapshotTree(lucky);
     for (const [name, file] of [
       ['lucky-deflated.zip', '/note.txt'],
       ['lucky-stored.zip', '/raw.bin'],
     ] as const) {
-      const wrong = await passingWrongPassword(join(files, 'arc', name));
+      const wrong = await passingWrongPassword(join(files, 'arc', name), file.slice(1));
       const list = await h.json('POST', '/api/fs/archive/list', {
         token: h.adminToken,
         body: { path: `/local/arc/${name}`, archive_pass: wrong },
@@ -589,11 +601,11 @@ t.close()
   });
 });
 
-/** A password other than the right one that passes the one-byte check of the archive's only entry. */
-async function passingWrongPassword(zip: string): Promise<string> {
+/** A password other than the right one that passes the one-byte check of the entry `name`. */
+async function passingWrongPassword(zip: string, name: string): Promise<string> {
   const reader = new ZipReader(new Uint8ArrayReader(await readFile(zip)));
-  const [entry] = (await reader.getEntries()) as FileEntry[];
-  assert.ok(entry?.zipCrypto, `${zip} holds one ZipCrypto entry`);
+  const entry = (await reader.getEntries()).find((e): e is FileEntry => e.filename === name && !e.directory);
+  assert.ok(entry?.zipCrypto, `${zip} holds ${name}, encrypted with ZipCrypto`);
   for (let i = 0; i < 100_000; i++) {
     const candidate = `wrong-${i}`;
     const passes = await entry
@@ -604,5 +616,5 @@ async function passingWrongPassword(zip: string): Promise<string> {
       );
     if (passes) return candidate;
   }
-  throw new Error(`no wrong password passes the check of ${zip}`);
+  throw new Error(`no wrong password passes the check of ${name} in ${zip}`);
 }

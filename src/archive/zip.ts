@@ -30,7 +30,7 @@ const MAX_LINK_TARGET = 4096;
 /**
  * A ZipCrypto entry checks a password against one byte, so one wrong password in 256 passes.
  * The password is proven by decrypting a whole entry and checking its CRC-32: the smallest
- * encrypted one, when it is at most this big. A larger one is not read for a listing; its
+ * encrypted one that is not empty, when it is at most this big. A larger one is not read for a listing; its
  * extraction still checks every entry's CRC-32.
  */
 const PASSWORD_PROOF_MAX = 16 * 1024 * 1024;
@@ -146,15 +146,18 @@ export async function checkZipPassword(file: string, password: string): Promise<
  * `entries` (see PASSWORD_PROOF_MAX). Entries that are not encrypted need nothing.
  */
 async function provePassword(entries: Entry[], password: string): Promise<void> {
+  // An empty entry decrypts to nothing whatever the password, and nothing has the CRC-32 it
+  // states: the proof takes the smallest one with content.
+  const size = (e: FileEntry) => (e.uncompressedSize === 0 ? Number.POSITIVE_INFINITY : e.compressedSize);
   let smallest: FileEntry | undefined;
   for (const e of entries)
-    if (!e.directory && e.encrypted && (!smallest || e.compressedSize < smallest.compressedSize))
-      smallest = e;
+    if (!e.directory && e.encrypted && (!smallest || size(e) < size(smallest))) smallest = e;
   if (!smallest) return;
   if (!password)
     throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
   await smallest.getData(new TextWriter(), { password, checkPasswordOnly: true });
-  if (!smallest.zipCrypto || smallest.compressedSize > PASSWORD_PROOF_MAX) return;
+  if (!smallest.zipCrypto || smallest.uncompressedSize === 0 || smallest.compressedSize > PASSWORD_PROOF_MAX)
+    return;
   const entry = smallest;
   await entry
     .getData(new WritableStream<Uint8Array>(), { password, checkCrc32: true })
