@@ -151,6 +151,36 @@ describe('Local driver: links and the root boundary', () => {
     assert.deepEqual(await snapshot(base, 'root'), outsideBefore);
   });
 
+  it('measures a tree as a walk of its listings counts it: links, temp files and all', async () => {
+    await mkdir(join(root, 'sub', 'deep', 'deeper'), { recursive: true });
+    await writeFile(join(root, 'sub', 'deep', 'a.bin'), randomBytes(1234));
+    await writeFile(join(root, 'sub', 'deep', 'deeper', 'b.bin'), randomBytes(4321));
+    await writeFile(join(root, 'sub', `${TEMP_PREFIX}half-written`), randomBytes(999));
+    const walk = async (path: string): Promise<{ files: number; bytes: number }> => {
+      let files = 0;
+      let bytes = 0;
+      for (const entry of await driver.list(path)) {
+        const inner = entry.isDir ? await walk(entry.path) : { files: 1, bytes: entry.size };
+        files += inner.files;
+        bytes += inner.bytes;
+      }
+      return { files, bytes };
+    };
+    for (const path of ['/', '/sub', '/good-dir-link']) {
+      const walked = await walk(path);
+      assert.ok(walked.files > 2, `${path}: a tree worth measuring`);
+      assert.deepEqual(await driver.measure(path), walked, path);
+    }
+    // Where there is nothing to measure, the same error as listing it.
+    for (const path of ['/inside.txt', '/missing', '/dir-link', '/dangling']) {
+      const code = await codeOf(driver.list(path));
+      assert.ok(code, `${path} cannot be listed`);
+      assert.equal(await codeOf(driver.measure(path)), code, path);
+    }
+    await rm(join(root, 'sub', 'deep'), { recursive: true });
+    await rm(join(root, 'sub', `${TEMP_PREFIX}half-written`));
+  });
+
   it('creates nothing outside the root for traversal attempts', async () => {
     for (const p of ['/../x', '/a/../../x', '..', '/../root-evil/x', '/../../tmp/x']) {
       assert.equal(await codeOf(driver.write(p, bytes('x'))), 'E_PATH_OUTSIDE_ROOT', p);

@@ -39,6 +39,11 @@ export interface WriteRequest {
   /** When set, nothing else is done: the reply lists this folder (`entries`). */
   listDir?: string;
   /**
+   * When set, nothing else is done: the reply counts the files below `dir` and their bytes
+   * (`measured`), skipping names that start with `skip`; links are not followed but listed.
+   */
+  measure?: { dir: string; skip: string };
+  /**
    * When set, nothing else is done: one `sync -f` of the file system this path is on; the thread
    * goes on with other requests while it runs.
    */
@@ -71,6 +76,8 @@ export interface WriteReply {
   failures?: (FileFailure | null)[];
   /** For a `listDir` request: every name in the folder but those gone before their lstat. */
   entries?: ListedEntry[];
+  /** For a `measure` request; `links` are the paths of links met, relative to `dir`. */
+  measured?: { files: number; bytes: number; links: string[] };
 }
 
 export function fileThread(): void {
@@ -103,6 +110,35 @@ export function fileThread(): void {
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         Object.assign(reply, { code: e.code ?? 'EIO', message: e.message, entries: undefined });
+      }
+      parentPort?.postMessage(reply);
+      return;
+    }
+    if (req.measure !== undefined) {
+      const { dir, skip } = req.measure;
+      const measured = { files: 0, bytes: 0, links: [] as string[] };
+      const reply: WriteReply = { id: req.id, buffer: req.buffer, measured };
+      try {
+        // Depth first, with a stack of folders relative to `dir` ('' is `dir` itself).
+        const folders = [''];
+        for (let rel = folders.pop(); rel !== undefined; rel = folders.pop()) {
+          const abs = rel === '' ? dir : `${dir}/${rel}`;
+          for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
+            if (entry.name.startsWith(skip)) continue;
+            const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
+            if (entry.isSymbolicLink()) measured.links.push(path);
+            else if (entry.isDirectory()) folders.push(path);
+            else {
+              const info = fs.lstatSync(`${abs}/${entry.name}`, { throwIfNoEntry: false });
+              if (!info) continue; // gone since the listing
+              measured.files++;
+              measured.bytes += info.size;
+            }
+          }
+        }
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        Object.assign(reply, { code: e.code ?? 'EIO', message: e.message, measured: undefined });
       }
       parentPort?.postMessage(reply);
       return;

@@ -144,6 +144,15 @@ class FileThreads {
     return (await this.send({ ...BATCH, listDir: dir })).entries ?? [];
   }
 
+  /**
+   * The files below the folder `dir` and their bytes, counted in one message (names starting
+   * with `skip` left out); the links met are not followed but returned, relative to `dir`.
+   */
+  async measure(dir: string, skip: string): Promise<{ files: number; bytes: number; links: string[] }> {
+    const { measured } = await this.send({ ...BATCH, measure: { dir, skip } });
+    return measured ?? { files: 0, bytes: 0, links: [] };
+  }
+
   private send(fields: Omit<WriteRequest, 'id'>): Promise<WriteReply> {
     const thread = this.pick();
     const req: WriteRequest = { id: this.nextId++, ...fields };

@@ -17,7 +17,15 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
-import { baseName, isWithin, normalizePath, TEMP_PREFIX, tempPathFor, tempToken } from '../paths.ts';
+import {
+  baseName,
+  isWithin,
+  joinPath,
+  normalizePath,
+  TEMP_PREFIX,
+  tempPathFor,
+  tempToken,
+} from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
 import type { ListedEntry } from './file-thread.ts';
 import { fileThreads } from './file-threads.ts';
@@ -144,6 +152,31 @@ export class LocalDriver implements Driver {
       }
     }
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * One message to a small-file thread counts the whole tree (a listing per folder would be a
+   * round trip each). Links are counted as `list` shows them: one that stays inside the root as
+   * what it leads to (a folder is counted through), any other as an empty file.
+   */
+  async measure(path: string): Promise<{ files: number; bytes: number }> {
+    const at = this.existing(path);
+    if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
+    let measured: { files: number; bytes: number; links: string[] };
+    try {
+      measured = await fileThreads.measure(at.abs, TEMP_PREFIX);
+    } catch (err) {
+      throw fromFsError(err, at.path);
+    }
+    let { files, bytes } = measured;
+    for (const rel of measured.links) {
+      const entry = await this.stat(joinPath(at.path, rel));
+      if (!entry) continue; // gone since
+      const inner = entry.isDir ? await this.measure(entry.path) : { files: 1, bytes: entry.size };
+      files += inner.files;
+      bytes += inner.bytes;
+    }
+    return { files, bytes };
   }
 
   async read(path: string, options: ReadOptions = {}): Promise<Readable> {

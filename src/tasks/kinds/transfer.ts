@@ -205,6 +205,10 @@ export async function measureTree(
   root: string,
   signal: AbortSignal,
 ): Promise<{ files: number; bytes: number }> {
+  if (driver.measure) {
+    signal.throwIfAborted();
+    return driver.measure(root);
+  }
   let files = 0;
   let bytes = 0;
   for await (const { entry } of walkTree(driver, root, signal)) {
