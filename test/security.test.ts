@@ -1028,6 +1028,77 @@ describe('bad input', () => {
     assert.equal(await readFile(copied, 'utf8'), 'the target');
   });
 
+  it('refuses to copy through a link loop instead of nesting the same folders without end', async () => {
+    // up → its own parent; x and y lead to each other's folder.
+    await mkdir(join(files, 'looped', 'inner'), { recursive: true });
+    await writeFile(join(files, 'looped', 'inner', 'f.txt'), 'f');
+    await symlink(join(files, 'looped'), join(files, 'looped', 'inner', 'up'));
+    await mkdir(join(files, 'mutual', 'a'), { recursive: true });
+    await mkdir(join(files, 'mutual', 'b'));
+    await symlink(join(files, 'mutual', 'b'), join(files, 'mutual', 'a', 'x'));
+    await symlink(join(files, 'mutual', 'a'), join(files, 'mutual', 'b', 'y'));
+    for (const name of ['looped', 'mutual']) {
+      const t0 = Date.now();
+      const [task] = await t.copy(h.adminToken, {
+        src_dir: '/local',
+        dst_dir: '/local/loopcopy',
+        names: [name],
+      });
+      const done = await t.settled('copy', task!.id);
+      assert.equal(done.state, 'failed', `${name}: ${done.error}`);
+      assert.match(done.error, /link loop/, name);
+      console.log(`# ${name}: refused in ${Date.now() - t0} ms: ${done.error}`);
+      const deepest = Math.max(
+        ...(await walk(join(files, 'loopcopy', name))).map((p) => relative(files, p).split('/').length),
+      );
+      assert.ok(deepest <= 6, `${name}: the copy nested ${deepest} levels deep`);
+    }
+    // The folders themselves list, and delete, as usual (a delete never follows a link).
+    const listed = await t.post(h.adminToken, '/api/fs/list', { path: '/local/looped/inner' });
+    assert.equal(listed.code, 200, listed.message);
+    const removal = await t.post(h.adminToken, '/api/fs/remove', {
+      dir: '/local',
+      names: ['looped', 'mutual', 'loopcopy'],
+    });
+    assert.equal(removal.code, 200, removal.message);
+    for (const name of ['looped', 'mutual', 'loopcopy'])
+      assert.equal(await lstat(join(files, name)).catch(() => null), null, `${name} removed`);
+    await assertNothingEscaped();
+  });
+
+  it('never deletes through a link to a folder: a delete or a move removes the link, not what it leads to', async () => {
+    for (const keep of ['keep-d', 'keep-m']) {
+      await mkdir(join(files, keep), { recursive: true });
+      await writeFile(join(files, keep, 'important.txt'), 'do not lose me');
+    }
+    await mkdir(join(files, 'doomed'), { recursive: true });
+    await writeFile(join(files, 'doomed', 'own.txt'), 'mine');
+    await symlink(join(files, 'keep-d'), join(files, 'doomed', 'shortcut'));
+    await mkdir(join(files, 'moving'), { recursive: true });
+    await writeFile(join(files, 'moving', 'own.txt'), 'mine');
+    await symlink(join(files, 'keep-m'), join(files, 'moving', 'shortcut'));
+
+    const removed = await t.post(h.adminToken, '/api/fs/remove', { dir: '/local', names: ['doomed'] });
+    assert.equal(removed.code, 200, removed.message);
+    assert.equal(await lstat(join(files, 'doomed')).catch(() => null), null, 'the folder is deleted');
+    assert.equal(await readFile(join(files, 'keep-d', 'important.txt'), 'utf8'), 'do not lose me');
+
+    // Across mounts a move copies, then deletes the source: the link's folder is copied as a
+    // folder, and only the link is deleted.
+    const [task] = await t.copy(
+      h.adminToken,
+      { src_dir: '/local', dst_dir: '/other', names: ['moving'] },
+      '/api/fs/move',
+    );
+    const done = await t.settled('move', task!.id);
+    assert.equal(done.state, 'succeeded', done.error);
+    assert.equal(await readFile(join(files, 'keep-m', 'important.txt'), 'utf8'), 'do not lose me');
+    assert.equal(await lstat(join(files, 'moving')).catch(() => null), null, 'the moved folder is gone');
+    const moved = join(h.dataDir, 'other', 'moving');
+    assert.equal(await readFile(join(moved, 'shortcut', 'important.txt'), 'utf8'), 'do not lose me');
+    assert.equal(await readFile(join(moved, 'own.txt'), 'utf8'), 'mine');
+  });
+
   it('still answers /ping after all of it', async () => {
     const res = await h.call('GET', '/ping');
     assert.equal(res.statusCode, 200);

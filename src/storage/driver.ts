@@ -8,6 +8,20 @@ export interface Entry {
   size: number;
   /** Modification time in ms since the epoch. */
   modified: number;
+  /**
+   * A link the driver follows (Local: one that stays inside the root): the entry describes what
+   * it leads to. Removing the path removes the link only, but removing a path below it would
+   * remove what is inside the folder it leads to: a walk that deletes must not go through it.
+   */
+  link?: true;
+}
+
+export interface MeasureOptions {
+  /**
+   * Count a followed link (`Entry.link`) as one empty file instead of counting what it leads to:
+   * what a delete of the tree removes.
+   */
+  linksAsFiles?: boolean;
 }
 
 export interface DriverCapabilities {
@@ -67,7 +81,7 @@ export interface Driver {
    * Optional: the files below the folder `path` and their bytes, as a walk of `list` would count
    * them, in fewer round trips. `E_NOT_FOUND`, `E_NOT_A_DIRECTORY`.
    */
-  measure?(path: string): Promise<{ files: number; bytes: number }>;
+  measure?(path: string, options?: MeasureOptions): Promise<{ files: number; bytes: number }>;
 
   /** A stream of the file's bytes (or a byte range). `E_NOT_FOUND`, `E_IS_A_DIRECTORY`. */
   read(path: string, options?: ReadOptions): Promise<Readable>;

@@ -181,6 +181,38 @@ describe('Local driver: links and the root boundary', () => {
     await rm(join(root, 'sub', `${TEMP_PREFIX}half-written`));
   });
 
+  it('refuses to list through a link loop, and measures around it', async () => {
+    await mkdir(join(root, 'loop', 'inner'), { recursive: true });
+    await writeFile(join(root, 'loop', 'inner', 'f.txt'), 'twelve bytes');
+    await symlink(join(root, 'loop'), join(root, 'loop', 'inner', 'up'));
+    await mkdir(join(root, 'a'));
+    await mkdir(join(root, 'b'));
+    await symlink(join(root, 'b'), join(root, 'a', 'x'));
+    await symlink(join(root, 'a'), join(root, 'b', 'y'));
+    await symlink(root, join(root, 'b', 'top'));
+    // The link itself lists as the folder it is.
+    assert.deepEqual(
+      (await driver.list('/loop/inner')).map((e) => [e.name, e.isDir]),
+      [
+        ['f.txt', false],
+        ['up', true],
+      ],
+    );
+    for (const path of ['/loop/inner/up', '/a/x/y', '/b/y/x', '/b/top', '/a/x/top/sub']) {
+      assert.equal(await codeOf(driver.list(path)), 'E_INVALID_PATH', path);
+      assert.equal(await codeOf(driver.measure(path)), 'E_INVALID_PATH', path);
+    }
+    // Links that lead elsewhere are still followed.
+    assert.deepEqual(
+      (await driver.list('/a/x')).map((e) => e.name),
+      ['top', 'y'],
+    );
+    assert.deepEqual(await driver.measure('/loop'), { files: 1, bytes: 12 });
+    await rm(join(root, 'loop'), { recursive: true });
+    await rm(join(root, 'a'), { recursive: true });
+    await rm(join(root, 'b'), { recursive: true });
+  });
+
   it('creates nothing outside the root for traversal attempts', async () => {
     for (const p of ['/../x', '/a/../../x', '..', '/../root-evil/x', '/../../tmp/x']) {
       assert.equal(await codeOf(driver.write(p, bytes('x'))), 'E_PATH_OUTSIDE_ROOT', p);

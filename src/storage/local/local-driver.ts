@@ -16,7 +16,14 @@ import { dirname, isAbsolute, join, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
-import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
+import type {
+  Driver,
+  DriverCapabilities,
+  Entry,
+  MeasureOptions,
+  ReadOptions,
+  WriteOptions,
+} from '../driver.ts';
 import {
   baseName,
   isWithin,
@@ -130,6 +137,7 @@ export class LocalDriver implements Driver {
   async list(path: string): Promise<Entry[]> {
     const at = this.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
+    if (this.loops(at)) throw loop(at.path);
     // One message to a small-file thread reads the folder and lstats every name in it: a
     // thread-pool round trip per name cost more than the lstat itself.
     let listed: ListedEntry[];
@@ -159,9 +167,10 @@ export class LocalDriver implements Driver {
    * round trip each). Links are counted as `list` shows them: one that stays inside the root as
    * what it leads to (a folder is counted through), any other as an empty file.
    */
-  async measure(path: string): Promise<{ files: number; bytes: number }> {
+  async measure(path: string, options: MeasureOptions = {}): Promise<{ files: number; bytes: number }> {
     const at = this.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
+    if (this.loops(at)) throw loop(at.path);
     let measured: { files: number; bytes: number; links: string[] };
     try {
       measured = await fileThreads.measure(at.abs, TEMP_PREFIX);
@@ -172,7 +181,17 @@ export class LocalDriver implements Driver {
     for (const rel of measured.links) {
       const entry = await this.stat(joinPath(at.path, rel));
       if (!entry) continue; // gone since
-      const inner = entry.isDir ? await this.measure(entry.path) : { files: 1, bytes: entry.size };
+      if (options.linksAsFiles) {
+        files++;
+        continue;
+      }
+      // A link back into a folder on its own path is not counted through (a walk stops there).
+      const through = entry.isDir && !this.loops(this.existing(entry.path));
+      const inner = through
+        ? await this.measure(entry.path)
+        : entry.isDir
+          ? { files: 0, bytes: 0 }
+          : { files: 1, bytes: entry.size };
       files += inner.files;
       bytes += inner.bytes;
     }
@@ -334,6 +353,28 @@ export class LocalDriver implements Driver {
     return normalised === '/' ? this.root : join(this.root, normalised);
   }
 
+  /**
+   * Whether the folder at `at` was reached through a link that leads back into a folder on its own
+   * path (a link to an ancestor, or links that lead to each other): listing it would make every
+   * walk of the tree endless, a copy nesting the same folders until names grow too long. Only a
+   * path that passes through a link is looked at further: one realpath per folder on it.
+   */
+  private loops(at: Located): boolean {
+    const real = lookupSync(() => realpathSync.native(at.abs), at.path);
+    if (real === null || real === at.abs) return false;
+    const seen = new Set([this.root]);
+    let abs = this.root;
+    for (const name of at.path.split('/')) {
+      if (name === '') continue;
+      abs = join(abs, name);
+      const folder = lookupSync(() => realpathSync.native(abs), at.path);
+      if (folder === null) return false;
+      if (seen.has(folder)) return true;
+      seen.add(folder);
+    }
+    return false;
+  }
+
   private inside(real: string): boolean {
     return real === this.root || real.startsWith(this.rootPrefix);
   }
@@ -400,7 +441,9 @@ export class LocalDriver implements Driver {
       if (!own.isSymbolicLink()) return toEntry(path, own);
       // Follow a link only when it stays inside the root; others are listed as plain entries.
       const target = await realpath(abs).catch(() => null);
-      return target && this.inside(target) ? toEntry(path, await stat(target)) : linkEntry(path, own);
+      return target && this.inside(target)
+        ? { ...toEntry(path, await stat(target)), link: true }
+        : linkEntry(path, own);
     } catch {
       return null;
     }
@@ -533,6 +576,10 @@ function childPath(dir: string, name: string): string {
 }
 
 /** A link leading out of the root, shown as what it is to us: an empty, unreadable file. */
+function loop(path: string): FerryError {
+  return new FerryError('E_INVALID_PATH', `a link loop: ${path} leads back into a folder on its own path`);
+}
+
 function linkEntry(path: string, own: Stats): Entry {
   return { name: baseName(path), path, isDir: false, size: 0, modified: own.mtimeMs };
 }

@@ -118,21 +118,21 @@ export async function copyPlanned(
   afterFile?: AfterFile,
 ): Promise<void> {
   const { signal, progress } = ctx;
-  const one = (rel: string, size: number, staging?: Staging) =>
+  const one = (rel: string, size: number, after: AfterFile | undefined, staging?: Staging) =>
     copyOneFile(
       { driver: plan.src.driver, path: rel === '/' ? plan.src.path : joinPath(plan.src.path, rel) },
       { driver: plan.dst.driver, path: rel === '/' ? plan.dstPath : joinPath(plan.dstPath, rel) },
       size,
       payload,
       ctx,
-      afterFile,
+      after,
       staging,
     );
   if (!plan.isDir) {
     progress.setTotals({ bytes: plan.size, files: 1 });
     progress.setStatus(baseName(plan.src.path));
     await plan.dst.driver.mkdir(plan.dst.path);
-    await one('/', plan.size);
+    await one('/', plan.size, afterFile);
     return;
   }
   // The tree is counted beside the copy, not before it: the totals appear once known (until then
@@ -171,19 +171,27 @@ export async function copyPlanned(
           folders: new LocalFolders(plan.src, { driver: plan.dst.driver, path: plan.dstPath }),
           // Links are not staged: each is copied the general way, one after another, as found.
           links: Promise.resolve(),
-          linked(rel, size) {
-            this.links = this.links.then(() => one(rel, size).catch((err) => failed(rel, err)));
+          linked(rel, size, after) {
+            this.links = this.links.then(() => one(rel, size, after).catch((err) => failed(rel, err)));
           },
         }
       : undefined;
     try {
-      await forEachLimit(filesWithFoldersMade(), FILE_CONCURRENCY, signal, async ({ entry, rel }) => {
-        try {
-          await one(rel, entry.size, tree && { tree, rel, failed: (err) => failed(rel, err) });
-        } catch (err) {
-          failed(rel, err);
-        }
-      });
+      await forEachLimit(
+        filesWithFoldersMade(),
+        FILE_CONCURRENCY,
+        signal,
+        async ({ entry, rel, viaLink }) => {
+          // A file reached through a link to a folder is copied, but what happens after (a move's
+          // delete) would happen in the folder the link leads to, outside the tree: it is skipped.
+          const after = viaLink ? undefined : afterFile;
+          try {
+            await one(rel, entry.size, after, tree && { tree, rel, failed: (err) => failed(rel, err) });
+          } catch (err) {
+            failed(rel, err);
+          }
+        },
+      );
       await tree?.copies.finish();
       await tree?.links;
     } catch (err) {
@@ -207,8 +215,8 @@ interface TreeStaging {
   folders: LocalFolders;
   /** The copies of links met so far, made the general way. */
   links: Promise<void>;
-  /** A file at `rel` proved to be a link: copy it the general way. */
-  linked(rel: string, size: number): void;
+  /** A file at `rel` proved to be a link: copy it the general way, then run `after`. */
+  linked(rel: string, size: number, after: AfterFile | undefined): void;
 }
 
 /** One file's part in its tree's staging, and how to record its failure found later. */
@@ -325,7 +333,7 @@ async function stageSmallCopy(
     overwrite: payload.overwrite,
     placed: () => ctx.progress.addBytes(size),
     failed: (failure) => {
-      if (failure.code === 'ELOOP') staging.tree.linked(staging.rel, size);
+      if (failure.code === 'ELOOP') staging.tree.linked(staging.rel, size, afterFile);
       else staging.failed(smallCopyError(failure, src, dst));
     },
     done: async () => {

@@ -7,7 +7,7 @@ import { measureTree } from './transfer.ts';
 /**
  * Delete a file or a whole tree as one task: counts files first, then removes them deepest
  * first, checking for cancel between files, so a canceled delete stops at once and reports how
- * far it got.
+ * far it got. A link in the tree is removed as a file, never gone through.
  */
 export const deleteKind: TaskKindHandler = {
   kind: 'delete',
@@ -26,7 +26,7 @@ export const deleteKind: TaskKindHandler = {
       ctx.progress.fileDone();
       return;
     }
-    const totals = await measureTree(target.driver, target.path, ctx.signal);
+    const totals = await measureTree(target.driver, target.path, ctx.signal, { linksAsFiles: true });
     ctx.progress.setTotals({ files: totals.files, bytes: totals.bytes });
     await removeTree(target.driver, target.path, ctx);
   },
@@ -36,11 +36,12 @@ async function removeTree(driver: Driver, dir: string, ctx: TaskContext): Promis
   for (const entry of await driver.list(dir)) {
     ctx.signal.throwIfAborted();
     const path = joinPath(dir, entry.name);
-    if (entry.isDir) {
+    // A followed link is removed itself: going through it would delete what it leads to.
+    if (entry.isDir && !entry.link) {
       await removeTree(driver, path, ctx);
     } else {
       await driver.remove(path);
-      ctx.progress.addBytes(entry.size);
+      ctx.progress.addBytes(entry.link ? 0 : entry.size);
       ctx.progress.fileDone();
     }
   }

@@ -47,8 +47,11 @@ async function removeEmptyFolders(driver: Driver, root: string, signal: AbortSig
   signal.throwIfAborted();
   let empty = true;
   for (const entry of await driver.list(root)) {
-    if (!entry.isDir || !(await removeEmptyFolders(driver, joinPath(root, entry.name), signal)))
-      empty = false;
+    const path = joinPath(root, entry.name);
+    // A link to a folder was copied as the folder it leads to, whose files stay where they are
+    // (see copyPlanned): the link itself is what moved.
+    if (entry.isDir && entry.link) await driver.remove(path);
+    else if (!entry.isDir || !(await removeEmptyFolders(driver, path, signal))) empty = false;
   }
   if (empty) await driver.remove(root);
   return empty;

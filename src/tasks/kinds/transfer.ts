@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { link, rename, unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { FerryError, fromFsError } from '../../errors.ts';
-import type { Driver, Entry } from '../../storage/driver.ts';
+import type { Driver, Entry, MeasureOptions } from '../../storage/driver.ts';
 import { copyLocalFile } from '../../storage/local/fast-copy.ts';
 import { fileThreads, WriteFailure } from '../../storage/local/file-threads.ts';
 import { joinPath, tempPathFor } from '../../storage/paths.ts';
@@ -178,6 +178,11 @@ export interface WalkItem {
   entry: Entry;
   /** Relative path below the root, starting with `/`. */
   rel: string;
+  /**
+   * Reached through a followed link to a folder (`Entry.link`): its path leads out of the tree
+   * being walked, so nothing may be deleted at it (a move copies it but deletes only the link).
+   */
+  viaLink: boolean;
 }
 
 /**
@@ -189,32 +194,38 @@ export async function* walkTree(
   root: string,
   signal: AbortSignal,
   rel = '/',
+  viaLink = false,
 ): AsyncGenerator<WalkItem> {
   signal.throwIfAborted();
   const entries = await driver.list(rel === '/' ? root : joinPath(root, rel));
   for (const entry of entries) {
     const childRel = joinPath(rel, entry.name);
-    yield { entry, rel: childRel };
-    if (entry.isDir) yield* walkTree(driver, root, signal, childRel);
+    yield { entry, rel: childRel, viaLink };
+    if (entry.isDir) yield* walkTree(driver, root, signal, childRel, viaLink || entry.link === true);
   }
 }
 
-/** Files and bytes below `root`, for a directory task's totals. */
+/**
+ * Files and bytes below `root`, for a directory task's totals. With `linksAsFiles` (a delete's
+ * totals), a followed link counts as one empty file and is not walked through.
+ */
 export async function measureTree(
   driver: Driver,
   root: string,
   signal: AbortSignal,
+  options: MeasureOptions = {},
 ): Promise<{ files: number; bytes: number }> {
   if (driver.measure) {
     signal.throwIfAborted();
-    return driver.measure(root);
+    return driver.measure(root, options);
   }
   let files = 0;
   let bytes = 0;
-  for await (const { entry } of walkTree(driver, root, signal)) {
-    if (!entry.isDir) {
+  for await (const { entry, viaLink } of walkTree(driver, root, signal)) {
+    if (options.linksAsFiles && viaLink) continue;
+    if (!entry.isDir || (options.linksAsFiles && entry.link)) {
       files++;
-      bytes += entry.size;
+      bytes += entry.isDir ? 0 : entry.size;
     }
   }
   return { files, bytes };
