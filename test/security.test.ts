@@ -1097,6 +1097,27 @@ describe('bad input', () => {
     const moved = join(h.dataDir, 'other', 'moving');
     assert.equal(await readFile(join(moved, 'shortcut', 'important.txt'), 'utf8'), 'do not lose me');
     assert.equal(await readFile(join(moved, 'own.txt'), 'utf8'), 'mine');
+
+    // The same when the link is the item itself.
+    await symlink(join(files, 'keep-d'), join(files, 'alias-d'));
+    await symlink(join(files, 'keep-m'), join(files, 'alias-m'));
+    const removedLink = await t.post(h.adminToken, '/api/fs/remove', { dir: '/local', names: ['alias-d'] });
+    assert.equal(removedLink.code, 200, removedLink.message);
+    assert.equal(await lstat(join(files, 'alias-d')).catch(() => null), null, 'the link is deleted');
+    assert.equal(await readFile(join(files, 'keep-d', 'important.txt'), 'utf8'), 'do not lose me');
+    const [linkMove] = await t.copy(
+      h.adminToken,
+      { src_dir: '/local', dst_dir: '/other', names: ['alias-m'] },
+      '/api/fs/move',
+    );
+    const linkMoved = await t.settled('move', linkMove!.id);
+    assert.equal(linkMoved.state, 'succeeded', linkMoved.error);
+    assert.equal(await lstat(join(files, 'alias-m')).catch(() => null), null, 'the moved link is gone');
+    assert.equal(await readFile(join(files, 'keep-m', 'important.txt'), 'utf8'), 'do not lose me');
+    assert.equal(
+      await readFile(join(h.dataDir, 'other', 'alias-m', 'important.txt'), 'utf8'),
+      'do not lose me',
+    );
   });
 
   it('still answers /ping after all of it', async () => {

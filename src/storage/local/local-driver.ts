@@ -61,6 +61,8 @@ interface Located {
   info: Stats | null;
   /** The link's own lstat when `path` itself is a link that leads out of the root or nowhere. */
   escapingLink: Stats | null;
+  /** `path` itself is a link that stays inside the root (`info` is its target's). */
+  link?: true;
 }
 
 /**
@@ -131,7 +133,8 @@ export class LocalDriver implements Driver {
   async stat(path: string): Promise<Entry | null> {
     const at = this.locate(path);
     if (at.escapingLink) return linkEntry(at.path, at.escapingLink);
-    return at.info ? toEntry(at.path, at.info) : null;
+    if (!at.info) return null;
+    return at.link ? { ...toEntry(at.path, at.info), link: true } : toEntry(at.path, at.info);
   }
 
   async list(path: string): Promise<Entry[]> {
@@ -391,7 +394,7 @@ export class LocalDriver implements Driver {
     if (!own?.isSymbolicLink()) return { path: rel, abs, info: own, escapingLink: null };
     const target = lookupSync(() => realpathSync.native(abs), rel);
     if (target === null || !this.inside(target)) return { path: rel, abs, info: null, escapingLink: own };
-    return { path: rel, abs, info: lookupSync(() => statSync(target), rel), escapingLink: null };
+    return { path: rel, abs, info: lookupSync(() => statSync(target), rel), escapingLink: null, link: true };
   }
 
   /** `locate`, refusing a link at `path` that leads out of the root (or nowhere). */

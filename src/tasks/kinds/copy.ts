@@ -79,6 +79,8 @@ export interface CopyPlan {
   dstPath: string;
   isDir: boolean;
   size: number;
+  /** The source is a followed link (`Entry.link`): a move may delete nothing through it. */
+  link: boolean;
 }
 
 /**
@@ -102,7 +104,7 @@ export async function planCopy(task: Task, payload: CopyPayload, ctx: TaskContex
       dstPath === src.path ? 'source and destination are the same' : 'cannot copy a folder into itself',
     );
   }
-  return { src, dst, dstPath, isDir: entry.isDir, size: entry.size };
+  return { src, dst, dstPath, isDir: entry.isDir, size: entry.size, link: entry.link === true };
 }
 
 /**
@@ -184,7 +186,7 @@ export async function copyPlanned(
         async ({ entry, rel, viaLink }) => {
           // A file reached through a link to a folder is copied, but what happens after (a move's
           // delete) would happen in the folder the link leads to, outside the tree: it is skipped.
-          const after = viaLink ? undefined : afterFile;
+          const after = viaLink || plan.link ? undefined : afterFile;
           try {
             await one(rel, entry.size, after, tree && { tree, rel, failed: (err) => failed(rel, err) });
           } catch (err) {

@@ -33,7 +33,7 @@ export const decompressUploadKind: TaskKindHandler = {
     const local = await LocalDriver.open(area);
     try {
       await copyPlanned(
-        { src: { driver: local, path: '/' }, dst, dstPath: dst.path, isDir: true, size: 0 },
+        { src: { driver: local, path: '/' }, dst, dstPath: dst.path, isDir: true, size: 0, link: false },
         { src: '/', dstDir, overwrite, skipExisting: false, keepBoth: false },
         ctx,
       );

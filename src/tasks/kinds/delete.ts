@@ -19,10 +19,12 @@ export const deleteKind: TaskKindHandler = {
       if (ctx.resumed) return; // deleted before the crash
       throw new FerryError('E_NOT_FOUND', `not found: ${task.payload.path}`);
     }
-    if (!entry.isDir) {
-      ctx.progress.setTotals({ files: 1, bytes: entry.size });
+    // A link (to a folder too) is removed itself, never gone through.
+    if (!entry.isDir || entry.link) {
+      const bytes = entry.link ? 0 : entry.size;
+      ctx.progress.setTotals({ files: 1, bytes });
       await target.driver.remove(target.path);
-      ctx.progress.addBytes(entry.size);
+      ctx.progress.addBytes(bytes);
       ctx.progress.fileDone();
       return;
     }

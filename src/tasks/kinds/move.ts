@@ -30,7 +30,9 @@ export const moveKind: TaskKindHandler = {
       return;
     }
     await copyPlanned(plan, payload, ctx, verifyThenDeleteSource);
-    if (plan.isDir) await removeEmptyFolders(plan.src.driver, plan.src.path, ctx.signal);
+    // A link to a folder was copied as that folder, which stays: the link is what moved.
+    if (plan.isDir && plan.link) await plan.src.driver.remove(plan.src.path);
+    else if (plan.isDir) await removeEmptyFolders(plan.src.driver, plan.src.path, ctx.signal);
   },
 };
 
