@@ -194,7 +194,11 @@ export class SftpDriver implements Driver {
   async stat(path: string): Promise<Entry | null> {
     const p = normalizePath(path);
     const attrs = await this.statRemote(this.remote(p), p);
-    return attrs ? toEntry(p, attrs) : null;
+    if (!attrs) return null;
+    // A folder may be a link to one, which a delete must remove rather than go through: one
+    // more request, for folders only.
+    const own = isDir(attrs) && p !== '/' ? await this.lstatRemote(this.remote(p), p) : null;
+    return own && isLink(own) ? { ...toEntry(p, attrs), link: true } : toEntry(p, attrs);
   }
 
   async list(path: string): Promise<Entry[]> {
@@ -216,9 +220,13 @@ export class SftpDriver implements Driver {
     for (const { filename, attrs } of children) {
       if (filename === '.' || filename === '..' || filename.startsWith(TEMP_PREFIX)) continue;
       const child = joinPath(p, filename);
-      // A link is shown as what it points at; a dangling one as an empty file.
-      const target = isLink(attrs) ? await this.statRemote(this.remote(child), child) : attrs;
-      entries.push(toEntry(child, target ?? { ...attrs, mode: 0o100000, size: 0 }));
+      // A link is shown as what it points at, marked so that nothing is deleted through it (see
+      // Entry.link); a dangling one as an empty file. (rclone serve sftp, which the tests run,
+      // shows no links: this is not covered by a test.)
+      const link = isLink(attrs);
+      const target = link ? await this.statRemote(this.remote(child), child) : attrs;
+      const entry = toEntry(child, target ?? { ...attrs, mode: 0o100000, size: 0 });
+      entries.push(link && target ? { ...entry, link: true } : entry);
     }
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
