@@ -1078,46 +1078,44 @@ describe('bad input', () => {
     await writeFile(join(files, 'moving', 'own.txt'), 'mine');
     await symlink(join(files, 'keep-m'), join(files, 'moving', 'shortcut'));
 
-    const removed = await t.post(h.adminToken, '/api/fs/remove', { dir: '/local', names: ['doomed'] });
-    assert.equal(removed.code, 200, removed.message);
-    assert.equal(await lstat(join(files, 'doomed')).catch(() => null), null, 'the folder is deleted');
-    assert.equal(await readFile(join(files, 'keep-d', 'important.txt'), 'utf8'), 'do not lose me');
-
-    // Across mounts a move copies, then deletes the source: the link's folder is copied as a
+    const keptAfter = async (what: string, keep: string) =>
+      assert.equal(await readFile(join(files, keep, 'important.txt'), 'utf8'), 'do not lose me', what);
+    const gone = async (name: string) =>
+      assert.equal(await lstat(join(files, name)).catch(() => null), null, `${name} is still there`);
+    const remove = async (name: string) => {
+      const res = await t.post(h.adminToken, '/api/fs/remove', { dir: '/local', names: [name] });
+      assert.equal(res.code, 200, res.message);
+      await gone(name);
+    };
+    // Across mounts a move copies, then deletes the source: a link's folder is copied as a
     // folder, and only the link is deleted.
-    const [task] = await t.copy(
-      h.adminToken,
-      { src_dir: '/local', dst_dir: '/other', names: ['moving'] },
-      '/api/fs/move',
-    );
-    const done = await t.settled('move', task!.id);
-    assert.equal(done.state, 'succeeded', done.error);
-    assert.equal(await readFile(join(files, 'keep-m', 'important.txt'), 'utf8'), 'do not lose me');
-    assert.equal(await lstat(join(files, 'moving')).catch(() => null), null, 'the moved folder is gone');
-    const moved = join(h.dataDir, 'other', 'moving');
+    const move = async (name: string) => {
+      const [task] = await t.copy(
+        h.adminToken,
+        { src_dir: '/local', dst_dir: '/other', names: [name] },
+        '/api/fs/move',
+      );
+      const done = await t.settled('move', task!.id);
+      assert.equal(done.state, 'succeeded', done.error);
+      await gone(name);
+      return join(h.dataDir, 'other', name);
+    };
+
+    await remove('doomed');
+    await keptAfter('a delete of a folder holding a link to it', 'keep-d');
+    const moved = await move('moving');
+    await keptAfter('a move of a folder holding a link to it', 'keep-m');
     assert.equal(await readFile(join(moved, 'shortcut', 'important.txt'), 'utf8'), 'do not lose me');
     assert.equal(await readFile(join(moved, 'own.txt'), 'utf8'), 'mine');
 
     // The same when the link is the item itself.
     await symlink(join(files, 'keep-d'), join(files, 'alias-d'));
     await symlink(join(files, 'keep-m'), join(files, 'alias-m'));
-    const removedLink = await t.post(h.adminToken, '/api/fs/remove', { dir: '/local', names: ['alias-d'] });
-    assert.equal(removedLink.code, 200, removedLink.message);
-    assert.equal(await lstat(join(files, 'alias-d')).catch(() => null), null, 'the link is deleted');
-    assert.equal(await readFile(join(files, 'keep-d', 'important.txt'), 'utf8'), 'do not lose me');
-    const [linkMove] = await t.copy(
-      h.adminToken,
-      { src_dir: '/local', dst_dir: '/other', names: ['alias-m'] },
-      '/api/fs/move',
-    );
-    const linkMoved = await t.settled('move', linkMove!.id);
-    assert.equal(linkMoved.state, 'succeeded', linkMoved.error);
-    assert.equal(await lstat(join(files, 'alias-m')).catch(() => null), null, 'the moved link is gone');
-    assert.equal(await readFile(join(files, 'keep-m', 'important.txt'), 'utf8'), 'do not lose me');
-    assert.equal(
-      await readFile(join(h.dataDir, 'other', 'alias-m', 'important.txt'), 'utf8'),
-      'do not lose me',
-    );
+    await remove('alias-d');
+    await keptAfter('a delete of a link to it', 'keep-d');
+    const movedLink = await move('alias-m');
+    await keptAfter('a move of a link to it', 'keep-m');
+    assert.equal(await readFile(join(movedLink, 'important.txt'), 'utf8'), 'do not lose me');
   });
 
   it('still answers /ping after all of it', async () => {
