@@ -128,7 +128,7 @@ export class TaskStore {
     private readonly dialect: Dialect = 'sqlite',
     sqlite: SQLite.Database | null = null,
   ) {
-    this.batcher = new WriteBatcher(db);
+    this.batcher = new WriteBatcher(db, { savepoints: dialect === 'postgres' });
     this.fast = sqlite && dialect === 'sqlite' ? new SqliteWrites(sqlite, RUNNABLE_SQL) : null;
   }
 
@@ -263,6 +263,28 @@ export class TaskStore {
   /** Extend the leases `owner` holds on `ids`. Returns the ids it still holds. */
   async renewLeases(owner: string, ids: readonly string[], until: number): Promise<string[]> {
     if (ids.length === 0) return [];
+    if (this.dialect === 'postgres') {
+      // Rows another transaction is writing (this process's batch recording an outcome) are
+      // skipped rather than waited for: waiting on them while holding the others' locks is how
+      // a renewal and a batch deadlocked. A skipped row is still held if its owner says so.
+      const renewed = await sql<{ id: string }>`
+        UPDATE tasks SET lease_until = ${until}
+        WHERE id IN (
+          SELECT id FROM tasks WHERE lease_owner = ${owner} AND id = ANY(${[...ids]})
+          FOR UPDATE SKIP LOCKED
+        )
+        RETURNING id`.execute(this.db);
+      const held = renewed.rows.map((r) => r.id);
+      if (held.length === ids.length) return held;
+      const skipped = ids.filter((id) => !held.includes(id));
+      const still = await this.db
+        .selectFrom('tasks')
+        .select('id')
+        .where('lease_owner', '=', owner)
+        .where('id', 'in', skipped)
+        .execute();
+      return [...held, ...still.map((r) => r.id)];
+    }
     const rows = await this.db
       .updateTable('tasks')
       .set({ lease_until: until })

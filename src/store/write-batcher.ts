@@ -1,21 +1,47 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Database } from './schema.ts';
+
+/**
+ * SQLSTATEs of a transaction PostgreSQL gave up on for another one's sake (deadlock detected,
+ * serialization failure): nothing of it was kept, and running it again is the documented cure.
+ */
+const RETRYABLE = new Set(['40P01', '40001']);
+/** Runs of a batch (or a lone write) before its error is passed on. */
+const TRIES = 5;
+
+function retryable(err: unknown): boolean {
+  return RETRYABLE.has((err as { code?: unknown })?.code as string);
+}
+
+/** A pause before running again, growing and spread so that two writers do not meet again. */
+const backoff = (attempt: number) =>
+  new Promise((r) => setTimeout(r, attempt * 10 + Math.floor(Math.random() * 10)));
+
+interface Queued {
+  run: (db: Kysely<Database>) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
 
 /**
  * Group commits for the engine's hot writes (state changes and progress). Writes asked for in
  * the same turn of the event loop run in one transaction: one commit (one fsync with
  * `synchronous=FULL`) for many tasks instead of one each. Each caller's promise settles only
  * after the commit, with its own statement's result or error.
+ *
+ * With `savepoints` (PostgreSQL, where a failed statement aborts its whole transaction), each
+ * write runs under a savepoint, so one that fails is undone alone and the others still commit.
+ * A batch chosen as a deadlock's victim is run again whole (a few times): otherwise a task's
+ * outcome would be lost and the task left `running` until its lease expired.
  */
 export class WriteBatcher {
-  private queue: {
-    run: (db: Kysely<Database>) => Promise<unknown>;
-    resolve: (v: unknown) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  private queue: Queued[] = [];
   private scheduled = false;
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly options: { savepoints: boolean },
+  ) {}
 
   write<T>(run: (db: Kysely<Database>) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -33,28 +59,64 @@ export class WriteBatcher {
     this.scheduled = false;
     const first = batch[0];
     if (batch.length === 1 && first) {
-      first.run(this.db).then(first.resolve, first.reject);
-      return;
-    }
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
-    try {
-      await this.db.transaction().execute(async (trx) => {
-        for (const item of batch) {
-          try {
-            outcomes.push({ ok: true, value: await item.run(trx) });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          first.resolve(await first.run(this.db));
+        } catch (error) {
+          if (retryable(error) && attempt < TRIES) {
+            await backoff(attempt);
+            continue;
           }
+          first.reject(error);
         }
+        return;
+      }
+    }
+    for (let attempt = 1; ; attempt++) {
+      let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+      try {
+        await this.db.transaction().execute(async (trx) => {
+          outcomes = [];
+          for (const item of batch) outcomes.push(await this.runOne(item, trx));
+        });
+      } catch (error) {
+        if (retryable(error) && attempt < TRIES) {
+          await backoff(attempt);
+          continue;
+        }
+        for (const item of batch) item.reject(error);
+        return;
+      }
+      batch.forEach((item, i) => {
+        const outcome = outcomes[i];
+        if (outcome?.ok) item.resolve(outcome.value);
+        else item.reject(outcome?.error);
       });
-    } catch (error) {
-      for (const item of batch) item.reject(error);
       return;
     }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) item.resolve(outcome.value);
-      else item.reject(outcome?.error);
-    });
+  }
+
+  /** One write of a batch; a retryable failure is thrown, to run the whole batch again. */
+  private async runOne(
+    item: Queued,
+    trx: Kysely<Database>,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
+    if (!this.options.savepoints) {
+      try {
+        return { ok: true, value: await item.run(trx) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    }
+    await sql`SAVEPOINT batched_write`.execute(trx);
+    try {
+      const value = await item.run(trx);
+      await sql`RELEASE SAVEPOINT batched_write`.execute(trx);
+      return { ok: true, value };
+    } catch (error) {
+      if (retryable(error)) throw error;
+      await sql`ROLLBACK TO SAVEPOINT batched_write`.execute(trx);
+      return { ok: false, error };
+    }
   }
 }
