@@ -1,5 +1,6 @@
 import type SQLite from 'better-sqlite3';
 import type { TasksTable } from './schema.ts';
+import { type Outcome, settleEach } from './write-batcher.ts';
 
 /** A `tasks` row as SQLite returns it. */
 export type TaskRow = TasksTable & { seq: number };
@@ -103,11 +104,7 @@ export class SqliteWrites {
       for (const item of batch) item.reject(error);
       return;
     }
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) item.resolve(outcome.value);
-      else item.reject(outcome?.error);
-    });
+    settleEach(batch, outcomes);
   }
 
   /** Up to `limit` runnable tasks of `kind`, oldest `run_at` first, now `running` under `owner`'s lease. */
@@ -169,5 +166,3 @@ export class SqliteWrites {
     return statement;
   }
 }
-
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };

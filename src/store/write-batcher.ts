@@ -17,6 +17,21 @@ function retryable(err: unknown): boolean {
 const backoff = (attempt: number) =>
   new Promise((r) => setTimeout(r, attempt * 10 + Math.floor(Math.random() * 10)));
 
+/** How one write of a batch ended. */
+export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Settle each caller's promise with its own write's outcome, once the batch has committed. */
+export function settleEach(
+  batch: readonly { resolve: (v: unknown) => void; reject: (e: unknown) => void }[],
+  outcomes: readonly Outcome[],
+): void {
+  batch.forEach((item, i) => {
+    const outcome = outcomes[i];
+    if (outcome?.ok) item.resolve(outcome.value);
+    else item.reject(outcome?.error);
+  });
+}
+
 interface Queued {
   run: (db: Kysely<Database>) => Promise<unknown>;
   resolve: (v: unknown) => void;
@@ -73,7 +88,7 @@ export class WriteBatcher {
       }
     }
     for (let attempt = 1; ; attempt++) {
-      let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+      let outcomes: Outcome[] = [];
       try {
         await this.db.transaction().execute(async (trx) => {
           outcomes = [];
@@ -87,20 +102,13 @@ export class WriteBatcher {
         for (const item of batch) item.reject(error);
         return;
       }
-      batch.forEach((item, i) => {
-        const outcome = outcomes[i];
-        if (outcome?.ok) item.resolve(outcome.value);
-        else item.reject(outcome?.error);
-      });
+      settleEach(batch, outcomes);
       return;
     }
   }
 
   /** One write of a batch; a retryable failure is thrown, to run the whole batch again. */
-  private async runOne(
-    item: Queued,
-    trx: Kysely<Database>,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
+  private async runOne(item: Queued, trx: Kysely<Database>): Promise<Outcome> {
     if (!this.options.savepoints) {
       try {
         return { ok: true, value: await item.run(trx) };
