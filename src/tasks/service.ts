@@ -143,6 +143,13 @@ export class TaskService {
         return;
       }
       const now = await this.store.get(task.id);
+      // The worker saw the flag first (it polls for it) and ended the task itself: canceled, and
+      // removed too when that was asked. The cancel took effect.
+      if (now === null && alsoDelete) return;
+      if (now?.state === 'canceled') {
+        if (alsoDelete) await this.remove([now]);
+        return;
+      }
       if (!now || isDone(now.state)) throw new FerryError('E_TASK_STATE', 'task is already finished');
       if (now.state === 'canceling') return;
     }
