@@ -17,6 +17,18 @@ function retryable(err: unknown): boolean {
 const backoff = (attempt: number) =>
   new Promise((r) => setTimeout(r, attempt * 10 + Math.floor(Math.random() * 10)));
 
+/** `run`, run again after a short pause while PostgreSQL gives it up for another's sake. */
+async function retrying<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (!retryable(error) || attempt >= TRIES) throw error;
+      await backoff(attempt);
+    }
+  }
+}
+
 /** How one write of a batch ended. */
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
@@ -74,37 +86,23 @@ export class WriteBatcher {
     this.scheduled = false;
     const first = batch[0];
     if (batch.length === 1 && first) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          first.resolve(await first.run(this.db));
-        } catch (error) {
-          if (retryable(error) && attempt < TRIES) {
-            await backoff(attempt);
-            continue;
-          }
-          first.reject(error);
-        }
-        return;
-      }
-    }
-    for (let attempt = 1; ; attempt++) {
-      let outcomes: Outcome[] = [];
-      try {
-        await this.db.transaction().execute(async (trx) => {
-          outcomes = [];
-          for (const item of batch) outcomes.push(await this.runOne(item, trx));
-        });
-      } catch (error) {
-        if (retryable(error) && attempt < TRIES) {
-          await backoff(attempt);
-          continue;
-        }
-        for (const item of batch) item.reject(error);
-        return;
-      }
-      settleEach(batch, outcomes);
+      await retrying(() => first.run(this.db)).then(first.resolve, first.reject);
       return;
     }
+    let outcomes: Outcome[];
+    try {
+      outcomes = await retrying(() =>
+        this.db.transaction().execute(async (trx) => {
+          const ran: Outcome[] = [];
+          for (const item of batch) ran.push(await this.runOne(item, trx));
+          return ran;
+        }),
+      );
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    settleEach(batch, outcomes);
   }
 
   /** One write of a batch; a retryable failure is thrown, to run the whole batch again. */
