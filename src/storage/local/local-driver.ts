@@ -174,6 +174,14 @@ export class LocalDriver implements Driver {
     const at = this.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
     if (this.loops(at)) throw loop(at.path);
+    return this.measureFolder(at, options);
+  }
+
+  /** `measure` of a folder already located and checked. */
+  private async measureFolder(
+    at: Located,
+    options: MeasureOptions,
+  ): Promise<{ files: number; bytes: number }> {
     let measured: { files: number; bytes: number; links: string[] };
     try {
       measured = await fileThreads.measure(at.abs, TEMP_PREFIX);
@@ -182,21 +190,22 @@ export class LocalDriver implements Driver {
     }
     let { files, bytes } = measured;
     for (const rel of measured.links) {
-      const entry = await this.stat(joinPath(at.path, rel));
-      if (!entry) continue; // gone since
-      if (options.linksAsFiles) {
+      const link = this.locate(joinPath(at.path, rel));
+      if (!link.info && !link.escapingLink) continue; // gone since
+      // One leading out (or nowhere) lists as an empty file; with linksAsFiles, any link does.
+      if (!link.info || options.linksAsFiles) {
         files++;
         continue;
       }
-      // A link back into a folder on its own path is not counted through (a walk stops there).
-      const through = entry.isDir && !this.loops(this.existing(entry.path));
-      const inner = through
-        ? await this.measure(entry.path)
-        : entry.isDir
-          ? { files: 0, bytes: 0 }
-          : { files: 1, bytes: entry.size };
-      files += inner.files;
-      bytes += inner.bytes;
+      if (!link.info.isDirectory()) {
+        files++;
+        bytes += link.info.size;
+      } else if (!this.loops(link)) {
+        // A link back into a folder on its own path is not counted through (a walk stops there).
+        const inner = await this.measureFolder(link, options);
+        files += inner.files;
+        bytes += inner.bytes;
+      }
     }
     return { files, bytes };
   }
