@@ -30,8 +30,8 @@ const MAX_LINK_TARGET = 4096;
 /**
  * A ZipCrypto entry checks a password against one byte, so one wrong password in 256 passes.
  * The password is proven by decrypting a whole entry and checking its CRC-32: the smallest
- * encrypted one that is not empty, when it is at most this big. A larger one is not read for a listing; its
- * extraction still checks every entry's CRC-32.
+ * encrypted one that is not empty, when it is at most this big. A larger one is not read for a
+ * listing; its extraction still checks every entry's CRC-32.
  */
 const PASSWORD_PROOF_MAX = 16 * 1024 * 1024;
 
