@@ -51,6 +51,7 @@ interface TaskView {
   state: string;
   error: string;
   processed_files?: number;
+  failures?: { path: string; error: string }[];
 }
 
 interface Envelope<T = unknown> {
@@ -1028,7 +1029,7 @@ describe('bad input', () => {
     assert.equal(await readFile(copied, 'utf8'), 'the target');
   });
 
-  it('refuses to copy through a link loop instead of nesting the same folders without end', async () => {
+  it('refuses to copy through a link loop instead of nesting the same folders without end; the rest of the tree is copied', async () => {
     // up → its own parent; x and y lead to each other's folder.
     await mkdir(join(files, 'looped', 'inner'), { recursive: true });
     await writeFile(join(files, 'looped', 'inner', 'f.txt'), 'f');
@@ -1047,12 +1048,21 @@ describe('bad input', () => {
       const done = await t.settled('copy', task!.id);
       assert.equal(done.state, 'failed', `${name}: ${done.error}`);
       assert.match(done.error, /link loop/, name);
+      // Each loop is one failed item, and the walk goes on past it.
+      const loops = name === 'looped' ? ['/inner/up'] : ['/a/x/y', '/b/y/x'];
+      assert.deepEqual(
+        (done.failures ?? []).map((f) => f.path).sort(),
+        loops,
+        `${name}: ${JSON.stringify(done.failures)}`,
+      );
+      for (const f of done.failures ?? []) assert.match(f.error, /link loop/, name);
       console.log(`# ${name}: refused in ${Date.now() - t0} ms: ${done.error}`);
       const deepest = Math.max(
         ...(await walk(join(files, 'loopcopy', name))).map((p) => relative(files, p).split('/').length),
       );
       assert.ok(deepest <= 6, `${name}: the copy nested ${deepest} levels deep`);
     }
+    assert.equal(await readFile(join(files, 'loopcopy', 'looped', 'inner', 'f.txt'), 'utf8'), 'f');
     // The folders themselves list, and delete, as usual (a delete never follows a link).
     const listed = await t.post(h.adminToken, '/api/fs/list', { path: '/local/looped/inner' });
     assert.equal(listed.code, 200, listed.message);

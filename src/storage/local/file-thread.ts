@@ -123,7 +123,16 @@ export function fileThread(): void {
         const folders = [''];
         for (let rel = folders.pop(); rel !== undefined; rel = folders.pop()) {
           const abs = rel === '' ? dir : `${dir}/${rel}`;
-          for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
+          let listed: import('node:fs').Dirent[];
+          try {
+            listed = fs.readdirSync(abs, { withFileTypes: true });
+          } catch (err) {
+            // A folder below `dir` that cannot be listed is not counted: the walk that copies or
+            // deletes the tree reports it as a failed item and goes on.
+            if (rel === '') throw err;
+            continue;
+          }
+          for (const entry of listed) {
             if (entry.name.startsWith(skip)) continue;
             const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
             if (entry.isSymbolicLink()) measured.links.push(path);

@@ -201,8 +201,9 @@ export class LocalDriver implements Driver {
         files++;
         bytes += link.info.size;
       } else if (!this.loops(link)) {
-        // A link back into a folder on its own path is not counted through (a walk stops there).
-        const inner = await this.measureFolder(link, options);
+        // A link back into a folder on its own path is not counted through (a walk stops there),
+        // nor is one to a folder that cannot be listed (the walk reports it).
+        const inner = await this.measureFolder(link, options).catch(() => ({ files: 0, bytes: 0 }));
         files += inner.files;
         bytes += inner.bytes;
       }
@@ -339,7 +340,10 @@ export class LocalDriver implements Driver {
     if (at.path === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     try {
-      await rm(at.abs, { recursive: true, force: true });
+      // A file (or any link) is unlinked itself: rm() retries a refused unlink as a folder and
+      // then reports ENOTDIR, hiding why the file could not go.
+      if (at.info?.isDirectory() && !at.link) await rm(at.abs, { recursive: true, force: true });
+      else await unlink(at.abs).catch((err) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
     } catch (err) {
       throw fromFsError(err, at.path);
     }

@@ -159,7 +159,7 @@ export async function copyPlanned(
     // Folders are created in walk order, before any file inside them starts copying; files then
     // copy several at a time.
     async function* filesWithFoldersMade() {
-      for await (const item of walkTree(plan.src.driver, plan.src.path, signal)) {
+      for await (const item of walkTree(plan.src.driver, plan.src.path, signal, failed)) {
         if (!item.entry.isDir) yield item;
         else
           await plan.dst.driver.mkdir(joinPath(plan.dstPath, item.rel)).catch((err) => failed(item.rel, err));
@@ -204,7 +204,12 @@ export async function copyPlanned(
     const totals = await counted;
     if (progress.failedCount > 0) {
       const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
-      throw new FerryError(code, `${progress.failedCount} of ${totals.files} files failed`);
+      // The runner adds the first failure to the message.
+      const count = progress.failedCount;
+      throw new FerryError(
+        code,
+        `${count} ${count === 1 ? 'item' : 'items'} failed (of ${totals.files} files)`,
+      );
     }
   } finally {
     counting.abort();

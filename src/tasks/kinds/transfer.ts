@@ -185,23 +185,46 @@ export interface WalkItem {
   viaLink: boolean;
 }
 
+/** What a tree walk does when a folder below its root cannot be listed (the root's failure throws). */
+export type Unreadable = (rel: string, err: unknown) => void;
+
 /**
  * Depth-first walk below `root` (not including it), folders before their contents. Memory holds
- * one listing per level, never the whole tree.
+ * one listing per level, never the whole tree. A folder below the root that cannot be listed (no
+ * permission, a link loop, gone since its parent was listed) is passed to `unreadable` and not
+ * walked, so one bad folder does not stop the walk; without `unreadable` its error is thrown.
  */
-export async function* walkTree(
+export function walkTree(
   driver: Driver,
   root: string,
   signal: AbortSignal,
-  rel = '/',
-  viaLink = false,
+  unreadable?: Unreadable,
+): AsyncGenerator<WalkItem> {
+  return walkFolder(driver, root, signal, unreadable, '/', false);
+}
+
+async function* walkFolder(
+  driver: Driver,
+  root: string,
+  signal: AbortSignal,
+  unreadable: Unreadable | undefined,
+  rel: string,
+  viaLink: boolean,
 ): AsyncGenerator<WalkItem> {
   signal.throwIfAborted();
-  const entries = await driver.list(rel === '/' ? root : joinPath(root, rel));
+  let entries: Entry[];
+  try {
+    entries = await driver.list(rel === '/' ? root : joinPath(root, rel));
+  } catch (err) {
+    if (rel === '/' || !unreadable || signal.aborted) throw err;
+    unreadable(rel, err);
+    return;
+  }
   for (const entry of entries) {
     const childRel = joinPath(rel, entry.name);
     yield { entry, rel: childRel, viaLink };
-    if (entry.isDir) yield* walkTree(driver, root, signal, childRel, viaLink || entry.link === true);
+    if (entry.isDir)
+      yield* walkFolder(driver, root, signal, unreadable, childRel, viaLink || entry.link === true);
   }
 }
 
@@ -221,7 +244,8 @@ export async function measureTree(
   }
   let files = 0;
   let bytes = 0;
-  for await (const { entry, viaLink } of walkTree(driver, root, signal)) {
+  // What cannot be listed cannot be counted: the walk that copies or deletes reports it.
+  for await (const { entry, viaLink } of walkTree(driver, root, signal, () => undefined)) {
     if (options.linksAsFiles && viaLink) continue;
     if (!entry.isDir || (options.linksAsFiles && entry.link)) {
       files++;
