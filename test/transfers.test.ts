@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -485,6 +486,51 @@ describe('transfers through the AList file API', () => {
     }
   });
 
+  it('a delete that cannot remove one file removes the rest, lists that file, and keeps only its folders', async (t) => {
+    // An immutable file (chattr +i) cannot be unlinked, even by root.
+    const root = join(files, 'del-stuck');
+    const spec = await makeTree(root, 40);
+    const rels = [...spec.files.keys()].filter((r) => r.split('/').length > 2);
+    const stuck = rels[5]!;
+    if (!(await setImmutable(join(root, stuck), true))) {
+      if (process.env.CI === 'true') throw new Error('chattr +i is needed under CI (root, e2fsprogs)');
+      t.skip('chattr +i is not allowed here (it needs root)');
+      return;
+    }
+    try {
+      const res = await h.json<{ tasks: TaskView[] }>('POST', '/api/fs/remove', {
+        token: h.adminToken,
+        body: { dir: '/local', names: ['del-stuck'] },
+      });
+      // fs/remove waits for its delete tasks, so it answers with the failure itself.
+      assert.equal(res.code, 400);
+      assert.match(res.message, /1 item could not be deleted; first: .*permission denied/);
+      const task = (await list('delete', 'done')).find((x) => x.name.includes('del-stuck'));
+      assert.ok(task, 'the failed delete task is listed');
+      const failed = await finished('delete', task.id);
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.error, /1 item could not be deleted/);
+      assert.deepEqual(
+        (failed.failures ?? []).map((f) => f.path),
+        [stuck],
+      );
+      assert.equal(failed.total_files, spec.files.size);
+      assert.equal(failed.processed_files, spec.files.size - 1);
+      // Only the stuck file and the folders that hold it are left.
+      const left = (await walkFiles(root)).map((p) => p.slice(root.length + 1));
+      assert.deepEqual(left, [stuck.replace(/^\//, '')]);
+
+      await setImmutable(join(root, stuck), false);
+      const retry = await h.json('POST', `/api/task/delete/retry?tid=${task.id}`, { token: h.adminToken });
+      assert.equal(retry.code, 200, retry.message);
+      const again = await finished('delete', task.id);
+      assert.equal(again.state, 'succeeded', again.error);
+      assert.equal(await exists(root), false, 'the tree is gone');
+    } finally {
+      await setImmutable(join(root, stuck), false);
+    }
+  });
+
   it('fs/remove of a tree runs a delete task that removes it', async () => {
     const spec = await makeTree(join(files, 'del-tree'), 300);
     const res = await h.json<{ tasks: TaskView[] }>('POST', '/api/fs/remove', {
@@ -508,3 +554,18 @@ describe('transfers through the AList file API', () => {
     );
   });
 });
+
+/** Set or clear a file's immutable flag; false when chattr is missing or not allowed here. */
+async function setImmutable(path: string, on: boolean): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('chattr', [on ? '+i' : '-i', path], (err) => resolve(err === null)),
+  );
+}
+
+/** Every file below `dir` (not folders), sorted. */
+async function walkFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }))
+    if (!entry.isDirectory()) out.push(join(entry.parentPath, entry.name));
+  return out.sort();
+}

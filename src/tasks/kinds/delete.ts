@@ -1,8 +1,8 @@
 import { FerryError } from '../../errors.ts';
-import type { Driver } from '../../storage/driver.ts';
+import type { Driver, Entry } from '../../storage/driver.ts';
 import { joinPath, normalizePath } from '../../storage/paths.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
-import { measureTree } from './transfer.ts';
+import { itemError, measureTree } from './transfer.ts';
 
 /**
  * Delete a file or a whole tree as one task: counts files first, then removes them deepest
@@ -30,22 +30,71 @@ export const deleteKind: TaskKindHandler = {
     }
     const totals = await measureTree(target.driver, target.path, ctx.signal, { linksAsFiles: true });
     ctx.progress.setTotals({ files: totals.files, bytes: totals.bytes });
-    await removeTree(target.driver, target.path, ctx);
+    const failures = { count: 0, code: null as FerryError['code'] | null, recoverable: false };
+    await removeTree(target.driver, target.path, '/', ctx, (path, err) => {
+      if (ctx.signal.aborted) throw err;
+      ctx.progress.itemFailed(path, itemError(err));
+      failures.count++;
+      if (err instanceof FerryError && err.unrecoverable) failures.code ??= err.code;
+      else failures.recoverable = true;
+    });
+    if (failures.count > 0) {
+      const { count } = failures;
+      throw new FerryError(
+        failures.recoverable || !failures.code ? 'E_BACKEND' : failures.code,
+        // The runner adds the first failure to the message.
+        `${count} ${count === 1 ? 'item' : 'items'} could not be deleted`,
+      );
+    }
   },
 };
 
-async function removeTree(driver: Driver, dir: string, ctx: TaskContext): Promise<void> {
-  for (const entry of await driver.list(dir)) {
+/**
+ * Remove what is below `root` + `rel`, then that folder. An item that cannot be listed or removed
+ * goes to `failed` (with its path relative to `root`, as a copy lists its failures) and the rest
+ * goes on; a folder that keeps something it could not remove stays. Returns whether the folder
+ * was removed.
+ */
+async function removeTree(
+  driver: Driver,
+  root: string,
+  rel: string,
+  ctx: TaskContext,
+  failed: (rel: string, err: unknown) => void,
+): Promise<boolean> {
+  const dir = joinPath(root, rel);
+  let entries: Entry[];
+  try {
+    entries = await driver.list(dir);
+  } catch (err) {
+    failed(rel, err);
+    return false;
+  }
+  let emptied = true;
+  for (const entry of entries) {
     ctx.signal.throwIfAborted();
-    const path = joinPath(dir, entry.name);
+    const childRel = joinPath(rel, entry.name);
     // A followed link is removed itself: going through it would delete what it leads to.
     if (entry.isDir && !entry.link) {
-      await removeTree(driver, path, ctx);
-    } else {
-      await driver.remove(path);
-      ctx.progress.addBytes(entry.link ? 0 : entry.size);
-      ctx.progress.fileDone();
+      if (!(await removeTree(driver, root, childRel, ctx, failed))) emptied = false;
+      continue;
     }
+    try {
+      await driver.remove(joinPath(root, childRel));
+    } catch (err) {
+      failed(childRel, err);
+      emptied = false;
+      continue;
+    }
+    ctx.progress.addBytes(entry.link ? 0 : entry.size);
+    ctx.progress.fileDone();
   }
-  await driver.remove(dir);
+  if (!emptied) return false;
+  try {
+    await driver.remove(dir);
+  } catch (err) {
+    failed(rel, err);
+    return false;
+  }
+  return true;
 }
