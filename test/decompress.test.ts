@@ -512,6 +512,41 @@ t.close()
     }
   });
 
+  it("refuses a wrong password that passes AES's two-byte check, in a listing and in an extraction", async () => {
+    // One wrong password in 65,536 passes an AES entry's two-byte check; finding one takes about a
+    // minute of PBKDF2, so the archive is a fixture: note.txt (5,200 bytes, deflated) made by
+    // `7zz a -tzip -mem=AES256 -pright-password`, and `wrong-49181` found by trying `wrong-<n>`
+    // against the check bytes (PBKDF2-HMAC-SHA1 of the entry's salt, 1,000 rounds).
+    const right = 'right-password';
+    const wrong = 'wrong-49181';
+    await cp(
+      join(import.meta.dirname, 'fixtures', 'aes-lucky-password.zip'),
+      join(files, 'arc', 'aes-lucky.zip'),
+    );
+    const reader = new ZipReader(new Uint8ArrayReader(await readFile(join(files, 'arc', 'aes-lucky.zip'))));
+    const [entry] = (await reader.getEntries()) as FileEntry[];
+    assert.ok(entry?.encrypted && !entry.zipCrypto, 'the fixture holds an AES entry');
+    // The premise: zip.js' own password check lets the wrong password through.
+    await entry.getData(new TextWriter(), { password: wrong, checkPasswordOnly: true });
+    const note = 'a note that deflates well\n'.repeat(200);
+    assert.equal(await entry.getData(new TextWriter(), { password: right }), note);
+
+    const list = await h.json('POST', '/api/fs/archive/list', {
+      token: h.adminToken,
+      body: { path: '/local/arc/aes-lucky.zip', archive_pass: wrong },
+    });
+    assert.equal(list.code, 202, list.message);
+    assert.match(list.message, /wrong archive password/);
+    const out = join(files, 'aes-out');
+    const done = await extract('aes-lucky.zip', '/local/aes-out', { archive_pass: wrong });
+    assert.equal(done.state, 'failed');
+    assert.match(done.error, /wrong archive password/);
+    assert.equal((await snapshotTree(out).catch(() => new Map())).size, 0, 'written with a wrong password');
+    const good = await extract('aes-lucky.zip', '/local/aes-out', { archive_pass: right });
+    assert.equal(good.state, 'succeeded', good.error);
+    assert.equal(await readFile(join(out, 'note.txt'), 'utf8'), note);
+  });
+
   it('cancels an extraction promptly, leaving no partial file under a final name', async () => {
     // A larger, slower archive: 20 MB of random data through bzip2 (about 1 s to decompress).
     const big = await mkdtemp(join(tmpdir(), 'ferry-arc-big-'));

@@ -28,10 +28,11 @@ configure({ useWebWorkers: false });
 const MAX_LINK_TARGET = 4096;
 
 /**
- * A ZipCrypto entry checks a password against one byte, so one wrong password in 256 passes.
- * The password is proven by decrypting a whole entry and checking its CRC-32: the smallest
+ * A ZipCrypto entry checks a password against one byte, so one wrong password in 256 passes; an
+ * AES one against two bytes, so one in 65,536 does. The password is proven by decrypting a whole
+ * entry and checking its CRC-32 (ZipCrypto) or its authentication code (AES): the smallest
  * encrypted one that is not empty, when it is at most this big. A larger one is not read for a
- * listing; its extraction still checks every entry's CRC-32.
+ * listing; its extraction still checks every entry.
  */
 const PASSWORD_PROOF_MAX = 16 * 1024 * 1024;
 
@@ -156,8 +157,7 @@ async function provePassword(entries: Entry[], password: string): Promise<void> 
   if (!password)
     throw new FerryError('E_ARCHIVE_PASSWORD', 'the archive is encrypted: a password is required');
   await smallest.getData(new TextWriter(), { password, checkPasswordOnly: true });
-  if (!smallest.zipCrypto || smallest.uncompressedSize === 0 || smallest.compressedSize > PASSWORD_PROOF_MAX)
-    return;
+  if (smallest.uncompressedSize === 0 || smallest.compressedSize > PASSWORD_PROOF_MAX) return;
   const entry = smallest;
   await entry
     .getData(new WritableStream<Uint8Array>(), { password, checkCrc32: true })
@@ -166,18 +166,28 @@ async function provePassword(entries: Entry[], password: string): Promise<void> 
     });
 }
 
+/** zip.js' message for an AES entry whose authentication code does not match its bytes. */
+const ERR_INVALID_AUTHENTICATION_CODE = 'Invalid authentication code';
+
 /**
- * A ZipCrypto entry whose password passed its one-byte check and whose content then fails to
- * inflate or fails its CRC-32 was, 255 times in 256, opened with a wrong password: nothing tells
- * that from damaged bytes, and it is reported as the likelier cause. Other errors are kept.
+ * An encrypted entry whose password passed its one- or two-byte check (ZipCrypto, AES) and whose
+ * content then fails to inflate, fails its CRC-32 or fails its authentication code was, all but
+ * once in 256 (65,536), opened with a wrong password: nothing tells that from damaged bytes, and
+ * it is reported as the likelier cause. Other errors are kept.
  */
 function decryptError(entry: FileEntry, err: unknown): unknown {
   const message = err instanceof Error ? err.message : '';
-  const unreadable = [ERR_INVALID_CRC32, ERR_INVALID_COMPRESSED_DATA, ERR_INVALID_UNCOMPRESSED_SIZE];
-  if (!entry.zipCrypto || !unreadable.includes(message)) return err;
+  const unreadable = [
+    ERR_INVALID_CRC32,
+    ERR_INVALID_COMPRESSED_DATA,
+    ERR_INVALID_UNCOMPRESSED_SIZE,
+    ERR_INVALID_AUTHENTICATION_CODE,
+  ];
+  if (!entry.encrypted || !unreadable.includes(message)) return err;
+  const check = entry.zipCrypto ? 'its CRC-32' : 'its authentication code';
   return new FerryError(
     'E_ARCHIVE_PASSWORD',
-    `wrong archive password: ${entry.filename} does not decrypt to its CRC-32`,
+    `wrong archive password: ${entry.filename} does not decrypt to ${check}`,
     {
       cause: err,
     },
