@@ -296,6 +296,28 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
     });
   });
 
+  it('deletes a whole tree on every backend as one task: counts right, nothing left', async () => {
+    // Every backend B holds moved-A/tree for each A ≠ B; one of them goes, all four at once.
+    const targets = backends.map((b) => ({
+      dir: `${b.mount}/moved-${backends.find((a) => a !== b)?.name}`,
+      name: b.name,
+    }));
+    const ids = await Promise.all(
+      targets.map(async ({ dir, name }) => {
+        const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/remove', {
+          token: h.adminToken,
+          body: { dir, names: ['tree'] },
+        });
+        assert.equal(res.code, 200, `remove on ${name}: ${res.message}`);
+        return res.data.tasks[0]?.id ?? '';
+      }),
+    );
+    await checkAll(targets, async ({ dir, name }, i) => {
+      assertTaskComplete(await finished('delete', ids[i] as string), `delete on ${name}`);
+      await assertGone(`${dir}/tree`, `delete on ${name}`);
+    });
+  });
+
   it('refuses paths that climb out of any mount', async () => {
     for (const b of backends) {
       for (const path of [`${b.mount}/../../etc`, `${b.mount}/a/../../..`, `${b.mount}/%2e%2e/x`]) {

@@ -117,6 +117,13 @@ export interface Driver {
   remove(path: string, options?: { signal?: AbortSignal; file?: boolean }): Promise<void>;
 
   /**
+   * Remove several files (never folders) in as few requests as the backend allows (S3: one
+   * DeleteObjects per 1,000). Resolves with the error of each path that could not be removed;
+   * a path with nothing there is not an error. Without it, callers `remove` one by one.
+   */
+  removeFiles?(paths: string[], options?: { signal?: AbortSignal }): Promise<Map<string, Error>>;
+
+  /**
    * The absolute local file-system path behind `path`, for drivers that have one (Local); lets
    * the engine use a fast in-kernel copy between two local mounts. `null` for remote drivers.
    * With `newName`, what is at `path` itself is not looked at (its folders still are): for a

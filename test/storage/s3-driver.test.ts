@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { S3Driver, s3Settings } from '../../src/storage/s3/s3-driver.ts';
 import { type S3Server, s3Addition, startS3Server } from '../helpers/s3-server.ts';
@@ -38,6 +39,24 @@ describe('S3 driver', () => {
     const inner = await S3Driver.open(settings({ root_folder_path: '/jail' }));
     assert.equal(await codeOf(inner.stat('/../outside')), 'E_PATH_OUTSIDE_ROOT');
     await inner.close();
+  });
+
+  it('removeFiles deletes many files in batches, leaves the rest, and takes a missing one as done', async () => {
+    const d = await S3Driver.open(settings({ root_folder_path: `/many-${randomBytes(4).toString('hex')}` }));
+    const put = (path: string) => d.write(path, Readable.from([Buffer.from(path)]), { size: path.length });
+    // More than one DeleteObjects request holds (1,000 keys).
+    const doomed = Array.from({ length: 1203 }, (_, i) => `/f/${i}.txt`);
+    for (let i = 0; i < doomed.length; i += 50) await Promise.all(doomed.slice(i, i + 50).map(put));
+    await put('/f/keep.txt');
+    await put('/f/sub/keep.txt');
+    const failed = await d.removeFiles([...doomed, '/f/never-there.txt']);
+    assert.deepEqual([...failed], []);
+    assert.deepEqual(
+      (await d.list('/f')).map((e) => e.name),
+      ['keep.txt', 'sub'],
+    );
+    assert.equal((await d.stat('/f/sub/keep.txt'))?.size, '/f/sub/keep.txt'.length);
+    await d.close();
   });
 
   describe('writeRanges: a multipart upload streamed from ranges of the source', () => {

@@ -492,6 +492,44 @@ export class S3Driver implements Driver {
     await flush();
   }
 
+  async removeFiles(paths: string[], options: { signal?: AbortSignal } = {}): Promise<Map<string, Error>> {
+    const failed = new Map<string, Error>();
+    const byKey = new Map<string, string>();
+    for (const path of paths) {
+      const p = normalizePath(path);
+      if (p === '/') failed.set(path, new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage'));
+      else byKey.set(this.key(p), path);
+    }
+    const keys = [...byKey.keys()];
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      try {
+        const out = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+          { ...(options.signal && { abortSignal: options.signal }) },
+        );
+        for (const error of out.Errors ?? []) {
+          const path = error.Key === undefined ? undefined : byKey.get(error.Key);
+          if (path === undefined) continue;
+          failed.set(
+            path,
+            new FerryError(
+              error.Code === 'AccessDenied' ? 'E_FORBIDDEN' : 'E_BACKEND',
+              `S3 did not delete ${path}: ${error.Code ?? 'error'} ${error.Message ?? ''}`.trim(),
+            ),
+          );
+        }
+      } catch (err) {
+        if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
+        for (const key of batch) failed.set(byKey.get(key) as string, toFerry(err, byKey.get(key) as string));
+      }
+    }
+    return failed;
+  }
+
   async close(): Promise<void> {
     this.client.destroy();
   }

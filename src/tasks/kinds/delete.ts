@@ -2,12 +2,15 @@ import { FerryError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { joinPath, normalizePath } from '../../storage/paths.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
-import { itemError, measureTree } from './transfer.ts';
+import { forEachLimit, itemError, measureTree } from './transfer.ts';
+
+/** Files removed at once: a remote backend answers each removal after a round trip. */
+const REMOVE_CONCURRENCY = 8;
 
 /**
  * Delete a file or a whole tree as one task: counts files first, then removes them deepest
- * first, checking for cancel between files, so a canceled delete stops at once and reports how
- * far it got. A link in the tree is removed as a file, never gone through.
+ * first, several at a time, checking for cancel between files, so a canceled delete stops at once
+ * and reports how far it got. A link in the tree is removed as a file, never gone through.
  */
 export const deleteKind: TaskKindHandler = {
   kind: 'delete',
@@ -23,7 +26,7 @@ export const deleteKind: TaskKindHandler = {
     if (!entry.isDir || entry.link) {
       const bytes = entry.link ? 0 : entry.size;
       ctx.progress.setTotals({ files: 1, bytes });
-      await target.driver.remove(target.path);
+      await target.driver.remove(target.path, { file: !entry.isDir, signal: ctx.signal });
       ctx.progress.addBytes(bytes);
       ctx.progress.fileDone();
       return;
@@ -71,23 +74,44 @@ async function removeTree(
     return false;
   }
   let emptied = true;
+  // Folders one after another (each removes its files several at a time): what is in flight at
+  // once stays within REMOVE_CONCURRENCY however deep the tree.
   for (const entry of entries) {
+    if (!entry.isDir || entry.link) continue;
     ctx.signal.throwIfAborted();
-    const childRel = joinPath(rel, entry.name);
-    // A followed link is removed itself: going through it would delete what it leads to.
-    if (entry.isDir && !entry.link) {
-      if (!(await removeTree(driver, root, childRel, ctx, failed))) emptied = false;
-      continue;
-    }
-    try {
-      await driver.remove(joinPath(root, childRel));
-    } catch (err) {
-      failed(childRel, err);
-      emptied = false;
-      continue;
-    }
+    if (!(await removeTree(driver, root, joinPath(rel, entry.name), ctx, failed))) emptied = false;
+  }
+  // A followed link is removed itself (as a file): going through it would delete what it leads to.
+  const files = entries.filter((entry) => !entry.isDir || entry.link);
+  const removed = (entry: Entry) => {
     ctx.progress.addBytes(entry.link ? 0 : entry.size);
     ctx.progress.fileDone();
+  };
+  if (driver.removeFiles && files.length > 1) {
+    ctx.signal.throwIfAborted();
+    const refused = await driver.removeFiles(
+      files.map((entry) => joinPath(dir, entry.name)),
+      { signal: ctx.signal },
+    );
+    for (const entry of files) {
+      const error = refused.get(joinPath(dir, entry.name));
+      if (error) {
+        failed(joinPath(rel, entry.name), error);
+        emptied = false;
+      } else removed(entry);
+    }
+  } else {
+    await forEachLimit(files, REMOVE_CONCURRENCY, ctx.signal, async (entry) => {
+      const childRel = joinPath(rel, entry.name);
+      try {
+        await driver.remove(joinPath(root, childRel), { file: !entry.isDir, signal: ctx.signal });
+      } catch (err) {
+        failed(childRel, err);
+        emptied = false;
+        return;
+      }
+      removed(entry);
+    });
   }
   if (!emptied) return false;
   try {

@@ -260,7 +260,7 @@ export async function measureTree(
  * once the signal aborts, and rethrows the first error `work` throws.
  */
 export async function forEachLimit<T>(
-  source: AsyncIterable<T>,
+  source: AsyncIterable<T> | Iterable<T>,
   limit: number,
   signal: AbortSignal,
   work: (item: T) => Promise<void>,
