@@ -19,7 +19,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadInto, ReadOptions, WriteOptions } from '../driver.ts';
-import { freeBuffer } from '../free-buffer.ts';
+import { PartBuffers } from '../part-buffers.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
 
 /** AList's `addition` fields of the S3 driver. */
@@ -64,8 +64,11 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** Parts in flight at once, for `write` and `writeRanges` alike (rclone's default too). */
 const PARTS_IN_FLIGHT = 4;
-/** The most `writeRanges` holds in part buffers at once (unless one part is larger). */
-const PART_BUFFERS_MAX = 64 * 1024 * 1024;
+/**
+ * Part buffers of every `writeRanges` of the process, eight 5 MiB parts at most (or one larger
+ * part): a tree of mid-size files uploaded several at a time holds no more than that.
+ */
+const PART_BUFFERS = new PartBuffers(8 * 5 * 1024 * 1024);
 /** Tries per part in `writeRanges`. */
 const PART_TRIES = 3;
 
@@ -309,10 +312,11 @@ export class S3Driver implements Driver {
   }
 
   /**
-   * A multipart upload whose parts stream straight from the source's ranges, four at a time, so
-   * no part is held in memory (`write`'s lib-storage `Upload` buffers each part, and copies it
-   * again as it sends it). A failed part is read and sent again, up to three times. Completed
-   * only when every part is there; aborted otherwise, so nothing appears under `path`.
+   * A multipart upload whose parts are read from the source's ranges, four at a time, into
+   * buffers reused from part to part and shared by all uploads (`write`'s lib-storage `Upload`
+   * allocates each part, and copies it again as it sends it). A failed part is read and sent
+   * again, up to three times. Completed only when every part is there; aborted otherwise, so
+   * nothing appears under `path`. A file smaller than one part goes as one PutObject.
    */
   async writeRanges(
     path: string,
@@ -327,6 +331,20 @@ export class S3Driver implements Driver {
       throw new FerryError('E_EXISTS', `already exists: ${path}`);
     const { signal } = options;
     const target = { Bucket: this.bucket, Key: this.key(p) };
+    if (size < MIN_PART_SIZE) {
+      // One request, as `write` sends a small file (see putSmall).
+      const body = Buffer.allocUnsafe(size);
+      await readInto(0, body, signal);
+      await this.call(path, () =>
+        this.client.send(new PutObjectCommand({ ...target, Body: body, ContentLength: size }), {
+          ...(signal && { abortSignal: signal }),
+        }),
+      ).catch((err: unknown) => {
+        throw signal?.aborted ? new FerryError('E_CANCELED', 'canceled', { cause: err }) : err;
+      });
+      options.onProgress?.(size);
+      return;
+    }
     const { UploadId } = await this.call(path, () =>
       this.client.send(new CreateMultipartUploadCommand(target), { ...(signal && { abortSignal: signal }) }),
     );
@@ -336,12 +354,11 @@ export class S3Driver implements Driver {
     const partSize = partSizeFor(size);
     const count = Math.ceil(size / partSize);
     const etags: string[] = [];
-    // Each worker reads its parts into one buffer of its own, reused part after part: a part's
-    // request has ended (the server answered) before the next part overwrites it. A stream per
-    // part would allocate a buffer per chunk instead, garbage that waits for collection: tens of
-    // megabytes of resident memory at S3 speeds. Parts of huge files (over 16 MiB, files over
-    // 156 GiB) go fewer at a time, so the buffers stay within 64 MiB, or one part.
-    const workers = Math.max(1, Math.min(PARTS_IN_FLIGHT, count, Math.floor(PART_BUFFERS_MAX / partSize)));
+    // Each part is read into a buffer from PART_BUFFERS, given back for the next part once its
+    // request has ended (the server answered). A stream per part would allocate a buffer per chunk
+    // instead, garbage that waits for collection: tens of megabytes of resident memory at S3
+    // speeds. The buffers' budget is shared by all uploads: parts wait for a buffer when spent.
+    const workers = Math.min(PARTS_IN_FLIGHT, count);
     const sendPart = async (index: number, buffer: Buffer) => {
       const start = index * partSize;
       const end = Math.min(start + partSize, size) - 1;
@@ -375,16 +392,23 @@ export class S3Driver implements Driver {
     };
     let next = 0;
     const worker = async () => {
-      const buffer = Buffer.allocUnsafeSlow(partSize);
       try {
-        while (next < count) await sendPart(next++, buffer);
+        while (next < count) {
+          const index = next++;
+          const buffer = await PART_BUFFERS.take(partSize, stopped);
+          try {
+            await sendPart(index, buffer);
+          } catch (err) {
+            // An aborted request may still be writing it out: it is not reused.
+            PART_BUFFERS.forget(buffer);
+            throw err;
+          }
+          PART_BUFFERS.give(buffer);
+        }
       } catch (err) {
         stop.abort(err);
         throw err;
       }
-      // Every request that read it has been answered. Left to the garbage collector, the part
-      // buffers (20 MiB and more) outlive the upload by minutes on an idle server.
-      freeBuffer(buffer);
     };
     try {
       const results = await Promise.allSettled(Array.from({ length: workers }, worker));

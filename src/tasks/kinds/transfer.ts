@@ -67,7 +67,10 @@ export async function transferFile(
     return;
   }
   const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress };
-  if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
+  // A local file's ranges cost no request each, so any size goes that way; a remote one only
+  // when large.
+  const ranged = size > 0 && (srcLocal !== null || size >= RANGED_FETCH_MIN);
+  if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && ranged) {
     await dst.driver.writeRanges(dst.path, size, rangeReaderOf(src), writeOptions);
     return;
   }
