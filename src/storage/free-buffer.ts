@@ -10,8 +10,12 @@ import { MessageChannel } from 'node:worker_threads';
 export function freeBuffer(buffer: Buffer): void {
   if (buffer.byteOffset !== 0 || buffer.byteLength !== buffer.buffer.byteLength)
     throw new Error('freeBuffer: the buffer shares its memory');
+  freeMemory(buffer.buffer as ArrayBuffer);
+}
+
+/** `freeBuffer` of an ArrayBuffer itself: every view of it becomes empty. */
+export function freeMemory(memory: ArrayBuffer): void {
   const { port1, port2 } = new MessageChannel();
-  const memory = buffer.buffer as ArrayBuffer;
   port1.postMessage(memory, [memory]);
   port1.close();
   port2.close();

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { freeMemory } from '../free-buffer.ts';
 import { fileThread, type ListedEntry, type WriteReply, type WriteRequest } from './file-thread.ts';
 
 /**
@@ -7,7 +8,10 @@ import { fileThread, type ListedEntry, type WriteReply, type WriteRequest } from
  * that run side by side share the file system's journal commits. Each thread costs about 9 MB.
  */
 const MAX_THREADS = 4;
-/** Threads with nothing to do for this long end (the next extraction starts them again). */
+/**
+ * Threads with nothing to do for this long end (the next extraction starts them again), and the
+ * memory kept for the next writes is given back.
+ */
 const IDLE_MS = 10_000;
 /** Memory of finished writes kept for the next ones, at most this much. */
 const POOL_BYTES = 32 << 20;
@@ -33,7 +37,7 @@ interface Thread {
  * The process's small-file threads (`file-thread.ts`), started on first use. `write` and `copy`
  * hand a file to the least busy thread and resolve once it is in place.
  */
-class FileThreads {
+export class FileThreads {
   private threads: Thread[] = [];
   private readonly waiting = new Map<
     number,
@@ -46,6 +50,13 @@ class FileThreads {
   private freeBytes = 0;
   /** Memory handed out by `buffer()`, which `write` may pass to a thread without copying. */
   private readonly lent = new WeakSet<ArrayBuffer>();
+
+  constructor(private readonly idleMs = IDLE_MS) {}
+
+  /** Bytes kept for the next writes (for tests). */
+  get pooledBytes(): number {
+    return this.freeBytes;
+  }
 
   /** A buffer of `size` bytes (uninitialised) for a file's bytes, to be passed to `write`. */
   buffer(size: number): Buffer {
@@ -219,7 +230,12 @@ class FileThreads {
       const threads = this.threads;
       this.threads = [];
       for (const t of threads) void t.worker.terminate();
-    }, IDLE_MS);
+      // Left to the garbage collector, an extraction's buffers (up to POOL_BYTES) would stay
+      // with an idle server: nothing refers to them, but nothing collects them for minutes.
+      for (const memory of this.free) freeMemory(memory);
+      this.free = [];
+      this.freeBytes = 0;
+    }, this.idleMs);
     this.idleTimer.unref();
   }
 }
