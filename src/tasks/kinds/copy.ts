@@ -17,7 +17,8 @@ import {
   copySmallLocal,
   type Endpoint,
   forEachLimit,
-  itemError,
+  ItemFailures,
+  items,
   measureTree,
   removeOwnTemp,
   SMALL_LOCAL_COPY,
@@ -145,17 +146,8 @@ export async function copyPlanned(
   counted.then((totals) => progress.setTotals(totals)).catch(() => undefined);
   try {
     await plan.dst.driver.mkdir(plan.dstPath);
-    // The task's outcome code: retried when any failure might pass, else the first definite one.
-    const outcome: { recoverable: boolean; code: FerryError['code'] | null } = {
-      recoverable: false,
-      code: null,
-    };
-    const failed = (rel: string, err: unknown) => {
-      if (signal.aborted) throw err;
-      progress.itemFailed(rel, itemError(err));
-      if (err instanceof FerryError && err.unrecoverable) outcome.code ??= err.code;
-      else outcome.recoverable = true;
-    };
+    const failures = new ItemFailures(progress, signal);
+    const failed = failures.add;
     // Folders are created in walk order, before any file inside them starts copying; files then
     // copy several at a time.
     async function* filesWithFoldersMade() {
@@ -202,15 +194,7 @@ export async function copyPlanned(
       throw err;
     }
     const totals = await counted;
-    if (progress.failedCount > 0) {
-      const code = outcome.recoverable || !outcome.code ? 'E_BACKEND' : outcome.code;
-      // The runner adds the first failure to the message.
-      const count = progress.failedCount;
-      throw new FerryError(
-        code,
-        `${count} ${count === 1 ? 'item' : 'items'} failed (of ${totals.files} files)`,
-      );
-    }
+    failures.throwIfAny((count) => `${items(count)} failed (of ${totals.files} files)`);
   } finally {
     counting.abort();
   }

@@ -2,7 +2,7 @@ import { FerryError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { joinPath, normalizePath } from '../../storage/paths.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
-import { forEachLimit, itemError, measureTree } from './transfer.ts';
+import { forEachLimit, ItemFailures, items, measureTree } from './transfer.ts';
 
 /** Files removed at once: a remote backend answers each removal after a round trip. */
 const REMOVE_CONCURRENCY = 8;
@@ -33,22 +33,9 @@ export const deleteKind: TaskKindHandler = {
     }
     const totals = await measureTree(target.driver, target.path, ctx.signal, { linksAsFiles: true });
     ctx.progress.setTotals({ files: totals.files, bytes: totals.bytes });
-    const failures = { count: 0, code: null as FerryError['code'] | null, recoverable: false };
-    await removeTree(target.driver, target.path, '/', ctx, (path, err) => {
-      if (ctx.signal.aborted) throw err;
-      ctx.progress.itemFailed(path, itemError(err));
-      failures.count++;
-      if (err instanceof FerryError && err.unrecoverable) failures.code ??= err.code;
-      else failures.recoverable = true;
-    });
-    if (failures.count > 0) {
-      const { count } = failures;
-      throw new FerryError(
-        failures.recoverable || !failures.code ? 'E_BACKEND' : failures.code,
-        // The runner adds the first failure to the message.
-        `${count} ${count === 1 ? 'item' : 'items'} could not be deleted`,
-      );
-    }
+    const failures = new ItemFailures(ctx.progress, ctx.signal);
+    await removeTree(target.driver, target.path, '/', ctx, failures.add);
+    failures.throwIfAny((count) => `${items(count)} could not be deleted`);
   },
 };
 

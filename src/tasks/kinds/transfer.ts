@@ -290,3 +290,39 @@ export function itemError(err: unknown): string {
   if (err instanceof FerryError) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The failed items of a directory task (copy, move, delete), which goes on past each one, and
+ * the error it ends with: retried when any failure might pass, else the first definite code.
+ */
+export class ItemFailures {
+  count = 0;
+  private recoverable = false;
+  private code: FerryError['code'] | null = null;
+
+  constructor(
+    private readonly progress: Progress,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** Record `err` for the item at `rel`; once canceled, rethrow it instead (the task stops). */
+  readonly add = (rel: string, err: unknown): void => {
+    if (this.signal.aborted) throw err;
+    this.progress.itemFailed(rel, itemError(err));
+    this.count++;
+    if (err instanceof FerryError && err.unrecoverable) this.code ??= err.code;
+    else this.recoverable = true;
+  };
+
+  /** Throw the task's error when an item failed; `what` says it ("3 items failed"). */
+  throwIfAny(what: (count: number) => string): void {
+    if (this.count === 0) return;
+    // The runner adds the first failure to the message.
+    throw new FerryError(this.recoverable || !this.code ? 'E_BACKEND' : this.code, what(this.count));
+  }
+}
+
+/** "1 item", "2 items". */
+export function items(count: number): string {
+  return `${count} ${count === 1 ? 'item' : 'items'}`;
+}
