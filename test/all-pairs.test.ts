@@ -12,8 +12,9 @@ import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './he
 /**
  * Copy and move between every ordered pair of {Local, S3, WebDav, SFTP}, through the API, each
  * backend a real server on loopback (s3rver, `rclone serve webdav|sftp`). The tree is 2,000 files
- * in nested folders (with empty ones) plus one 200 MB file; every byte is checked by SHA-256
- * through the destination's own driver.
+ * in nested folders (with empty ones) plus one 200 MB file and one of 12 MiB (S3 multipart, but
+ * under the size fetched as ranges); every byte is checked by SHA-256 through the destination's
+ * own driver.
  *
  * Size: the issue’s full size by default (about 8 minutes on a 2-core machine, most of it
  * waiting on s3rver: the moves that involve S3 take three times as long as the others); `FERRY_TEST_TREE_FILES` and `FERRY_TEST_BIG_MB` make it smaller for a
@@ -26,6 +27,10 @@ import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './he
 
 const TREE_FILES = Number(process.env.FERRY_TEST_TREE_FILES ?? 2000);
 const BIG_BYTES = Number(process.env.FERRY_TEST_BIG_MB ?? 200) * 1024 * 1024;
+/** A file between one S3 part (5 MiB) and the size fetched as ranges (64 MiB): three parts. */
+const MID_BYTES = 12 * 1024 * 1024 + 5;
+/** The tree's files, with big.bin and mid.bin. */
+const ALL_FILES = TREE_FILES + 2;
 
 interface Backend {
   name: string;
@@ -147,8 +152,8 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
 
   const assertTaskComplete = (t: TaskInfo, what: string) => {
     assert.equal(t.state, 'succeeded', `${what}: ${t.error}`);
-    assert.equal(t.total_files, TREE_FILES + 1, `${what}: total_files`);
-    assert.equal(t.processed_files, TREE_FILES + 1, `${what}: processed_files`);
+    assert.equal(t.total_files, ALL_FILES, `${what}: total_files`);
+    assert.equal(t.processed_files, ALL_FILES, `${what}: processed_files`);
     assert.equal(t.failed_files, 0, `${what}: failed_files`);
     assert.equal(t.total_bytes, totalBytes, `${what}: total_bytes`);
     assert.equal(t.processed_bytes, totalBytes, `${what}: processed_bytes`);
@@ -193,7 +198,8 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
     const spec = await makeTree(root, TREE_FILES);
     expected = expectedSnapshot(spec);
     expected.set('/big.bin', await writeRandomFile(join(root, 'big.bin'), BIG_BYTES));
-    totalBytes = spec.totalBytes + BIG_BYTES;
+    expected.set('/mid.bin', await writeRandomFile(join(root, 'mid.bin'), MID_BYTES));
+    totalBytes = spec.totalBytes + BIG_BYTES + MID_BYTES;
   });
 
   after(async () => {

@@ -61,6 +61,30 @@ describe('Local ⇄ S3 through the task API', () => {
     );
   });
 
+  it('uploads into S3 with PUT /api/fs/put as tasks: empty, small and multipart files byte-identical', async () => {
+    for (const size of [0, 1000, 11 * 1024 * 1024 + 7]) {
+      const data = randomBytes(size);
+      const path = `/s3/uploads/u-${size}.bin`;
+      const res = await h.call('PUT', '/api/fs/put', {
+        token: h.adminToken,
+        body: data,
+        headers: {
+          'file-path': encodeURIComponent(path),
+          'as-task': 'true',
+          'content-type': 'application/octet-stream',
+        },
+      });
+      const put = JSON.parse(res.body) as { code: number; message: string; data: { task: { id: string } } };
+      assert.equal(put.code, 200, put.message);
+      const done = await finished('upload', put.data.task.id);
+      assert.equal(done.state, 'succeeded', done.error);
+      const at = h.core.mounts.resolve(path);
+      const chunks: Buffer[] = [];
+      for await (const c of await at.driver.read(at.path)) chunks.push(c as Buffer);
+      assert.equal(sha(Buffer.concat(chunks)), sha(data), `${size} bytes`);
+    }
+  });
+
   it('copies a tree with a 20 MB file to S3 and moves it back byte-identical, the source gone only after', async () => {
     const src = join(files, 'tree');
     for (let i = 0; i < 60; i++) {

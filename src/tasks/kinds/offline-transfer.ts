@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { link, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
@@ -6,6 +5,7 @@ import type { Driver } from '../../storage/driver.ts';
 import { joinPath, normalizePath, tempPathFor } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
+import { writeLocalFile } from './ranged-fetch.ts';
 
 /** AList's `delete_policy`: what happens to the downloaded file in ferry's data dir after the transfer. */
 export const DELETE_POLICIES = [
@@ -144,10 +144,9 @@ async function placeLocally(
 }
 
 async function streamFile(src: string, driver: Driver, path: string, size: number, ctx: TaskContext) {
-  await driver.write(path, createReadStream(src, { highWaterMark: 1 << 20 }), {
+  await writeLocalFile(driver, path, src, size, {
     signal: ctx.signal,
     overwrite: true,
-    size,
     tempKey: ctx.taskId,
     onProgress: (n) => ctx.progress.addBytes(n),
   });

@@ -1,7 +1,8 @@
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
-import type { ReadInto } from '../../storage/driver.ts';
+import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
 import { BackgroundFlush } from '../../storage/local/background-flush.ts';
 import type { Endpoint } from './transfer.ts';
 
@@ -124,25 +125,44 @@ function rangeMismatch(path: string, start: number, end: number): FerryError {
  */
 export function rangeReaderOf(src: Endpoint): ReadInto {
   const local = src.driver.localPath(src.path);
-  if (local) {
-    return async (start, into, signal) => {
-      const file = await open(local, 'r');
-      try {
-        for (let filled = 0; filled < into.length; ) {
-          signal?.throwIfAborted();
-          const { bytesRead } = await file.read(into, filled, into.length - filled, start + filled);
-          if (bytesRead === 0) throw rangeMismatch(src.path, start, start + into.length - 1);
-          filled += bytesRead;
-        }
-      } finally {
-        await file.close();
-      }
-    };
-  }
+  if (local) return localRangeReader(local, src.path);
   return async (start, into, signal) => {
     let filled = 0;
     for await (const chunk of await readExactRange(src, start, start + into.length - 1, signal)) {
       filled += (chunk as Buffer).copy(into, filled);
+    }
+  };
+}
+
+/**
+ * Write the local file `file` (`size` bytes) to `path` on `driver`: range by range where the
+ * driver takes ranges (S3: into its shared part buffers), else as a stream.
+ */
+export function writeLocalFile(
+  driver: Driver,
+  path: string,
+  file: string,
+  size: number,
+  options: WriteOptions,
+): Promise<void> {
+  if (driver.writeRanges && size > 0)
+    return driver.writeRanges(path, size, localRangeReader(file, path), { ...options, size });
+  return driver.write(path, createReadStream(file, { highWaterMark: 1 << 20 }), { ...options, size });
+}
+
+/** A `ReadInto` over the local file `file` (`shown` names it in errors): positional reads. */
+export function localRangeReader(file: string, shown: string): ReadInto {
+  return async (start, into, signal) => {
+    const handle = await open(file, 'r');
+    try {
+      for (let filled = 0; filled < into.length; ) {
+        signal?.throwIfAborted();
+        const { bytesRead } = await handle.read(into, filled, into.length - filled, start + filled);
+        if (bytesRead === 0) throw rangeMismatch(shown, start, start + into.length - 1);
+        filled += bytesRead;
+      }
+    } finally {
+      await handle.close();
     }
   };
 }

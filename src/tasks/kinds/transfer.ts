@@ -15,6 +15,12 @@ import { fetchRangesInto, RANGED_FETCH_MIN, rangeReaderOf } from './ranged-fetch
  */
 export const SMALL_LOCAL_COPY = 256 * 1024;
 
+/**
+ * A remote file this large or larger (one S3 part) goes to a `writeRanges` destination range by
+ * range, a request each; a local one of any size does.
+ */
+const RANGED_WRITE_MIN = 5 * 1024 * 1024;
+
 /** A file or folder on some driver. */
 export interface Endpoint {
   driver: Driver;
@@ -33,9 +39,9 @@ export interface TransferOptions {
  * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is
  * there. Between two local mounts the bytes go through a double-buffered file copy; on one
  * driver with a server-side copy, the backend copies; a large remote file bound for a local mount
- * is fetched as parallel ranges, and one bound for a driver that uploads in parts (S3) is sent
- * as parallel ranges of the source; otherwise the source stream is piped into the destination
- * driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
+ * is fetched as parallel ranges, and a file bound for a driver that uploads in parts (S3) is sent
+ * as parallel ranges of the source (see RANGED_WRITE_MIN); otherwise the source stream is piped
+ * into the destination driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
  */
 export async function transferFile(
   src: Endpoint,
@@ -67,9 +73,7 @@ export async function transferFile(
     return;
   }
   const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress };
-  // A local file's ranges cost no request each, so any size goes that way; a remote one only
-  // when large.
-  const ranged = size > 0 && (srcLocal !== null || size >= RANGED_FETCH_MIN);
+  const ranged = size > 0 && (srcLocal !== null || size >= RANGED_WRITE_MIN);
   if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && ranged) {
     await dst.driver.writeRanges(dst.path, size, rangeReaderOf(src), writeOptions);
     return;

@@ -1,9 +1,9 @@
-import { createReadStream } from 'node:fs';
 import { link, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
 import { normalizePath, parentPath, TEMP_PREFIX, tempToken } from '../../storage/paths.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
+import { writeLocalFile } from './ranged-fetch.ts';
 
 /** Where an upload's body waits, in the data directory, until its task writes it to storage. */
 export function spoolPath(dataDir: string, taskId: string): string {
@@ -38,11 +38,9 @@ export const uploadKind: TaskKindHandler = {
     if (local && (await placeByLink(spool, local, { overwrite, taskId: task.id }))) {
       ctx.progress.addBytes(size);
     } else {
-      const source = createReadStream(spool, { highWaterMark: 1 << 20 });
-      await dst.driver.write(dst.path, source, {
+      await writeLocalFile(dst.driver, dst.path, spool, size, {
         signal: ctx.signal,
         overwrite,
-        size,
         tempKey: task.id,
         onProgress: (n) => ctx.progress.addBytes(n),
       });
