@@ -31,6 +31,10 @@ export async function serve(config: Config): Promise<void> {
     await core.close();
     process.exit(0);
   };
+  // A promise that failed with nothing waiting for it is a bug, but one task's bug: Node's default
+  // (end the process) would stop every transfer at once. Logged loudly instead; the tests, which
+  // run the engine without this, fail on any such rejection.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (a bug): serving on'));
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }

@@ -147,6 +147,9 @@ export class StagedCopies {
         this.flushesPending--;
         this.changed();
       });
+    // `finish` or `abandon` takes the failure, maybe much later: until then it must not count as
+    // an unhandled rejection, which would end the process.
+    this.flushing.catch(() => undefined);
   }
 
   private async flush(batch: StagedFile[]): Promise<void> {

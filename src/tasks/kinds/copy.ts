@@ -167,6 +167,8 @@ export async function copyPlanned(
           links: Promise.resolve(),
           linked(rel, size, after) {
             this.links = this.links.then(() => one(rel, size, after).catch((err) => failed(rel, err)));
+            // Awaited once the walk ends; a cancel's rejection before then is not unhandled.
+            this.links.catch(() => undefined);
           },
         }
       : undefined;
