@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/core.ts';
+import { waitFor } from './helpers/harness.ts';
+import { spawnFerry } from './helpers/process.ts';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '..', 'src', 'cli.ts');
@@ -67,6 +70,34 @@ describe('ferry CLI', () => {
       });
     } finally {
       taken.close();
+    }
+  });
+
+  it('serve logs a stray rejected promise and keeps serving instead of dying with every transfer', async () => {
+    // A preload rejects a promise that nothing handles once the server runs (a bug of the kind
+    // Node's default answers by ending the process).
+    const preload = join(dataDir, 'reject-later.mjs');
+    await writeFile(
+      preload,
+      "setTimeout(() => { Promise.reject(new Error('a stray rejection')); }, 1500).unref();\n",
+    );
+    const server = await spawnFerry(join(dataDir, 'stray'), {
+      FERRY_ADMIN_PASSWORD: 'first-start',
+      FERRY_LOG_LEVEL: 'error',
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${pathToFileURL(preload).href}`.trim(),
+    });
+    try {
+      await waitFor(
+        async () => (server.output().includes('a stray rejection') ? true : undefined),
+        10_000,
+        'the rejection logged',
+      );
+      assert.match(server.output(), /unhandled rejection \(a bug\): serving on/);
+      const ping = await fetch(`${server.base}/ping`).then((r) => r.text());
+      assert.equal(ping, 'pong');
+      assert.equal(server.child.exitCode, null, 'the server exited');
+    } finally {
+      await server.stop();
     }
   });
 
