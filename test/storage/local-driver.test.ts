@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -412,6 +413,29 @@ describe('copyLocalFile', () => {
     assert.equal(await codeOf(copying), 'E_CANCELED');
     assert.ok(performance.now() - asked < 500, 'the cp child was killed promptly');
     await rm(join(dir, 'big'));
+  });
+
+  it('a disk that fills up mid-copy fails the copy with E_NO_SPACE, and nothing else', async (t) => {
+    // A 1 MiB tmpfs (root may mount one) runs out while the loop reads its next chunk: the write's
+    // failure must reach the copy, not the process as an unhandled rejection.
+    const full = join(dir, 'full');
+    await mkdir(full);
+    const mounted = await new Promise<boolean>((resolve) =>
+      execFile('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', full], (err) => resolve(err === null)),
+    );
+    if (!mounted) {
+      if (process.env.CI === 'true') throw new Error('mounting a tmpfs is needed under CI (root)');
+      t.skip('cannot mount a tmpfs here (it needs root)');
+      return;
+    }
+    try {
+      const copying = copyLocalFile(join(dir, 'src'), join(full, 'dst'), { chunkSize: 256 * 1024 });
+      assert.equal(await codeOf(copying), 'E_NO_SPACE');
+      // A moment for a stray rejection to surface (node:test fails the test on one).
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await new Promise<void>((resolve) => execFile('umount', [full], () => resolve()));
+    }
   });
 
   it('copies small and empty files, with or without a size hint', async () => {

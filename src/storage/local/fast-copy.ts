@@ -174,6 +174,9 @@ async function copyChunks(
       if (bytesRead === 0) return;
       const written = bytesRead;
       writing = writeAll(output, buffer, written, position).then(() => options.onProgress?.(written));
+      // Awaited after the next read: a write that fails meanwhile (ENOSPC) must not count as an
+      // unhandled rejection until then, which would end the process.
+      writing.catch(() => undefined);
       position += written;
       // A short read at or past the known size is the end: skip the empty read that would
       // confirm it. A short read before it (FUSE and network file systems do that) is not.
