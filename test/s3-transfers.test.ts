@@ -65,16 +65,7 @@ describe('Local ⇄ S3 through the task API', () => {
     for (const size of [0, 1000, 11 * 1024 * 1024 + 7]) {
       const data = randomBytes(size);
       const path = `/s3/uploads/u-${size}.bin`;
-      const res = await h.call('PUT', '/api/fs/put', {
-        token: h.adminToken,
-        body: data,
-        headers: {
-          'file-path': encodeURIComponent(path),
-          'as-task': 'true',
-          'content-type': 'application/octet-stream',
-        },
-      });
-      const put = JSON.parse(res.body) as { code: number; message: string; data: { task: { id: string } } };
+      const put = await h.putAsTask(path, data);
       assert.equal(put.code, 200, put.message);
       const done = await finished('upload', put.data.task.id);
       assert.equal(done.state, 'succeeded', done.error);

@@ -104,16 +104,7 @@ describe('transfers through the AList file API', () => {
     const data = randomBytes(50 * MiB);
     const path = '/local/uploads/big upload ü #1.bin';
     const t0 = Date.now();
-    const res = await h.call('PUT', '/api/fs/put', {
-      token: h.adminToken,
-      body: data,
-      headers: {
-        'file-path': encodeURIComponent(path),
-        'as-task': 'true',
-        'content-type': 'application/octet-stream',
-      },
-    });
-    const put = JSON.parse(res.body) as { code: number; message: string; data: { task: TaskView } };
+    const put = await h.putAsTask(path, data);
     assert.equal(put.code, 200, put.message);
     assert.equal(put.data.task.type, 'upload');
     const task = await finished('upload', put.data.task.id);

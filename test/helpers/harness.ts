@@ -31,6 +31,11 @@ export interface Harness {
   /** Create a general user with every file permission; returns its token. */
   user(name: string, extra?: Record<string, unknown>): Promise<string>;
   login(name: string, password: string): Promise<string>;
+  /** `PUT /api/fs/put` of `data` to `path` as a task (admin); the reply's envelope. */
+  putAsTask(
+    path: string,
+    data: Buffer,
+  ): Promise<{ code: number; message: string; data: { task: { id: string; type: string } } }>;
   close(): Promise<void>;
 }
 
@@ -80,6 +85,18 @@ export async function startHarness(overrides: DeepPartial<Config> = {}): Promise
     call,
     json,
     login,
+    async putAsTask(path, data) {
+      const res = await call('PUT', '/api/fs/put', {
+        token: adminToken,
+        body: data,
+        headers: {
+          'file-path': encodeURIComponent(path),
+          'as-task': 'true',
+          'content-type': 'application/octet-stream',
+        },
+      });
+      return JSON.parse(res.body);
+    },
     async user(name, extra = {}) {
       const res = await json('POST', '/api/admin/user/create', {
         token: adminToken,
