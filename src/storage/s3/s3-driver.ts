@@ -265,8 +265,7 @@ export class S3Driver implements Driver {
       await upload.done();
     } catch (err) {
       source.destroy();
-      if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
-      throw toFerry(err, path);
+      throw failedRequest(err, path, options.signal);
     } finally {
       options.signal?.removeEventListener('abort', abort);
     }
@@ -294,21 +293,29 @@ export class S3Driver implements Driver {
       }
       if (length !== options.size)
         throw new FerryError('E_BACKEND', `${p}: the source gave ${length} bytes, not ${options.size}`);
+    } catch (err) {
+      source.destroy();
+      throw failedRequest(err, p, options.signal);
+    }
+    await this.putBody(p, Buffer.concat(chunks, length), options.signal);
+    options.onProgress?.(length);
+  }
+
+  /** One PutObject of `body`, with its length: the SDK can send it again when a request fails. */
+  private async putBody(p: string, body: Buffer, signal?: AbortSignal): Promise<void> {
+    try {
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.key(p),
-          Body: Buffer.concat(chunks, length),
-          ContentLength: length,
+          Body: body,
+          ContentLength: body.length,
         }),
-        { abortSignal: options.signal },
+        { ...(signal && { abortSignal: signal }) },
       );
     } catch (err) {
-      source.destroy();
-      if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
-      throw err instanceof FerryError ? err : toFerry(err, p);
+      throw failedRequest(err, p, signal);
     }
-    options.onProgress?.(length);
   }
 
   /**
@@ -334,14 +341,10 @@ export class S3Driver implements Driver {
     if (size < MIN_PART_SIZE) {
       // One request, as `write` sends a small file (see putSmall).
       const body = Buffer.allocUnsafe(size);
-      await readInto(0, body, signal);
-      await this.call(path, () =>
-        this.client.send(new PutObjectCommand({ ...target, Body: body, ContentLength: size }), {
-          ...(signal && { abortSignal: signal }),
-        }),
-      ).catch((err: unknown) => {
-        throw signal?.aborted ? new FerryError('E_CANCELED', 'canceled', { cause: err }) : err;
+      await readInto(0, body, signal).catch((err: unknown) => {
+        throw failedRequest(err, p, signal);
       });
+      await this.putBody(p, body, signal);
       options.onProgress?.(size);
       return;
     }
@@ -608,6 +611,12 @@ function describe(err: unknown): string {
 }
 
 /** S3's answers as ferry's codes: missing → E_NOT_FOUND, refused → E_FORBIDDEN, the rest retryable. */
+/** What a failed request or read of `path` reports: `E_CANCELED` when `signal` stopped it. */
+function failedRequest(err: unknown, path: string, signal?: AbortSignal): Error {
+  if (signal?.aborted) return new FerryError('E_CANCELED', 'canceled', { cause: err });
+  return toFerry(err, path);
+}
+
 function toFerry(err: unknown, path: string): Error {
   if (err instanceof FerryError) return err;
   if (isNotFound(err)) return new FerryError('E_NOT_FOUND', `not found: ${path}`, { cause: err });
