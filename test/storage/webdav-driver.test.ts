@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { access, readdir, readFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -200,6 +201,45 @@ describe('WebDav driver', { skip: !available && 'rclone is not installed' }, () 
     } finally {
       await driver.close();
       await own.close();
+    }
+  });
+});
+
+describe('WebDav driver and kept-alive connections', () => {
+  it('sends a PROPFIND again when the server closed its kept-alive connection as it went out', async () => {
+    // Every second request on a connection finds it closed, as when a server's idle timeout
+    // fires just as a request is sent on a reused connection; a new connection is answered.
+    const body = (href: string) =>
+      `<?xml version="1.0" encoding="utf-8"?><d:multistatus xmlns:d="DAV:"><d:response><d:href>${href}</d:href>` +
+      '<d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop>' +
+      '<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response></d:multistatus>';
+    let resets = 0;
+    const server = createHttpServer((req, res) => {
+      const socket = req.socket as typeof req.socket & { served?: number };
+      socket.served = (socket.served ?? 0) + 1;
+      if (socket.served > 1) {
+        resets++;
+        socket.destroy();
+        return;
+      }
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
+        res.end(body(req.url ?? '/'));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const driver = await WebDavDriver.open(
+      webdavSettings({ address: `http://127.0.0.1:${port}`, vendor: 'other' }),
+    );
+    try {
+      for (const path of ['/a', '/b', '/c']) assert.equal((await driver.stat(path))?.isDir, true, path);
+      assert.ok(resets > 0, 'no kept-alive connection was reused, so none was reset');
+    } finally {
+      await driver.close();
+      server.closeAllConnections();
+      server.close();
     }
   });
 });

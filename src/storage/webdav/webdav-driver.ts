@@ -87,6 +87,8 @@ const OPEN_TIMEOUT_MS = 15_000;
  * pause that long.
  */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
+/** Methods that change nothing on the server, so sending one twice is harmless. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'PROPFIND']);
 
 /** One `<response>` of a PROPFIND, its href decoded and made relative to the address. */
 interface DavItem {
@@ -354,20 +356,28 @@ export class WebDavDriver implements Driver {
     return `${this.address}${full.split('/').map(encodeURIComponent).join('/')}`;
   }
 
-  /** One request; HTTP and network errors become FerryErrors (see `failure`). */
+  /**
+   * One request; HTTP and network errors become FerryErrors (see `failure`). A request that
+   * changes nothing is sent once more when its connection was reset: a kept-alive connection the
+   * server closed just as the request went out fails that way, and a new one succeeds.
+   */
   private async call(method: string, full: string, init: Call = {}): Promise<FetchResponse> {
-    try {
-      return (await this.client.customRequest('', {
-        method,
-        url: this.url(full),
-        ...(init.headers && { headers: init.headers }),
-        ...(init.data !== undefined && { data: init.data as string }),
-        ...(init.signal && { signal: init.signal }),
-      })) as FetchResponse;
-    } catch (err) {
-      // The error response's body holds its connection until read: let it go.
-      (err as { response?: FetchResponse }).response?.body?.resume();
-      throw this.failure(err, `${method} ${relativeTo(full, this.root)}`, init.signal);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.client.customRequest('', {
+          method,
+          url: this.url(full),
+          ...(init.headers && { headers: init.headers }),
+          ...(init.data !== undefined && { data: init.data as string }),
+          ...(init.signal && { signal: init.signal }),
+        })) as FetchResponse;
+      } catch (err) {
+        // The error response's body holds its connection until read: let it go.
+        (err as { response?: FetchResponse }).response?.body?.resume();
+        const reset = (err as { code?: unknown } | null)?.code === 'ECONNRESET';
+        if (attempt === 1 && reset && SAFE_METHODS.has(method) && !init.signal?.aborted) continue;
+        throw this.failure(err, `${method} ${relativeTo(full, this.root)}`, init.signal);
+      }
     }
   }
 
