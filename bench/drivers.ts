@@ -54,7 +54,9 @@ const RUN_MS = 900_000;
 
 /** s3rver in a child process (test/helpers/s3rver-child.ts); resolves once it printed its port. */
 async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
+  // --openssl-legacy-provider: s3rver's continuation tokens use DES (see test/helpers/s3-server.ts).
   const s3 = service(process.execPath, [
+    '--openssl-legacy-provider',
     '--import',
     'tsx',
     'test/helpers/s3rver-child.ts',

@@ -6,7 +6,7 @@ import type { Driver } from '../src/storage/driver.ts';
 import { joinPath } from '../src/storage/paths.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
-import { type S3Server, s3Addition, startKillableS3Server } from './helpers/s3-server.ts';
+import { type S3Server, s3Addition, startS3Server } from './helpers/s3-server.ts';
 import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -174,11 +174,7 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
   before(async () => {
     // s3rver in its own process: in this one, every S3 request's work came out of the event loop
     // that ferry (the server under test) runs on.
-    [s3, dav, sftp] = await Promise.all([
-      startKillableS3Server(),
-      startRclone('webdav'),
-      startRclone('sftp'),
-    ]);
+    [s3, dav, sftp] = await Promise.all([startS3Server(), startRclone('webdav'), startRclone('sftp')]);
     h = await startHarness();
     await mount('/s3', 'S3', s3Addition(s3, '/pairs'));
     await mount('/dav', 'WebDav', {

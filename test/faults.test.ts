@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
-import { type KillableS3Server, mountS3, startKillableS3Server } from './helpers/s3-server.ts';
+import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { FERRY_TEMP_PREFIX, sha256File, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -229,7 +229,7 @@ describe('a remote backend failing or a transfer canceled mid-way', { skip: !ena
 
 describe('an S3 server failing or an upload to it canceled mid-way', () => {
   let h: Harness;
-  let s3: KillableS3Server;
+  let s3: S3Server;
   let bigSha = '';
 
   const info = async (id: string) =>
@@ -272,7 +272,7 @@ describe('an S3 server failing or an upload to it canceled mid-way', () => {
       tasks: { retryBaseDelayMs: 200, retryMaxDelayMs: 1000, maxRetry: { copy: 20 } },
     });
     bigSha = await writeRandomFile(join(h.dataDir, 'files', 'big.bin'), BIG_BYTES);
-    s3 = await startKillableS3Server();
+    s3 = await startS3Server();
     await mountS3(h, s3);
   });
 

@@ -6,13 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import {
-  type KillableS3Server,
-  mountS3,
-  type S3Server,
-  startKillableS3Server,
-  startS3Server,
-} from './helpers/s3-server.ts';
+import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 
 /** Copies and moves between a Local mount and an S3 mount (s3rver), through the API. */
 
@@ -117,10 +111,10 @@ describe('Local ⇄ S3 through the task API', () => {
 
 describe('memory of S3 uploads', () => {
   let h: Harness;
-  let s3: KillableS3Server;
+  let s3: S3Server;
 
   before(async () => {
-    s3 = await startKillableS3Server();
+    s3 = await startS3Server();
     h = await startHarness();
     await mountS3(h, s3);
   });

@@ -4,65 +4,42 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-// s3rver ships no types; what is used here is small and stable.
-// @ts-expect-error untyped package
-import S3rver from 's3rver';
 import type { Harness } from './harness.ts';
 
-/** A real S3-protocol server (s3rver) on loopback, with one bucket, for driver tests. */
+/**
+ * A real S3-protocol server (s3rver) on loopback with one bucket, in its own process: a fault
+ * test can kill it (SIGKILL) and start it again, and a test that sends it many requests does not
+ * share ferry's event loop with it. That process runs with `--openssl-legacy-provider`: s3rver
+ * makes its continuation tokens with DES, which Node's OpenSSL 3 refuses otherwise, so every
+ * listing longer than one page (1,000 keys) would fail with a 500.
+ */
 export interface S3Server {
   endpoint: string;
   bucket: string;
   accessKeyId: string;
   secretAccessKey: string;
-  close(): Promise<void>;
-}
-
-export async function startS3Server(bucket = 'ferry-test'): Promise<S3Server> {
-  const directory = await mkdtemp(join(tmpdir(), 'ferry-s3rver-'));
-  const server = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory,
-    configureBuckets: [{ name: bucket }],
-  });
-  const { port } = (await server.run()) as { port: number };
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    bucket,
-    // s3rver's fixed credentials for signed requests
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    async close() {
-      await server.close();
-      await rm(directory, { recursive: true, force: true });
-    },
-  };
-}
-
-/**
- * An s3rver in its own process, which a fault test can kill (SIGKILL) and start again, and which
- * a test that sends it many requests runs so that its work does not share ferry's event loop.
- */
-export interface KillableS3Server extends S3Server {
   /** The folder s3rver keeps its buckets in. */
   directory: string;
   /** SIGKILL: every connection drops at once, as when a server dies. */
   stop(): Promise<void>;
   /** Start again on the same port and folder. */
   start(): Promise<void>;
+  close(): Promise<void>;
 }
 
-export async function startKillableS3Server(bucket = 'ferry-test'): Promise<KillableS3Server> {
+export async function startS3Server(bucket = 'ferry-test'): Promise<S3Server> {
   const directory = await mkdtemp(join(tmpdir(), 'ferry-s3rver-'));
   const script = fileURLToPath(new URL('./s3rver-child.ts', import.meta.url));
   let child: ChildProcess | null = null;
   let port = 0;
   const start = async () => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', script, directory, bucket, String(port)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const proc = spawn(
+      process.execPath,
+      ['--openssl-legacy-provider', '--import', 'tsx', script, directory, bucket, String(port)],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     child = proc;
     let output = '';
     proc.stderr?.on('data', (d: Buffer) => {
