@@ -24,6 +24,14 @@ export interface MeasureOptions {
   linksAsFiles?: boolean;
 }
 
+export interface RemoveTreeOptions {
+  signal: AbortSignal;
+  /** A file below the folder is gone. */
+  removed(entry: Entry): void;
+  /** A file below the folder could not be removed. */
+  failed(path: string, err: Error): void;
+}
+
 export interface DriverCapabilities {
   /** `copy()` runs on the backend without moving the bytes through ferry. */
   serverSideCopy: boolean;
@@ -117,11 +125,13 @@ export interface Driver {
   remove(path: string, options?: { signal?: AbortSignal; file?: boolean }): Promise<void>;
 
   /**
-   * Remove several files (never folders) in as few requests as the backend allows (S3: one
-   * DeleteObjects per 1,000). Resolves with the error of each path that could not be removed;
-   * a path with nothing there is not an error. Without it, callers `remove` one by one.
+   * Optional: remove the folder `path` and everything below it in fewer round trips than a walk
+   * of `list` and a `remove` per file (S3: one flat listing and a DeleteObjects per 1,000 keys). Each file is reported to `removed` or, when it could not be removed, to `failed`
+   * (driver paths); a folder that still holds such a file stays. Hidden names (temp files, folder
+   * markers) go too, unreported. Checks `signal` between requests. `E_NOT_FOUND`,
+   * `E_NOT_A_DIRECTORY`.
    */
-  removeFiles?(paths: string[], options?: { signal?: AbortSignal }): Promise<Map<string, Error>>;
+  removeTree?(path: string, options: RemoveTreeOptions): Promise<void>;
 
   /**
    * The absolute local file-system path behind `path`, for drivers that have one (Local); lets

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { TEMP_PREFIX } from '../../src/storage/paths.ts';
 import { S3Driver, s3Settings } from '../../src/storage/s3/s3-driver.ts';
 import { type S3Server, s3Addition, startS3Server } from '../helpers/s3-server.ts';
 import { codeOf, runDriverConformance } from './driver-conformance.ts';
@@ -41,21 +44,152 @@ describe('S3 driver', () => {
     await inner.close();
   });
 
-  it('removeFiles deletes many files in batches, leaves the rest, and takes a missing one as done', async () => {
+  it('removeTree removes a folder of more keys than one listing or DeleteObjects holds', async () => {
     const d = await S3Driver.open(settings({ root_folder_path: `/many-${randomBytes(4).toString('hex')}` }));
     const put = (path: string) => d.write(path, Readable.from([Buffer.from(path)]), { size: path.length });
-    // More than one DeleteObjects request holds (1,000 keys).
-    const doomed = Array.from({ length: 1203 }, (_, i) => `/f/${i}.txt`);
+    // More than one page of keys (1,000 a listing and a DeleteObjects).
+    const doomed = Array.from({ length: 1203 }, (_, i) => `/f/big/${i % 3}/${i}.txt`);
     for (let i = 0; i < doomed.length; i += 50) await Promise.all(doomed.slice(i, i + 50).map(put));
     await put('/f/keep.txt');
-    await put('/f/sub/keep.txt');
-    const failed = await d.removeFiles([...doomed, '/f/never-there.txt']);
-    assert.deepEqual([...failed], []);
+    await put('/f/bigger.txt'); // a key that starts like the folder's, outside it
+    assert.deepEqual(await d.measure('/f/big'), {
+      files: doomed.length,
+      bytes: doomed.reduce((n, path) => n + path.length, 0),
+    });
+    const removed = new Set<string>();
+    await d.removeTree('/f/big', {
+      signal: new AbortController().signal,
+      removed: (entry) => removed.add(entry.path),
+      failed: (path, err) => assert.fail(`${path}: ${err.message}`),
+    });
+    assert.deepEqual([...removed].sort(), [...doomed].sort());
     assert.deepEqual(
       (await d.list('/f')).map((e) => e.name),
-      ['keep.txt', 'sub'],
+      ['bigger.txt', 'keep.txt'],
     );
-    assert.equal((await d.stat('/f/sub/keep.txt'))?.size, '/f/sub/keep.txt'.length);
+    await d.close();
+  });
+
+  /** A mount of its own prefix, with a tree of nested folders, an empty one and hidden names. */
+  const treeMount = async () => {
+    const d = await S3Driver.open(settings({ root_folder_path: `/tree-${randomBytes(4).toString('hex')}` }));
+    const put = (path: string, size: number) => d.write(path, Readable.from([randomBytes(size)]), { size });
+    const files = ['/t/a.bin', '/t/b/c.bin', '/t/b/d/e.bin', '/t/b/d/f.bin', '/t/g/h.bin', '/keep/x.bin'];
+    await Promise.all(files.map((path, i) => put(path, 1000 * (i + 1))));
+    // One level only: s3rver lists no folder whose keys all lie two or more levels below it.
+    await d.mkdir('/t/empty');
+    await put(`/t/b/${TEMP_PREFIX}half-written`, 77);
+    await put(`/t/${TEMP_PREFIX}folder/inside.bin`, 88);
+    return d;
+  };
+  /** The files and bytes below `path`, walked listing by listing. */
+  const walk = async (d: S3Driver, path: string): Promise<{ files: number; bytes: number }> => {
+    let files = 0;
+    let bytes = 0;
+    for (const entry of await d.list(path)) {
+      const inner = entry.isDir ? await walk(d, entry.path) : { files: 1, bytes: entry.size };
+      files += inner.files;
+      bytes += inner.bytes;
+    }
+    return { files, bytes };
+  };
+
+  it('measures a tree from one flat listing as a walk of its listings counts it', async () => {
+    const d = await treeMount();
+    for (const path of ['/', '/t', '/t/b', '/t/empty'])
+      assert.deepEqual(await d.measure(path), await walk(d, path), path);
+    assert.deepEqual(await d.measure('/t'), { files: 5, bytes: 15_000 });
+    // Where there is nothing to measure, the same error as listing it.
+    for (const path of ['/t/a.bin', '/missing']) {
+      const code = await codeOf(d.list(path));
+      assert.ok(code, `${path} cannot be listed`);
+      assert.equal(await codeOf(d.measure(path)), code, path);
+    }
+    await d.close();
+  });
+
+  it('removeTree removes a folder with all its keys and reports each file once', async () => {
+    const d = await treeMount();
+    const removed: string[] = [];
+    const failed: string[] = [];
+    await d.removeTree('/t/b', {
+      signal: new AbortController().signal,
+      removed: (entry) => removed.push(`${entry.path}:${entry.size}`),
+      failed: (path) => failed.push(path),
+    });
+    assert.deepEqual(removed.sort(), ['/t/b/c.bin:2000', '/t/b/d/e.bin:3000', '/t/b/d/f.bin:4000']);
+    assert.deepEqual(failed, []);
+    assert.equal(await d.stat('/t/b'), null, 'the folder is gone, hidden names and all');
+    assert.deepEqual(
+      (await d.list('/t')).map((e) => e.name),
+      ['a.bin', 'empty', 'g'],
+    );
+    // A folder that holds only an empty folder (markers) goes too, reporting nothing.
+    await d.removeTree('/t/empty', {
+      signal: new AbortController().signal,
+      removed: () => assert.fail(),
+      failed: () => assert.fail(),
+    });
+    assert.equal(await d.stat('/t/empty'), null);
+
+    const none = { signal: new AbortController().signal, removed: () => undefined, failed: () => undefined };
+    assert.equal(await codeOf(d.removeTree('/missing', none)), 'E_NOT_FOUND');
+    assert.equal(await codeOf(d.removeTree('/t/a.bin', none)), 'E_NOT_A_DIRECTORY');
+    assert.equal(await codeOf(d.removeTree('/', none)), 'E_FORBIDDEN');
+    const canceled = new AbortController();
+    canceled.abort();
+    await assert.rejects(d.removeTree('/t', { ...none, signal: canceled.signal }));
+    assert.deepEqual(
+      await d.measure('/t'),
+      { files: 2, bytes: 6000 },
+      'a canceled removeTree removed nothing',
+    );
+    assert.equal((await d.stat('/keep/x.bin'))?.size, 6000);
+    await d.close();
+  });
+
+  it('removeTree reports every file it could not remove, and removes them when asked again', async (t) => {
+    const d = await treeMount();
+    // s3rver keeps /t/b/d's objects in one folder: made immutable, none of them can be unlinked,
+    // and the DeleteObjects that holds them fails.
+    const stuckFolder = join(
+      server.directory,
+      server.bucket,
+      (d as unknown as { prefix: string }).prefix,
+      't',
+      'b',
+      'd',
+    );
+    if (!(await setImmutable(stuckFolder, true))) {
+      if (process.env.CI === 'true') throw new Error('chattr +i is needed under CI (root, e2fsprogs)');
+      t.skip('chattr +i is not allowed here (it needs root)');
+      return;
+    }
+    const removed: string[] = [];
+    const failed = new Map<string, Error>();
+    try {
+      await d.removeTree('/t', {
+        signal: new AbortController().signal,
+        removed: (entry) => removed.push(entry.path),
+        failed: (path, err) => failed.set(path, err),
+      });
+    } finally {
+      await setImmutable(stuckFolder, false);
+    }
+    assert.ok(failed.has('/t/b/d/e.bin') && failed.has('/t/b/d/f.bin'), [...failed.keys()].join());
+    assert.equal(removed.length + failed.size, 5, 'every file is reported once');
+    for (const path of removed) assert.equal(await d.stat(path), null, `${path} was reported removed`);
+    assert.equal((await d.stat('/t/b/d/e.bin'))?.size, 3000, 'the stuck file is still there');
+    assert.equal((await d.stat('/t/b/d'))?.isDir, true, 'and so is its folder');
+
+    const again: string[] = [];
+    await d.removeTree('/t', {
+      signal: new AbortController().signal,
+      removed: (entry) => again.push(entry.path),
+      failed: (path) => assert.fail(`${path} failed again`),
+    });
+    assert.ok(again.includes('/t/b/d/e.bin') && again.includes('/t/b/d/f.bin'), again.join());
+    assert.equal(await d.stat('/t'), null);
     await d.close();
   });
 
@@ -109,3 +243,10 @@ describe('S3 driver', () => {
     });
   });
 });
+
+/** Set or clear a file's or folder's immutable flag; false when chattr is missing or not allowed here. */
+function setImmutable(path: string, on: boolean): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('chattr', [on ? '+i' : '-i', path], (err) => resolve(err === null)),
+  );
+}

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import {
+  type _Object,
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
@@ -18,7 +19,15 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
-import type { Driver, DriverCapabilities, Entry, ReadInto, ReadOptions, WriteOptions } from '../driver.ts';
+import type {
+  Driver,
+  DriverCapabilities,
+  Entry,
+  ReadInto,
+  ReadOptions,
+  RemoveTreeOptions,
+  WriteOptions,
+} from '../driver.ts';
 import { PartBuffers } from '../part-buffers.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
 
@@ -69,6 +78,8 @@ const PARTS_IN_FLIGHT = 4;
  * part): a tree of mid-size files uploaded several at a time holds no more than that.
  */
 const PART_BUFFERS = new PartBuffers(8 * 5 * 1024 * 1024);
+/** Objects copied at once by the rename of a folder. */
+const COPIES_IN_FLIGHT = 8;
 /** Tries per part in `writeRanges`. */
 const PART_TRIES = 3;
 
@@ -209,12 +220,86 @@ export class S3Driver implements Driver {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
-    if (!any && p !== '/') {
-      const self = await this.stat(p);
-      if (!self) throw new FerryError('E_NOT_FOUND', `not found: ${path}`);
-      if (!self.isDir) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${path}`);
-    }
+    if (!any) await this.mustBeFolder(p, path);
     return [...entries.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * The files below the folder and their bytes, from one flat listing (1,000 keys a request)
+   * rather than a listing per folder; hidden names are not counted, as `list` does not show them.
+   */
+  async measure(path: string): Promise<{ files: number; bytes: number }> {
+    const p = normalizePath(path);
+    let files = 0;
+    let bytes = 0;
+    let any = false;
+    for await (const page of this.objectsUnder(path, this.dirKey(p))) {
+      any ||= page.length > 0;
+      for (const object of page) {
+        const entry = this.visibleFile(object);
+        if (entry) {
+          files++;
+          bytes += entry.size;
+        }
+      }
+    }
+    if (!any) await this.mustBeFolder(p, path);
+    return { files, bytes };
+  }
+
+  /**
+   * Remove the folder's keys page by page of one flat listing, a DeleteObjects per page, and
+   * report each visible file. A folder exists while a key is below it, so one that keeps a file
+   * S3 refused to delete stays, with no marker needed.
+   */
+  async removeTree(path: string, { signal, removed, failed }: RemoveTreeOptions): Promise<void> {
+    const p = normalizePath(path);
+    if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
+    let any = false;
+    for await (const page of this.objectsUnder(path, this.dirKey(p), signal)) {
+      any ||= page.length > 0;
+      signal.throwIfAborted();
+      const refused = await this.deleteKeys(
+        page.map((object) => object.Key as string),
+        signal,
+      );
+      for (const object of page) {
+        const entry = this.visibleFile(object);
+        if (!entry) continue;
+        const error = refused.get(object.Key as string);
+        if (error) failed(entry.path, error);
+        else removed(entry);
+      }
+    }
+    if (!any) await this.mustBeFolder(p, path);
+  }
+
+  /** For a folder with no key below it: E_NOT_FOUND when nothing is there, E_NOT_A_DIRECTORY for a file. */
+  private async mustBeFolder(p: string, path: string): Promise<void> {
+    if (p === '/') return;
+    const self = await this.stat(p);
+    if (!self) throw new FerryError('E_NOT_FOUND', `not found: ${path}`);
+    if (!self.isDir) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${path}`);
+  }
+
+  /**
+   * The file an object of a flat listing is, as `list` would show it: null for a folder marker,
+   * a temp name, or a key `list` cannot reach (an empty, `.` or `..` segment).
+   */
+  private visibleFile(object: _Object): Entry | null {
+    const key = object.Key ?? '';
+    if (!key.startsWith(this.prefix)) return null;
+    const names = key.slice(this.prefix.length).split('/');
+    const name = names[names.length - 1] as string;
+    if (name === FOLDER_MARKER) return null;
+    for (const n of names) if (n === '' || n === '.' || n === '..' || n.startsWith(TEMP_PREFIX)) return null;
+    return {
+      name,
+      path: `/${names.join('/')}`,
+      isDir: false,
+      size: Number(object.Size ?? 0),
+      modified: object.LastModified?.getTime() ?? 0,
+    };
   }
 
   async read(path: string, options: ReadOptions = {}): Promise<Readable> {
@@ -477,20 +562,33 @@ export class S3Driver implements Driver {
       throw new FerryError('E_EXISTS', `already exists: ${to}`);
     if (!entry.isDir) {
       await this.copy(src, dst, { overwrite: true });
-      await this.remove(src);
+      // Only the object: a folder of the same name (S3 allows both) is not part of the rename.
+      await this.remove(src, { file: true });
       return;
     }
-    for await (const key of this.keysUnder(this.dirKey(src))) {
-      const rest = key.slice(this.dirKey(src).length);
-      await this.call(from, () =>
-        this.client.send(
-          new CopyObjectCommand({
-            Bucket: this.bucket,
-            Key: `${this.dirKey(dst)}${rest}`,
-            CopySource: `${this.bucket}/${encodeKey(key)}`,
-          }),
-        ),
-      );
+    // Every key is copied (several at a time: each is a round trip) before any is removed.
+    for await (const page of this.objectsUnder(from, this.dirKey(src))) {
+      let next = 0;
+      let failed = false;
+      const copier = async () => {
+        while (next < page.length && !failed) {
+          const key = page[next++]?.Key as string;
+          const rest = key.slice(this.dirKey(src).length);
+          await this.call(from, () =>
+            this.client.send(
+              new CopyObjectCommand({
+                Bucket: this.bucket,
+                Key: `${this.dirKey(dst)}${rest}`,
+                CopySource: `${this.bucket}/${encodeKey(key)}`,
+              }),
+            ),
+          ).catch((err: unknown) => {
+            failed = true;
+            throw err;
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: COPIES_IN_FLIGHT }, copier));
     }
     await this.remove(src);
   }
@@ -502,77 +600,73 @@ export class S3Driver implements Driver {
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(p) })),
     );
     if (options.file) return;
-    let batch: { Key: string }[] = [];
-    const flush = async () => {
-      if (batch.length === 0) return;
-      await this.call(path, () =>
-        this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch, Quiet: true } }),
-        ),
-      );
-      batch = [];
-    };
-    for await (const key of this.keysUnder(this.dirKey(p))) {
-      batch.push({ Key: key });
-      if (batch.length === 1000) await flush();
+    for await (const page of this.objectsUnder(path, this.dirKey(p))) {
+      const refused = await this.deleteKeys(page.map((object) => object.Key as string));
+      const [first] = refused.values();
+      if (first) throw first;
     }
-    await flush();
   }
 
-  async removeFiles(paths: string[], options: { signal?: AbortSignal } = {}): Promise<Map<string, Error>> {
-    const failed = new Map<string, Error>();
-    const byKey = new Map<string, string>();
-    for (const path of paths) {
-      const p = normalizePath(path);
-      if (p === '/') failed.set(path, new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage'));
-      else byKey.set(this.key(p), path);
-    }
-    const keys = [...byKey.keys()];
-    for (let i = 0; i < keys.length; i += 1000) {
-      const batch = keys.slice(i, i + 1000);
-      try {
-        const out = await this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.bucket,
-            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
-          }),
-          { ...(options.signal && { abortSignal: options.signal }) },
+  /**
+   * One DeleteObjects of at most 1,000 keys: the error of each key S3 did not delete (a key with
+   * nothing there is deleted as far as S3 goes), or of every key when the request failed. Throws
+   * E_CANCELED when `signal` stopped it.
+   */
+  private async deleteKeys(keys: string[], signal?: AbortSignal): Promise<Map<string, Error>> {
+    const refused = new Map<string, Error>();
+    if (keys.length === 0) return refused;
+    try {
+      const out = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true },
+        }),
+        { ...(signal && { abortSignal: signal }) },
+      );
+      for (const error of out.Errors ?? []) {
+        if (error.Key === undefined) continue;
+        const path = this.pathOf(error.Key);
+        refused.set(
+          error.Key,
+          new FerryError(
+            error.Code === 'AccessDenied' ? 'E_FORBIDDEN' : 'E_BACKEND',
+            `S3 did not delete ${path}: ${error.Code ?? 'error'} ${error.Message ?? ''}`.trim(),
+          ),
         );
-        for (const error of out.Errors ?? []) {
-          const path = error.Key === undefined ? undefined : byKey.get(error.Key);
-          if (path === undefined) continue;
-          failed.set(
-            path,
-            new FerryError(
-              error.Code === 'AccessDenied' ? 'E_FORBIDDEN' : 'E_BACKEND',
-              `S3 did not delete ${path}: ${error.Code ?? 'error'} ${error.Message ?? ''}`.trim(),
-            ),
-          );
-        }
-      } catch (err) {
-        if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
-        for (const key of batch) failed.set(byKey.get(key) as string, toFerry(err, byKey.get(key) as string));
       }
+    } catch (err) {
+      if (signal?.aborted) throw failedRequest(err, this.pathOf(keys[0] as string), signal);
+      for (const key of keys) refused.set(key, toFerry(err, this.pathOf(key)));
     }
-    return failed;
+    return refused;
   }
 
   async close(): Promise<void> {
     this.client.destroy();
   }
 
-  /** Every key below a prefix, page by page. */
-  private async *keysUnder(prefix: string): AsyncGenerator<string> {
+  /** The objects below a prefix, a page (up to 1,000) at a time; `path` names it in errors. */
+  private async *objectsUnder(path: string, prefix: string, signal?: AbortSignal): AsyncGenerator<_Object[]> {
     let token: string | undefined;
     do {
-      const page: ListObjectsV2CommandOutput = await this.call(prefix, () =>
-        this.client.send(
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
           new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
-        ),
-      );
-      for (const object of page.Contents ?? []) if (object.Key) yield object.Key;
+          { ...(signal && { abortSignal: signal }) },
+        );
+      } catch (err) {
+        throw failedRequest(err, path, signal);
+      }
+      const objects = (page.Contents ?? []).filter((object) => object.Key);
+      if (objects.length > 0) yield objects;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  /** The driver path of an object key below the mount's prefix. */
+  private pathOf(key: string): string {
+    return `/${key.slice(this.prefix.length)}`;
   }
 
   /** The object key of a normalised path (never with a leading slash; `..` was refused). */

@@ -319,7 +319,7 @@ export class SftpDriver implements Driver {
         await this.request(dst, (sftp, done) => sftp.rename(aside, dstRemote, done)).catch(() => undefined);
         throw err;
       }
-      await this.removeTree(aside, dst, true);
+      await this.removeRemote(aside, dst, true);
     } else {
       if (isDir(source)) throw new FerryError('E_NOT_A_DIRECTORY', `a folder cannot replace the file ${dst}`);
       await this.replaceFile(srcRemote, dstRemote, dst);
@@ -339,7 +339,7 @@ export class SftpDriver implements Driver {
     if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     const remote = this.remote(p);
     const attrs = await this.lstatRemote(remote, p);
-    if (attrs) await this.removeTree(remote, p, isDir(attrs), options.signal);
+    if (attrs) await this.removeRemote(remote, p, isDir(attrs), options.signal);
   }
 
   /** From `statvfs@openssh.com` when the server offers and answers it; else null. */
@@ -476,7 +476,12 @@ export class SftpDriver implements Driver {
     await this.request(temp, (sftp, done) => sftp.unlink(temp, done)).catch(() => undefined);
   }
 
-  private async removeTree(remote: string, path: string, dir: boolean, signal?: AbortSignal): Promise<void> {
+  private async removeRemote(
+    remote: string,
+    path: string,
+    dir: boolean,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     if (!dir) {
       await this.request(path, (sftp, done) => sftp.unlink(remote, done)).catch(nullIfMissing);
@@ -491,7 +496,7 @@ export class SftpDriver implements Driver {
         names
           .slice(i, i + REMOVE_CONCURRENCY)
           .map((c) =>
-            this.removeTree(`${remote}/${c.filename}`, `${path}/${c.filename}`, isDir(c.attrs), signal),
+            this.removeRemote(`${remote}/${c.filename}`, `${path}/${c.filename}`, isDir(c.attrs), signal),
           ),
       );
     }

@@ -8,9 +8,10 @@ import { forEachLimit, ItemFailures, items, measureTree } from './transfer.ts';
 const REMOVE_CONCURRENCY = 8;
 
 /**
- * Delete a file or a whole tree as one task: counts files first, then removes them deepest
- * first, several at a time, checking for cancel between files, so a canceled delete stops at once
- * and reports how far it got. A link in the tree is removed as a file, never gone through.
+ * Delete a file or a whole tree as one task: counts files first, then removes them with the
+ * driver's `removeTree` where it has one (S3), else deepest first, several at a time, checking for
+ * cancel between requests, so a canceled delete stops at once and reports how far it got. A link
+ * in the tree is removed as a file, never gone through.
  */
 export const deleteKind: TaskKindHandler = {
   kind: 'delete',
@@ -34,7 +35,20 @@ export const deleteKind: TaskKindHandler = {
     const totals = await measureTree(target.driver, target.path, ctx.signal, { linksAsFiles: true });
     ctx.progress.setTotals({ files: totals.files, bytes: totals.bytes });
     const failures = new ItemFailures(ctx.progress, ctx.signal);
-    await removeTree(target.driver, target.path, '/', ctx, failures.add);
+    if (target.driver.removeTree) {
+      // Paths relative to the folder, as the walk below reports them.
+      const rel = (path: string) => path.slice(target.path.length);
+      await target.driver.removeTree(target.path, {
+        signal: ctx.signal,
+        removed: (file) => {
+          ctx.progress.addBytes(file.size);
+          ctx.progress.fileDone();
+        },
+        failed: (path, err) => failures.add(rel(path), err),
+      });
+    } else {
+      await removeByWalk(target.driver, target.path, '/', ctx, failures.add);
+    }
     failures.throwIfAny((count) => `${items(count)} could not be deleted`);
   },
 };
@@ -45,7 +59,7 @@ export const deleteKind: TaskKindHandler = {
  * goes on; a folder that keeps something it could not remove stays. Returns whether the folder
  * was removed.
  */
-async function removeTree(
+async function removeByWalk(
   driver: Driver,
   root: string,
   rel: string,
@@ -66,40 +80,22 @@ async function removeTree(
   for (const entry of entries) {
     if (!entry.isDir || entry.link) continue;
     ctx.signal.throwIfAborted();
-    if (!(await removeTree(driver, root, joinPath(rel, entry.name), ctx, failed))) emptied = false;
+    if (!(await removeByWalk(driver, root, joinPath(rel, entry.name), ctx, failed))) emptied = false;
   }
   // A followed link is removed itself (as a file): going through it would delete what it leads to.
   const files = entries.filter((entry) => !entry.isDir || entry.link);
-  const removed = (entry: Entry) => {
+  await forEachLimit(files, REMOVE_CONCURRENCY, ctx.signal, async (entry) => {
+    const childRel = joinPath(rel, entry.name);
+    try {
+      await driver.remove(joinPath(root, childRel), { file: !entry.isDir, signal: ctx.signal });
+    } catch (err) {
+      failed(childRel, err);
+      emptied = false;
+      return;
+    }
     ctx.progress.addBytes(entry.link ? 0 : entry.size);
     ctx.progress.fileDone();
-  };
-  if (driver.removeFiles && files.length > 1) {
-    ctx.signal.throwIfAborted();
-    const refused = await driver.removeFiles(
-      files.map((entry) => joinPath(dir, entry.name)),
-      { signal: ctx.signal },
-    );
-    for (const entry of files) {
-      const error = refused.get(joinPath(dir, entry.name));
-      if (error) {
-        failed(joinPath(rel, entry.name), error);
-        emptied = false;
-      } else removed(entry);
-    }
-  } else {
-    await forEachLimit(files, REMOVE_CONCURRENCY, ctx.signal, async (entry) => {
-      const childRel = joinPath(rel, entry.name);
-      try {
-        await driver.remove(joinPath(root, childRel), { file: !entry.isDir, signal: ctx.signal });
-      } catch (err) {
-        failed(childRel, err);
-        emptied = false;
-        return;
-      }
-      removed(entry);
-    });
-  }
+  });
   if (!emptied) return false;
   try {
     await driver.remove(dir);
