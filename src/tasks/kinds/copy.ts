@@ -195,8 +195,9 @@ export async function copyPlanned(
       await tree?.copies.abandon();
       throw err;
     }
-    const totals = await counted;
-    failures.throwIfAny((count) => `${items(count)} failed (of ${totals.files} files)`);
+    // The count only feeds the progress: a count that failed (a listing of it did) fails no copy.
+    const totals = await counted.catch(() => null);
+    failures.throwIfAny((count) => `${items(count)} failed${totals ? ` (of ${totals.files} files)` : ''}`);
   } finally {
     counting.abort();
   }
