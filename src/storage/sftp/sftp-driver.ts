@@ -221,8 +221,8 @@ export class SftpDriver implements Driver {
       if (filename === '.' || filename === '..' || filename.startsWith(TEMP_PREFIX)) continue;
       const child = joinPath(p, filename);
       // A link is shown as what it points at, marked so that nothing is deleted through it (see
-      // Entry.link); a dangling one as an empty file. (rclone serve sftp, which the tests run,
-      // shows no links: this is not covered by a test.)
+      // Entry.link); a dangling one as an empty file. (rclone serve sftp shows no links; the
+      // tests see them through OpenSSH's sftp-server, test/storage/sftp-openssh.test.ts.)
       const link = isLink(attrs);
       const target = link ? await this.statRemote(this.remote(child), child) : attrs;
       const entry = toEntry(child, target ?? { ...attrs, mode: 0o100000, size: 0 });
