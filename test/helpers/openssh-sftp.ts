@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { sshKeyPair } from './ssh-keys.ts';
 
 /** Debian's `openssh-sftp-server`: OpenSSH's SFTP subsystem, the program sshd runs for `sftp`. */
 const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
@@ -41,7 +42,7 @@ export async function startOpenSshSftp(): Promise<OpenSshSftpServer> {
   const root = await mkdtemp(join(tmpdir(), 'ferry-openssh-'));
   const username = 'ferry';
   const password = 'ferry-secret';
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const hostKey = sshKeyPair().private;
   const children = new Set<ChildProcess>();
   const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
     client.on('authentication', (ctx) => {

@@ -5,19 +5,15 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import ssh2 from 'ssh2';
 import { SftpDriver, sftpSettings } from '../../src/storage/sftp/sftp-driver.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from '../helpers/rclone.ts';
+import { sshKeyPair } from '../helpers/ssh-keys.ts';
 import { bytes, codeOf, readAll, runDriverConformance, slowSource } from './driver-conformance.ts';
 
 const available = rcloneAvailable();
 
 // A key pair the server accepts as well as the password: the private_key login is tested too.
-const keys = ssh2.utils.generateKeyPairSync('ed25519', {
-  passphrase: 'key-pass',
-  cipher: 'aes256-ctr',
-  rounds: 16,
-});
+const keys = sshKeyPair({ passphrase: 'key-pass', cipher: 'aes256-ctr', rounds: 16 });
 
 let server: RcloneServer;
 if (available) {
