@@ -109,6 +109,92 @@ describe('Local ⇄ S3 through the task API', () => {
   });
 });
 
+describe('a folder move within one S3 mount', () => {
+  let h: Harness;
+  let s3: S3Server;
+  const finished = (type: string, id: string) => finishedIn(h, type, id);
+
+  before(async () => {
+    s3 = await startS3Server();
+    h = await startHarness();
+    await mountS3(h, s3);
+  });
+  after(async () => {
+    await h?.close();
+    await s3?.close();
+  });
+
+  it('goes file by file: a cancel stops it at once with every file in one place or both, and the retry finishes', async () => {
+    const src = join(h.dataDir, 'files', 'tree');
+    const count = 400;
+    for (let i = 0; i < count; i++) {
+      await mkdir(join(src, `d${i % 8}`), { recursive: true });
+      await writeFile(join(src, `d${i % 8}`, `f${i}.bin`), randomBytes(100 + i));
+    }
+    const before = await snapshot(src);
+    const up = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+      token: h.adminToken,
+      body: { src_dir: '/local', dst_dir: '/s3/a', names: ['tree'] },
+    });
+    assert.equal((await finished('copy', up.data.tasks[0]?.id ?? '')).state, 'succeeded');
+
+    const move = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/move', {
+      token: h.adminToken,
+      body: { src_dir: '/s3/a', dst_dir: '/s3/b', names: ['tree'] },
+    });
+    assert.equal(move.code, 200, move.message);
+    const tid = move.data.tasks[0]?.id ?? '';
+    const info = async () =>
+      (
+        await h.json<{ state: string; processed_files: number; total_files: number }[]>(
+          'POST',
+          `/api/task/move/info?tid=${tid}`,
+          { token: h.adminToken },
+        )
+      ).data[0];
+    // Progress counts files as they move (a rename behind one call would show none until done).
+    const moving = await waitFor(async () => {
+      const t = await info();
+      return t && t.processed_files >= 20 ? t : undefined;
+    }, 60_000);
+    assert.equal(moving.state, 'running');
+    assert.equal(moving.total_files, count);
+    const canceledAt = Date.now();
+    assert.equal(
+      (await h.json('POST', `/api/task/move/cancel?tid=${tid}`, { token: h.adminToken })).code,
+      200,
+    );
+    const canceled = await finished('move', tid);
+    assert.equal(canceled.state, 'canceled');
+    assert.ok(Date.now() - canceledAt < 1500, `canceled after ${Date.now() - canceledAt} ms`);
+    assert.ok(canceled.processed_files < count, 'stopped part-way');
+
+    // Nothing lost: every file is at the source, the destination, or both, whole.
+    const at = async (path: string) => {
+      const r = h.core.mounts.resolve(path);
+      if (!(await r.driver.stat(r.path))) return null;
+      const chunks: Buffer[] = [];
+      for await (const c of await r.driver.read(r.path)) chunks.push(c as Buffer);
+      return sha(Buffer.concat(chunks));
+    };
+    for (const [rel, hash] of before) {
+      const [inSrc, inDst] = [await at(`/s3/a/tree${rel}`), await at(`/s3/b/tree${rel}`)];
+      assert.ok(inSrc === hash || inDst === hash, `${rel} lost`);
+      for (const found of [inSrc, inDst]) assert.ok(found === null || found === hash, `${rel} damaged`);
+    }
+
+    assert.equal(
+      (await h.json('POST', `/api/task/move/retry?tid=${tid}`, { token: h.adminToken })).code,
+      200,
+    );
+    const done = await finished('move', tid);
+    assert.equal(done.state, 'succeeded', done.error);
+    for (const [rel, hash] of before) assert.equal(await at(`/s3/b/tree${rel}`), hash, rel);
+    const gone = await h.json('POST', '/api/fs/list', { token: h.adminToken, body: { path: '/s3/a/tree' } });
+    assert.equal(gone.code, 404, 'the source is gone');
+  });
+});
+
 describe('memory of S3 uploads', () => {
   let h: Harness;
   let s3: S3Server;

@@ -37,6 +37,12 @@ export interface DriverCapabilities {
   serverSideCopy: boolean;
   /** `rename()` replaces the destination atomically. */
   atomicRename: boolean;
+  /**
+   * `rename()` of a folder is one operation on the backend. False where it copies every file
+   * (S3): a move within the mount then goes file by file, as between mounts, with progress, a
+   * cancel that stops it, and each source deleted only once its copy is checked.
+   */
+  folderRename: boolean;
   /** `read()` honours `start`/`end`. */
   rangeRead: boolean;
 }
@@ -126,10 +132,11 @@ export interface Driver {
 
   /**
    * Optional: remove the folder `path` and everything below it in fewer round trips than a walk
-   * of `list` and a `remove` per file (S3: one flat listing and a DeleteObjects per 1,000 keys). Each file is reported to `removed` or, when it could not be removed, to `failed`
-   * (driver paths); a folder that still holds such a file stays. Hidden names (temp files, folder
+   * of `list` and a `remove` per file (S3: one flat listing and a DeleteObjects per 1,000 keys).
+   * Each file is reported to `removed` or, when it could not be removed, to `failed` (driver
+   * paths); a folder that still holds such a file stays. Hidden names (temp files, folder
    * markers) go too, unreported. Checks `signal` between requests. `E_NOT_FOUND`,
-   * `E_NOT_A_DIRECTORY`.
+   * `E_NOT_A_DIRECTORY`, `E_FORBIDDEN` for the root.
    */
   removeTree?(path: string, options: RemoveTreeOptions): Promise<void>;
 

@@ -83,7 +83,12 @@ interface Located {
  */
 export class LocalDriver implements Driver {
   readonly name = 'Local';
-  readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: true, rangeRead: true };
+  readonly capabilities: DriverCapabilities = {
+    serverSideCopy: true,
+    atomicRename: true,
+    folderRename: true,
+    rangeRead: true,
+  };
   private readonly rootPrefix: string;
   /** Folders found inside the root by `checkAncestors`, until when (`performance.now()`). */
   private readonly checkedDirs = new Map<string, number>();

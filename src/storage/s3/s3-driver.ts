@@ -104,7 +104,13 @@ const FOLDER_MARKER = '.ferry-folder';
  */
 export class S3Driver implements Driver {
   readonly name = 'S3';
-  readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: false, rangeRead: true };
+  readonly capabilities: DriverCapabilities = {
+    serverSideCopy: true,
+    atomicRename: false,
+    // A "folder" is every key below a prefix: its rename copies each one.
+    folderRename: false,
+    rangeRead: true,
+  };
   private readonly prefix: string;
 
   private constructor(

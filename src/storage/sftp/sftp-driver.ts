@@ -143,6 +143,7 @@ export class SftpDriver implements Driver {
     this.capabilities = {
       serverSideCopy: false,
       atomicRename: session.extensions['posix-rename@openssh.com'] === '1',
+      folderRename: true,
       rangeRead: true,
     };
   }

@@ -110,7 +110,13 @@ type FetchResponse = Awaited<ReturnType<WebDAVClient['customRequest']>> & { body
  */
 export class WebDavDriver implements Driver {
   readonly name = 'WebDav';
-  readonly capabilities: DriverCapabilities = { serverSideCopy: true, atomicRename: false, rangeRead: true };
+  readonly capabilities: DriverCapabilities = {
+    serverSideCopy: true,
+    atomicRename: false,
+    // MOVE of a collection: one request, however the server carries it out.
+    folderRename: true,
+    rangeRead: true,
+  };
   private readonly basePath: string;
   /** Temp files of failed writes that are deleted again a little later (see `discard`). */
   private readonly lingering = new Map<string, symbol>();

@@ -6,9 +6,10 @@ import type { TaskKindHandler } from './kind.ts';
 import type { Endpoint } from './transfer.ts';
 
 /**
- * Move one item into a folder. Within one mount it is the backend's rename. Across mounts each
- * file is copied, checked at the destination (present, same size), and only then deleted at the
- * source; emptied source folders are removed last. A crash part-way leaves every file in one
+ * Move one item into a folder. Within one mount it is the backend's rename, unless that would
+ * copy a whole folder behind one call (S3: `folderRename` false). Otherwise each file is copied
+ * (on the backend where it can), checked at the destination (present, same size), and only then
+ * deleted at the source; emptied source folders are removed last. A crash part-way leaves every file in one
  * place or the other, and the retry carries on.
  */
 export const moveKind: TaskKindHandler = {
@@ -22,7 +23,7 @@ export const moveKind: TaskKindHandler = {
       if (ctx.resumed && (await dst.driver.stat(dst.path))) return;
       throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);
     }
-    if (plan.src.mount === plan.dst.mount) {
+    if (plan.src.mount === plan.dst.mount && (!plan.isDir || plan.src.driver.capabilities.folderRename)) {
       ctx.progress.setTotals({ bytes: plan.isDir ? 0 : plan.size, files: 1 });
       await plan.dst.driver.rename(plan.src.path, plan.dstPath, { overwrite: payload.overwrite });
       ctx.progress.addBytes(plan.isDir ? 0 : plan.size);
