@@ -107,25 +107,9 @@ describe('Local ⇄ S3 through the task API', () => {
     await rm(join(files, 'back'), { recursive: true });
     await stat(src);
   });
-});
 
-describe('a folder move within one S3 mount', () => {
-  let h: Harness;
-  let s3: S3Server;
-  const finished = (type: string, id: string) => finishedIn(h, type, id);
-
-  before(async () => {
-    s3 = await startS3Server();
-    h = await startHarness();
-    await mountS3(h, s3);
-  });
-  after(async () => {
-    await h?.close();
-    await s3?.close();
-  });
-
-  it('goes file by file: a cancel stops it at once with every file in one place or both, and the retry finishes', async () => {
-    const src = join(h.dataDir, 'files', 'tree');
+  it('moves a folder within S3 file by file: a cancel stops it at once with every file in one place or both, and the retry finishes', async () => {
+    const src = join(files, 'moving');
     const count = 400;
     for (let i = 0; i < count; i++) {
       await mkdir(join(src, `d${i % 8}`), { recursive: true });
@@ -134,13 +118,13 @@ describe('a folder move within one S3 mount', () => {
     const before = await snapshot(src);
     const up = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
       token: h.adminToken,
-      body: { src_dir: '/local', dst_dir: '/s3/a', names: ['tree'] },
+      body: { src_dir: '/local', dst_dir: '/s3/a', names: ['moving'] },
     });
     assert.equal((await finished('copy', up.data.tasks[0]?.id ?? '')).state, 'succeeded');
 
     const move = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/move', {
       token: h.adminToken,
-      body: { src_dir: '/s3/a', dst_dir: '/s3/b', names: ['tree'] },
+      body: { src_dir: '/s3/a', dst_dir: '/s3/b', names: ['moving'] },
     });
     assert.equal(move.code, 200, move.message);
     const tid = move.data.tasks[0]?.id ?? '';
@@ -178,7 +162,7 @@ describe('a folder move within one S3 mount', () => {
       return sha(Buffer.concat(chunks));
     };
     for (const [rel, hash] of before) {
-      const [inSrc, inDst] = [await at(`/s3/a/tree${rel}`), await at(`/s3/b/tree${rel}`)];
+      const [inSrc, inDst] = [await at(`/s3/a/moving${rel}`), await at(`/s3/b/moving${rel}`)];
       assert.ok(inSrc === hash || inDst === hash, `${rel} lost`);
       for (const found of [inSrc, inDst]) assert.ok(found === null || found === hash, `${rel} damaged`);
     }
@@ -189,8 +173,11 @@ describe('a folder move within one S3 mount', () => {
     );
     const done = await finished('move', tid);
     assert.equal(done.state, 'succeeded', done.error);
-    for (const [rel, hash] of before) assert.equal(await at(`/s3/b/tree${rel}`), hash, rel);
-    const gone = await h.json('POST', '/api/fs/list', { token: h.adminToken, body: { path: '/s3/a/tree' } });
+    for (const [rel, hash] of before) assert.equal(await at(`/s3/b/moving${rel}`), hash, rel);
+    const gone = await h.json('POST', '/api/fs/list', {
+      token: h.adminToken,
+      body: { path: '/s3/a/moving' },
+    });
     assert.equal(gone.code, 404, 'the source is gone');
   });
 });
