@@ -9,8 +9,8 @@ import type { Endpoint } from './transfer.ts';
  * Move one item into a folder. Within one mount it is the backend's rename, unless that would
  * copy a whole folder behind one call (S3: `folderRename` false). Otherwise each file is copied
  * (on the backend where it can), checked at the destination (present, same size), and only then
- * deleted at the source; emptied source folders are removed last. A crash part-way leaves every file in one
- * place or the other, and the retry carries on.
+ * deleted at the source; emptied source folders are removed last. A crash part-way leaves every
+ * file in one place or the other, and the retry carries on.
  */
 export const moveKind: TaskKindHandler = {
   kind: 'move',
