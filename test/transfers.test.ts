@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { privileged, setImmutable } from './helpers/privileged.ts';
 import {
   diffSnapshots,
   exists,
@@ -483,11 +483,7 @@ describe('transfers through the AList file API', () => {
     const spec = await makeTree(root, 40);
     const rels = [...spec.files.keys()].filter((r) => r.split('/').length > 2);
     const stuck = rels[5]!;
-    if (!(await setImmutable(join(root, stuck), true))) {
-      if (process.env.CI === 'true') throw new Error('chattr +i is needed under CI (root, e2fsprogs)');
-      t.skip('chattr +i is not allowed here (it needs root)');
-      return;
-    }
+    if (!privileged(t, await setImmutable(join(root, stuck), true), 'chattr +i')) return;
     try {
       const res = await h.json<{ tasks: TaskView[] }>('POST', '/api/fs/remove', {
         token: h.adminToken,
@@ -545,13 +541,6 @@ describe('transfers through the AList file API', () => {
     );
   });
 });
-
-/** Set or clear a file's immutable flag; false when chattr is missing or not allowed here. */
-async function setImmutable(path: string, on: boolean): Promise<boolean> {
-  return new Promise((resolve) =>
-    execFile('chattr', [on ? '+i' : '-i', path], (err) => resolve(err === null)),
-  );
-}
 
 /** Every file below `dir` (not folders), sorted. */
 async function walkFiles(dir: string): Promise<string[]> {

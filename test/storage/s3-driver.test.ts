@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { TEMP_PREFIX } from '../../src/storage/paths.ts';
 import { S3Driver, s3Settings } from '../../src/storage/s3/s3-driver.ts';
+import { privileged, setImmutable } from '../helpers/privileged.ts';
 import { type S3Server, s3Addition, startS3Server } from '../helpers/s3-server.ts';
 import { codeOf, runDriverConformance } from './driver-conformance.ts';
 
@@ -160,11 +160,7 @@ describe('S3 driver', () => {
       'b',
       'd',
     );
-    if (!(await setImmutable(stuckFolder, true))) {
-      if (process.env.CI === 'true') throw new Error('chattr +i is needed under CI (root, e2fsprogs)');
-      t.skip('chattr +i is not allowed here (it needs root)');
-      return;
-    }
+    if (!privileged(t, await setImmutable(stuckFolder, true), 'chattr +i')) return;
     const removed: string[] = [];
     const failed = new Map<string, Error>();
     try {
@@ -243,10 +239,3 @@ describe('S3 driver', () => {
     });
   });
 });
-
-/** Set or clear a file's or folder's immutable flag; false when chattr is missing or not allowed here. */
-function setImmutable(path: string, on: boolean): Promise<boolean> {
-  return new Promise((resolve) =>
-    execFile('chattr', [on ? '+i' : '-i', path], (err) => resolve(err === null)),
-  );
-}
