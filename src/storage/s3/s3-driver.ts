@@ -710,13 +710,13 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** S3's answers as ferry's codes: missing → E_NOT_FOUND, refused → E_FORBIDDEN, the rest retryable. */
 /** What a failed request or read of `path` reports: `E_CANCELED` when `signal` stopped it. */
 function failedRequest(err: unknown, path: string, signal?: AbortSignal): Error {
   if (signal?.aborted) return new FerryError('E_CANCELED', 'canceled', { cause: err });
   return toFerry(err, path);
 }
 
+/** S3's answers as ferry's codes: missing → E_NOT_FOUND, refused → E_FORBIDDEN, the rest retryable. */
 function toFerry(err: unknown, path: string): Error {
   if (err instanceof FerryError) return err;
   if (isNotFound(err)) return new FerryError('E_NOT_FOUND', `not found: ${path}`, { cause: err });
