@@ -26,7 +26,6 @@ describe('Local ⇄ S3 through the task API', () => {
   let h: Harness;
   let s3: S3Server;
   let files: string;
-  const finished = (type: string, id: string) => finishedIn(h, type, id);
 
   before(async () => {
     s3 = await startS3Server();
@@ -61,7 +60,7 @@ describe('Local ⇄ S3 through the task API', () => {
       const path = `/s3/uploads/u-${size}.bin`;
       const put = await h.putAsTask(path, data);
       assert.equal(put.code, 200, put.message);
-      const done = await finished('upload', put.data.task.id);
+      const done = await h.finished('upload', put.data.task.id);
       assert.equal(done.state, 'succeeded', done.error);
       const at = h.core.mounts.resolve(path);
       const chunks: Buffer[] = [];
@@ -84,7 +83,7 @@ describe('Local ⇄ S3 through the task API', () => {
       body: { src_dir: '/local', dst_dir: '/s3/up', names: ['tree'] },
     });
     assert.equal(up.code, 200, up.message);
-    const upDone = await finished('copy', up.data.tasks[0]?.id ?? '');
+    const upDone = await h.finished('copy', up.data.tasks[0]?.id ?? '');
     assert.equal(upDone.state, 'succeeded', upDone.error);
     assert.equal(upDone.processed_files, 61);
 
@@ -99,7 +98,7 @@ describe('Local ⇄ S3 through the task API', () => {
       body: { src_dir: '/s3/up', dst_dir: '/local/back', names: ['tree'] },
     });
     assert.equal(down.code, 200, down.message);
-    const downDone = await finished('move', down.data.tasks[0]?.id ?? '');
+    const downDone = await h.finished('move', down.data.tasks[0]?.id ?? '');
     assert.equal(downDone.state, 'succeeded', downDone.error);
     assert.deepEqual(await snapshot(join(files, 'back', 'tree')), before);
     const gone = await h.json('POST', '/api/fs/list', { token: h.adminToken, body: { path: '/s3/up/tree' } });
@@ -120,7 +119,7 @@ describe('Local ⇄ S3 through the task API', () => {
       token: h.adminToken,
       body: { src_dir: '/local', dst_dir: '/s3/a', names: ['moving'] },
     });
-    assert.equal((await finished('copy', up.data.tasks[0]?.id ?? '')).state, 'succeeded');
+    assert.equal((await h.finished('copy', up.data.tasks[0]?.id ?? '')).state, 'succeeded');
 
     const move = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/move', {
       token: h.adminToken,
@@ -128,17 +127,9 @@ describe('Local ⇄ S3 through the task API', () => {
     });
     assert.equal(move.code, 200, move.message);
     const tid = move.data.tasks[0]?.id ?? '';
-    const info = async () =>
-      (
-        await h.json<{ state: string; processed_files: number; total_files: number }[]>(
-          'POST',
-          `/api/task/move/info?tid=${tid}`,
-          { token: h.adminToken },
-        )
-      ).data[0];
     // Progress counts files as they move (a rename behind one call would show none until done).
     const moving = await waitFor(async () => {
-      const t = await info();
+      const t = await h.task('move', tid);
       return t && t.processed_files >= 20 ? t : undefined;
     }, 60_000);
     assert.equal(moving.state, 'running');
@@ -148,7 +139,7 @@ describe('Local ⇄ S3 through the task API', () => {
       (await h.json('POST', `/api/task/move/cancel?tid=${tid}`, { token: h.adminToken })).code,
       200,
     );
-    const canceled = await finished('move', tid);
+    const canceled = await h.finished('move', tid);
     assert.equal(canceled.state, 'canceled');
     assert.ok(Date.now() - canceledAt < 1500, `canceled after ${Date.now() - canceledAt} ms`);
     assert.ok(canceled.processed_files < count, 'stopped part-way');
@@ -171,7 +162,7 @@ describe('Local ⇄ S3 through the task API', () => {
       (await h.json('POST', `/api/task/move/retry?tid=${tid}`, { token: h.adminToken })).code,
       200,
     );
-    const done = await finished('move', tid);
+    const done = await h.finished('move', tid);
     assert.equal(done.state, 'succeeded', done.error);
     for (const [rel, hash] of before) assert.equal(await at(`/s3/b/moving${rel}`), hash, rel);
     const gone = await h.json('POST', '/api/fs/list', {
@@ -217,7 +208,7 @@ describe('memory of S3 uploads', () => {
       body: { src_dir: '/local', dst_dir: '/s3/parts', names: ['parts.bin'] },
     });
     assert.equal(res.code, 200, res.message);
-    const done = await finishedIn(h, 'copy', res.data.tasks[0]?.id ?? '');
+    const done = await h.finished('copy', res.data.tasks[0]?.id ?? '');
     assert.equal(done.state, 'succeeded', done.error);
     const mib = () => (process.memoryUsage().arrayBuffers - before) / 1024 / 1024;
     const atEnd = mib();
@@ -252,7 +243,7 @@ describe('memory of S3 uploads', () => {
         body: { src_dir: '/local', dst_dir: '/s3', names: ['mid'] },
       });
       assert.equal(res.code, 200, res.message);
-      const done = await finishedIn(h, 'copy', res.data.tasks[0]?.id ?? '');
+      const done = await h.finished('copy', res.data.tasks[0]?.id ?? '');
       assert.equal(done.state, 'succeeded', done.error);
     } finally {
       clearInterval(sampler);
@@ -269,17 +260,3 @@ describe('memory of S3 uploads', () => {
     }
   });
 });
-
-/** Wait for a task to end; its `info`. */
-async function finishedIn(h: Harness, type: string, id: string) {
-  return waitFor(async () => {
-    const t = (
-      await h.json<{ state: string; error: string; processed_files: number }[]>(
-        'POST',
-        `/api/task/${type}/info?tid=${id}`,
-        { token: h.adminToken },
-      )
-    ).data[0];
-    return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-  }, 60_000);
-}

@@ -146,6 +146,9 @@ export class Aria2Daemon {
         '--allow-overwrite=true',
         '--file-allocation=none',
         '--seed-time=0',
+        // aria2 keeps logged-in FTP connections per host and user, not per password: one user's
+        // URL with a wrong password would ride on another's login.
+        '--ftp-reuse-connection=false',
         '--max-concurrent-downloads=16',
         '--console-log-level=warn',
         '--summary-interval=0',

@@ -154,6 +154,13 @@ function aria2Error(status: Aria2Status): FerryError {
     case '3': // resource not found
     case '24': // HTTP authorization failed
       return new FerryError('E_REMOTE_REFUSED', message);
+    case '21': // an FTP command failed; 530 is "not logged in", which no retry fixes
+      return /status=530\b/.test(message)
+        ? new FerryError(
+            'E_REMOTE_REFUSED',
+            `aria2: the FTP server refused the login (530): wrong user or password`,
+          )
+        : new FerryError('E_BACKEND', message);
     case '9': // not enough disk space
       return new FerryError('E_NO_SPACE', message);
     default:

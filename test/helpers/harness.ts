@@ -9,6 +9,23 @@ import { type Core, startCore } from '../../src/core.ts';
 
 export const ADMIN_PASSWORD = 'admin-test-password';
 
+/** A task as the AList task API shows it (`info`), with the fields tests look at. */
+export interface TaskView {
+  id: string;
+  name: string;
+  state: string;
+  status: string;
+  error: string;
+  progress: number;
+  retries: number;
+  creator: string;
+  total_bytes: number;
+  processed_bytes: number;
+  total_files: number;
+  processed_files: number;
+  failed_files: number;
+}
+
 /** A ferry core + app on a fresh temp data dir, driven through `inject` (no port). */
 export interface Harness {
   app: FastifyInstance;
@@ -36,6 +53,10 @@ export interface Harness {
     path: string,
     data: Buffer,
   ): Promise<{ code: number; message: string; data: { task: { id: string; type: string } } }>;
+  /** `info` of the task `id` of `type` (as admin), or undefined when it does not exist. */
+  task(type: string, id: string): Promise<TaskView | undefined>;
+  /** Poll `info` (every 50 ms) until the task is succeeded, failed or canceled; returns it. */
+  finished(type: string, id: string, timeoutMs?: number): Promise<TaskView>;
   close(): Promise<void>;
 }
 
@@ -77,6 +98,8 @@ export async function startHarness(overrides: DeepPartial<Config> = {}): Promise
     return res.data.token;
   };
   const adminToken = await login('admin', ADMIN_PASSWORD);
+  const task: Harness['task'] = async (type, id) =>
+    (await json<TaskView[]>('POST', `/api/task/${type}/info?tid=${id}`, { token: adminToken })).data?.[0];
   return {
     app,
     core,
@@ -105,6 +128,17 @@ export async function startHarness(overrides: DeepPartial<Config> = {}): Promise
       if (res.code !== 200) throw new Error(`create user ${name}: ${res.message}`);
       return login(name, `${name}-pw`);
     },
+    task,
+    finished: (type, id, timeoutMs = 60_000) =>
+      waitFor(
+        async () => {
+          const t = await task(type, id);
+          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        },
+        timeoutMs,
+        `${type} task ${id} to finish`,
+        50,
+      ),
     async close() {
       await app.close();
       await core.close();

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 
@@ -18,6 +18,29 @@ export function freePort(): Promise<number> {
       );
     });
   });
+}
+
+/**
+ * Wait until `child` (a server the test started) accepts connections on `port` of loopback;
+ * fails at once with the end of its output (`log`) when it exits, or after 15 s.
+ */
+export async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const name = child.spawnfile;
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}: ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${name} did not listen on ${port} within 15 s: ${log()}`);
 }
 
 export interface Envelope<T> {
