@@ -9,6 +9,8 @@ import { HostPolicy } from './url-policy.ts';
 
 /** How often a running aria2 download is asked for its status. */
 const ARIA2_POLL_MS = 200;
+/** The shortest wait between two polls, when the download is about to end. */
+const ARIA2_POLL_MIN_MS = 10;
 
 export interface Aria2DownloadOptions {
   url: string;
@@ -125,7 +127,7 @@ export class OfflineTools {
         }
         if (status.status === 'removed')
           throw new FerryError('E_BACKEND', 'the download was removed from aria2');
-        await sleep(ARIA2_POLL_MS, undefined, { signal });
+        await sleep(nextPollMs(status), undefined, { signal });
       }
     } catch (err) {
       if (signal.aborted) {
@@ -145,6 +147,18 @@ export class OfflineTools {
     await this.daemon?.close();
     this.daemon = null;
   }
+}
+
+/**
+ * The wait before the next poll: the regular interval, or less when aria2's speed says the
+ * download ends sooner, so the task moves on when the file is done and not up to a whole
+ * interval later (a tenth of a 1 GiB download's time on a fast link).
+ */
+function nextPollMs(status: Aria2Status): number {
+  const left = Number(status.totalLength) - Number(status.completedLength);
+  const speed = Number(status.downloadSpeed);
+  if (!(left > 0 && speed > 0)) return ARIA2_POLL_MS;
+  return Math.min(ARIA2_POLL_MS, Math.max(ARIA2_POLL_MIN_MS, (left / speed) * 1000));
 }
 
 /** aria2's error codes (see its manual, EXIT STATUS) that retrying cannot fix. */

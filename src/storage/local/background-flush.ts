@@ -60,3 +60,23 @@ export async function syncFileSystem(path: string, signal: AbortSignal): Promise
     signal.removeEventListener('abort', stopWaiting);
   }
 }
+
+/** The one `syncFileSystem` started by `pokeFileSystemFlush` that is still running, if any. */
+let backgroundSyncfs: Promise<void> | null = null;
+
+/**
+ * Start a `sync -f` of the file system `path` is on, in the background, unless one started here
+ * is still running: for tools that write without flushing (aria2), so the `syncFileSystem` at
+ * the end waits for the tail instead of the whole download. One at a time for the process (a
+ * syncfs covers every file of the file system, whoever wrote it); errors are ignored, as the
+ * final flush decides.
+ */
+export function pokeFileSystemFlush(path: string): void {
+  if (backgroundSyncfs) return;
+  backgroundSyncfs = fileThreads
+    .syncFileSystem(path)
+    .catch(() => undefined)
+    .finally(() => {
+      backgroundSyncfs = null;
+    });
+}
