@@ -95,7 +95,7 @@ export async function startCore(
       );
 
     const mountStore = new MountStore(database.db);
-    const mounts = new MountRegistry(mountStore, driverFactories(), config.dataDir, log);
+    const mounts = new MountRegistry(mountStore, driverFactories(), config.dataDir, log, !sqlite);
     await mounts.load();
     await ensureDefaultMounts(mounts, config);
 
@@ -143,14 +143,19 @@ async function ensureDefaultMounts(mounts: MountRegistry, config: Config): Promi
   ];
   for (const m of wanted) {
     if (mounts.all().some((existing) => existing.record.mountPath === m.mount_path)) continue;
-    await mounts.create({
-      mountPath: m.mount_path,
-      driver: m.driver,
-      addition: typeof m.addition === 'string' ? m.addition : JSON.stringify(m.addition),
-      order: 0,
-      remark: '',
-      disabled: false,
-    });
+    try {
+      await mounts.create({
+        mountPath: m.mount_path,
+        driver: m.driver,
+        addition: typeof m.addition === 'string' ? m.addition : JSON.stringify(m.addition),
+        order: 0,
+        remark: '',
+        disabled: false,
+      });
+    } catch (err) {
+      // Another node starting on the same store at the same moment mounted it first: theirs stands.
+      if (!(err instanceof FerryError && err.code === 'E_EXISTS')) throw err;
+    }
   }
 }
 

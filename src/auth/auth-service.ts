@@ -79,10 +79,11 @@ export class AuthService {
    */
   async ensureDefaultUsers(adminPassword: string | undefined): Promise<string | null> {
     let generated: string | null = null;
+    // Another node starting on the same store at the same moment may insert them first: then
+    // its admin stands, and only the node whose insert won prints a generated password.
     if (!(await this.users.byName(ADMIN_USERNAME))) {
       const password = adminPassword ?? generatePassword();
-      if (!adminPassword) generated = password;
-      await this.users.insert({
+      const inserted = await this.users.insert({
         username: ADMIN_USERNAME,
         passwordHash: await hashPassword(password),
         passwordTs: Date.now(),
@@ -91,6 +92,7 @@ export class AuthService {
         permission: 0xffff,
         disabled: false,
       });
+      if (inserted && !adminPassword) generated = password;
     }
     if (!(await this.users.byName(GUEST_USERNAME))) {
       await this.users.insert({
@@ -176,9 +178,9 @@ export class AuthService {
   async createUser(input: UserInput): Promise<User> {
     const username = requireString(input.username, 'username');
     const password = requireString(input.password, 'password');
-    if (await this.users.byName(username))
-      throw new FerryError('E_EXISTS', `user ${username} already exists`);
-    return this.users.insert({
+    const exists = () => new FerryError('E_EXISTS', `user ${username} already exists`);
+    if (await this.users.byName(username)) throw exists();
+    const user = await this.users.insert({
       username,
       passwordHash: await hashPassword(password),
       passwordTs: Date.now(),
@@ -187,6 +189,8 @@ export class AuthService {
       permission: optionalInt(input.permission, 'permission') ?? 0,
       disabled: input.disabled === true,
     });
+    if (!user) throw exists(); // created meanwhile, by a request racing this one
+    return user;
   }
 
   /** Update a user; a non-empty `password` changes it (and ends its sessions). */

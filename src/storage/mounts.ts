@@ -27,25 +27,76 @@ export interface Resolved {
   mountPath: string;
 }
 
+/** How often a node on a shared store looks for mounts changed by the others. */
+const SHARED_SYNC_MS = 2000;
+
 /**
  * The virtual file tree: storages mounted at paths, each backed by a driver. Resolves a
  * virtual path to (driver, inner path) by the longest mount prefix; lists the virtual folders
  * above mounts. Mount records live in the store; drivers live here while mounted.
+ *
+ * On a store several nodes share (PostgreSQL), another node may create, change or delete a
+ * mount: `sync()` brings this registry in line with the store. It runs every 2 s and, through
+ * the runner, right after tasks are claimed, so a task created just after its mount runs on
+ * whichever node claims it. Changes here and syncs take turns (`exclusive`).
  */
 export class MountRegistry {
   private mounts: Mount[] = [];
+  /** The end of the last change or sync: the next one starts after it. */
+  private turn: Promise<unknown> = Promise.resolve();
+  private syncing: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly store: MountStore,
     private readonly factories: ReadonlyMap<string, DriverFactory>,
     private readonly dataDir: string,
     private readonly log: Logger,
+    /** True when other processes share the store (PostgreSQL): their changes are synced in. */
+    private readonly shared = false,
   ) {}
 
   /** Start every stored mount. A mount whose driver fails stays listed with its error as status. */
   async load(): Promise<void> {
-    for (const record of await this.store.list()) this.mounts.push(await this.start(record));
-    this.sort();
+    await this.sync();
+    if (this.shared) {
+      this.timer = setInterval(() => void this.syncShared(), SHARED_SYNC_MS);
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * On a shared store, `sync()` (calls while one runs share it; its failure is logged, the next
+   * call tries again); with one process per store, nothing: every change went through here.
+   */
+  syncShared(): Promise<void> {
+    if (!this.shared) return Promise.resolve();
+    this.syncing ??= this.sync()
+      .catch((err) => this.log.warn({ err }, 'could not sync the mounts with the store'))
+      .finally(() => {
+        this.syncing = null;
+      });
+    return this.syncing;
+  }
+
+  /**
+   * Make the mounts those of the store: start the new ones, restart the changed ones (another
+   * `modified`, driver or settings), stop the removed ones.
+   */
+  sync(): Promise<void> {
+    return this.exclusive(async () => {
+      const records = await this.store.list();
+      const current = new Map(records.map((r) => [r.id, r]));
+      for (const mount of this.mounts) {
+        const record = current.get(mount.record.id);
+        if (record && sameRecord(record, mount.record)) continue;
+        await mount.driver?.close().catch(() => undefined);
+        if (record) Object.assign(mount, await this.start(record));
+      }
+      this.mounts = this.mounts.filter((m) => current.has(m.record.id));
+      for (const record of records) if (!this.byId(record.id)) this.mounts.push(await this.start(record));
+      this.sort();
+    });
   }
 
   all(): readonly Mount[] {
@@ -58,16 +109,23 @@ export class MountRegistry {
 
   async create(input: NewStorage): Promise<Mount> {
     const record = this.validate(input);
-    if (this.mounts.some((m) => m.record.mountPath === record.mountPath)) {
-      throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
-    }
+    const taken = () => new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
+    if (this.mounts.some((m) => m.record.mountPath === record.mountPath)) throw taken();
     // Start first: a driver with wrong settings is refused before anything is stored.
     const probe = record.disabled ? null : await this.makeDriver(record);
-    const stored = await this.store.insert(record);
-    const mount: Mount = { record: stored, driver: probe, status: probe ? 'work' : 'disabled' };
-    this.mounts.push(mount);
-    this.sort();
-    return mount;
+    const mount = await this.exclusive(async () => {
+      const stored = await this.store.insert(record);
+      if (!stored) return null;
+      const mount: Mount = { record: stored, driver: probe, status: probe ? 'work' : 'disabled' };
+      this.mounts.push(mount);
+      this.sort();
+      return mount;
+    });
+    if (mount) return mount;
+    // Another node mounted that path first.
+    await probe?.close().catch(() => undefined);
+    await this.syncShared();
+    throw taken();
   }
 
   /**
@@ -92,20 +150,27 @@ export class MountRegistry {
       throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
     }
     const driver = record.disabled ? null : await this.makeDriver(record);
-    const saved = await this.store.update(id, record);
-    if (!saved) throw new FerryError('E_NOT_FOUND', 'storage not found');
-    await existing.driver?.close().catch(() => undefined);
-    Object.assign(existing, { record: saved, driver, status: driver ? 'work' : 'disabled' });
-    this.sort();
-    return existing;
+    return this.exclusive(async () => {
+      const saved = await this.store.update(id, record);
+      if (!saved) {
+        await driver?.close().catch(() => undefined);
+        throw new FerryError('E_NOT_FOUND', 'storage not found');
+      }
+      await existing.driver?.close().catch(() => undefined);
+      Object.assign(existing, { record: saved, driver, status: driver ? 'work' : 'disabled' });
+      this.sort();
+      return existing;
+    });
   }
 
   async delete(id: number): Promise<void> {
     const existing = this.byId(id);
     if (!existing) throw new FerryError('E_NOT_FOUND', 'storage not found');
-    await this.store.delete(id);
-    this.mounts = this.mounts.filter((m) => m !== existing);
-    await existing.driver?.close().catch(() => undefined);
+    await this.exclusive(async () => {
+      await this.store.delete(id);
+      this.mounts = this.mounts.filter((m) => m !== existing);
+      await existing.driver?.close().catch(() => undefined);
+    });
   }
 
   /** The mount holding `virtualPath` (already normalised). `E_NO_STORAGE` when none does. */
@@ -144,7 +209,17 @@ export class MountRegistry {
   }
 
   async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.turn;
     await Promise.allSettled(this.mounts.map((m) => m.driver?.close()));
+  }
+
+  /** Run `change` after every change and sync started before it has ended. */
+  private exclusive<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(change);
+    this.turn = result.catch(() => undefined);
+    return result;
   }
 
   private validate(input: NewStorage): NewStorage {
@@ -181,6 +256,18 @@ export class MountRegistry {
       (a, b) => a.record.order - b.record.order || a.record.mountPath.localeCompare(b.record.mountPath),
     );
   }
+}
+
+function sameRecord(a: StorageRecord, b: StorageRecord): boolean {
+  return (
+    a.modified === b.modified &&
+    a.mountPath === b.mountPath &&
+    a.driver === b.driver &&
+    a.addition === b.addition &&
+    a.order === b.order &&
+    a.remark === b.remark &&
+    a.disabled === b.disabled
+  );
 }
 
 /** Keys in a driver's `addition` that hold secrets: never sent back by any API, never logged. */

@@ -29,7 +29,8 @@ export class MountStore {
     return row ? toRecord(row) : null;
   }
 
-  async insert(s: NewStorage): Promise<StorageRecord> {
+  /** Insert a storage; null when its mount path is taken (also by an insert racing this one). */
+  async insert(s: NewStorage): Promise<StorageRecord | null> {
     const row = await this.db
       .insertInto('storages')
       .values({
@@ -41,9 +42,10 @@ export class MountStore {
         disabled: s.disabled ? 1 : 0,
         modified: Date.now(),
       })
+      .onConflict((oc) => oc.column('mount_path').doNothing())
       .returningAll()
-      .executeTakeFirstOrThrow();
-    return toRecord(row);
+      .executeTakeFirst();
+    return row ? toRecord(row) : null;
   }
 
   async update(id: number, s: NewStorage): Promise<StorageRecord | null> {

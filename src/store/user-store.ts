@@ -36,7 +36,8 @@ export class UserStore {
     return (await this.db.selectFrom('users').selectAll().orderBy('id').execute()).map(toUser);
   }
 
-  async insert(user: NewUser): Promise<User> {
+  /** Insert a user; null when the username is taken (also by an insert racing this one). */
+  async insert(user: NewUser): Promise<User | null> {
     const row = await this.db
       .insertInto('users')
       .values({
@@ -49,9 +50,10 @@ export class UserStore {
         disabled: user.disabled ? 1 : 0,
         created_at: Date.now(),
       })
+      .onConflict((oc) => oc.column('username').doNothing())
       .returningAll()
-      .executeTakeFirstOrThrow();
-    return toUser(row);
+      .executeTakeFirst();
+    return row ? toUser(row) : null;
   }
 
   async update(id: number, patch: Partial<NewUser>): Promise<User | null> {

@@ -150,6 +150,9 @@ export class Runner {
         if (!handler || free <= 0 || this.stopped) return;
         const tasks = await store.claim(kind, this.owner, free, config.tasks.leaseMs, claimedAt);
         if (tasks.length < free && this.wanted.get(kind) === generation) this.wanted.delete(kind);
+        // On a store several nodes share, a task may name a mount another node created just
+        // before it: the claim came after both were stored, so a sync now knows the mount.
+        if (tasks.length > 0) await this.deps.mounts.syncShared();
         // A task whose first start is this claim has start_time == claimedAt; any other ran before.
         for (const task of tasks) this.launch(task, handler, task.startTime !== claimedAt);
       }),
@@ -180,6 +183,7 @@ export class Runner {
     };
     this.running.set(task.id, run);
     const taskLog = log.child({ task: task.id, kind: task.kind });
+    taskLog.debug({ owner: this.owner, resumed }, 'task started');
     run.done = handler
       .run(task, {
         signal: controller.signal,
