@@ -9,10 +9,12 @@ import { LocalDriver } from './storage/local/local-driver.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
+import { PgNotices } from './store/pg-notices.ts';
 import { TaskStore } from './store/task-store.ts';
 import { UserStore } from './store/user-store.ts';
 import { TaskEvents } from './tasks/events.ts';
 import { builtinKinds } from './tasks/kinds/index.ts';
+import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
 
@@ -101,6 +103,10 @@ export async function startCore(
 
     const store = new TaskStore(database.db, database.dialect, database.sqlite);
     const events = new TaskEvents();
+    // Other nodes on the same PostgreSQL store hear of this node's task changes, and it of theirs.
+    const notices = sqlite ? null : await PgNotices.open(database.db, config.databaseUrl, 'ferry_tasks', log);
+    const relay = notices && new TaskRelay(notices, events, store, log);
+    relay?.start();
     const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
@@ -126,6 +132,8 @@ export async function startCore(
         await runner.stop();
         await offline.close();
         await mounts.close();
+        await relay?.stop();
+        await notices?.close();
         await database.close();
         await releaseLock();
       },

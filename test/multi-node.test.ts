@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
 import { testDatabases } from './helpers/databases.ts';
 import { waitFor } from './helpers/harness.ts';
 import { type FerryProcess, spawnFerry } from './helpers/process.ts';
@@ -184,6 +185,64 @@ describe('two nodes on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     assert.ok(onA.length > 0 && onB.length > 0, `both nodes ran tasks (A ${onA.length}, B ${onB.length})`);
     for (const name of names)
       assert.equal(await readFile(join(dataDir, 'files', 'many-copy', name), 'utf8'), `content of ${name}`);
+  });
+
+  it('an SSE stream on one node shows the tasks the other runs, and their removal', async () => {
+    const limits = await b.api<Record<string, number>>('GET', '/api/admin/task/workers', { token });
+    // B runs no copies: the copy below runs on A, and B hears of it only through the store.
+    assert.equal((await b.api('POST', '/api/admin/task/workers', { token, body: { copy: 0 } })).code, 200);
+    const stream = await request(`${b.base}/api/task/events?type=copy`, {
+      headers: { authorization: token },
+    });
+    try {
+      let text = '';
+      const events: { event: string; data: unknown }[] = [];
+      const reading = (async () => {
+        for await (const chunk of stream.body) {
+          text += chunk.toString();
+          for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+            const block = text.slice(0, end);
+            text = text.slice(end + 2);
+            const event = /^event: (.*)$/m.exec(block)?.[1];
+            const data = /^data: (.*)$/m.exec(block)?.[1];
+            if (event && data) events.push({ event, data: JSON.parse(data) });
+          }
+        }
+      })().catch(() => undefined);
+      await mkdir(join(dataDir, 'files', 'sse'), { recursive: true });
+      await writeFile(join(dataDir, 'files', 'sse', 'x.txt'), 'watched from the other node');
+      const copy = await a.api<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+        token,
+        body: { src_dir: '/local/sse', dst_dir: '/local/sse-copy', names: ['x.txt'] },
+      });
+      const id = copy.data.tasks[0]?.id as string;
+      await waitFor(
+        async () =>
+          events.some(
+            (e) =>
+              e.event === 'task' &&
+              (e.data as TaskView).id === id &&
+              (e.data as TaskView).state === 'succeeded',
+          )
+            ? true
+            : undefined,
+        10_000,
+        `B's stream to show ${id} succeeded`,
+      );
+      assert.ok(startedBy(a).includes(id) && !startedBy(b).includes(id), 'A ran it');
+      assert.equal((await a.api('POST', `/api/task/copy/delete?tid=${id}`, { token })).code, 200);
+      await waitFor(
+        async () =>
+          events.some((e) => e.event === 'removed' && (e.data as string[]).includes(id)) ? true : undefined,
+        10_000,
+        `B's stream to show ${id} removed`,
+      );
+      stream.body.destroy();
+      await reading;
+    } finally {
+      stream.body.destroy();
+      await b.api('POST', '/api/admin/task/workers', { token, body: { copy: limits.data.copy } });
+    }
   });
 
   it('a cancel sent to the node that does not run the task stops it within a second', async () => {
