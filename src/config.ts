@@ -53,6 +53,11 @@ export interface Config {
     pollIntervalMs: number;
     /** Most per-item failures kept on one directory task. */
     maxItemFailures: number;
+    /**
+     * A task whose server stopped under it this many times is failed (`E_INTERRUPTED`) instead
+     * of being resumed again: it may be what crashes the server. 0: resumed however often.
+     */
+    maxInterruptions: number;
   };
   /** Mounts created on first start (besides `/local`). */
   mounts: MountConfig[];
@@ -167,6 +172,7 @@ function defaults(): Config {
       sweepIntervalMs: 60_000,
       pollIntervalMs: 250,
       maxItemFailures: 1000,
+      maxInterruptions: 3,
     },
     mounts: [],
     efile: { ratePerSecond: 20, rateBurst: 40 },
@@ -244,6 +250,8 @@ function validate(config: Config): void {
     if (!(config.tasks[key] > 0)) bad(`tasks.${key}`, 'must be positive');
   }
   if (!(config.tasks.retentionHours >= 0)) bad('tasks.retentionHours', 'must be >= 0');
+  const interruptions = config.tasks.maxInterruptions;
+  if (!Number.isInteger(interruptions) || interruptions < 0) bad('tasks.maxInterruptions', 'an integer >= 0');
   if (!Array.isArray(config.mounts)) bad('mounts', 'must be an array');
   if (!(config.efile.ratePerSecond > 0) || !(config.efile.rateBurst >= 1))
     bad('efile', 'ratePerSecond > 0, rateBurst >= 1');

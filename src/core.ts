@@ -113,7 +113,10 @@ export async function startCore(
     const tasks = new TaskService(store, events, runner, kinds, config, log);
 
     if (options.runWorkers !== false) {
-      const requeued = await store.reclaimExpired(Date.now(), { all: sqlite });
+      const requeued = await store.reclaimExpired(Date.now(), {
+        all: sqlite,
+        maxInterruptions: config.tasks.maxInterruptions,
+      });
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       runner.start();
       tasks.startMaintenance();

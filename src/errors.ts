@@ -58,6 +58,11 @@ export const ERROR_CODES = {
     meaning: 'a system program this format needs is not installed',
   },
   E_CANCELED: { http: 499, unrecoverable: true, meaning: 'the task was canceled' },
+  E_INTERRUPTED: {
+    http: 500,
+    unrecoverable: true,
+    meaning: 'the server stopped while running the task too many times: a task that crashes it?',
+  },
   E_INTERNAL: { http: 500, unrecoverable: false, meaning: 'an unexpected internal error' },
 } as const;
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -175,5 +177,77 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
 
     await server.stop();
     server = null;
+  });
+
+  it('a task its server died under three times is failed, not started a fourth time; the server serves on', {
+    timeout: 120_000,
+  }, async () => {
+    // An origin that sends a byte now and then: the download runs until the server dies under it.
+    const origin = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': MiB });
+      const timer = setInterval(() => res.write('x'), 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const poisonDir = join(dataDir, 'poison');
+    try {
+      server = await spawnFerry(poisonDir, env);
+      let token = await login(server);
+      const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/endless.bin`;
+      const added = await server.api<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
+        token,
+        body: { urls: [url], path: '/local/in', tool: 'SimpleHttp' },
+      });
+      assert.equal(added.code, 200, added.message);
+      const id = added.data.tasks[0]?.id as string;
+      const state = async () =>
+        (await server!.api<TaskView[]>('POST', `/api/task/offline_download/info?tid=${id}`, { token }))
+          .data[0];
+      for (let death = 1; death <= 3; death++) {
+        await waitFor(
+          async () => ((await state())?.state === 'running' ? true : undefined),
+          20_000,
+          'running',
+        );
+        await server.kill9();
+        server = await spawnFerry(poisonDir, env);
+        token = await login(server);
+      }
+      const failed = await state();
+      assert.equal(failed?.state, 'failed', 'not resumed after the third death');
+      assert.match(failed?.error ?? '', /server stopped while running this task 3 times/);
+
+      // The server serves, and runs other tasks.
+      await mkdir(join(poisonDir, 'files', 'a'), { recursive: true });
+      await writeFile(join(poisonDir, 'files', 'a', 'x.txt'), 'still working');
+      const copy = await server.api<{ tasks: TaskView[] }>('POST', '/api/fs/copy', {
+        token,
+        body: { src_dir: '/local/a', dst_dir: '/local/b', names: ['x.txt'] },
+      });
+      const copyId = copy.data.tasks[0]?.id as string;
+      const copied = await waitFor(async () => {
+        const t = (await server!.api<TaskView[]>('POST', `/api/task/copy/info?tid=${copyId}`, { token }))
+          .data[0];
+        return t?.state === 'succeeded' ? t : undefined;
+      });
+      assert.equal(copied.state, 'succeeded');
+
+      // A retry by hand runs it again (and a fresh count of interruptions starts).
+      assert.equal(
+        (await server.api('POST', `/api/task/offline_download/retry?tid=${id}`, { token })).code,
+        200,
+      );
+      await waitFor(
+        async () => ((await state())?.state === 'running' ? true : undefined),
+        20_000,
+        'running again',
+      );
+      await server.api('POST', `/api/task/offline_download/cancel?tid=${id}`, { token });
+      await server.stop();
+      server = null;
+    } finally {
+      origin.closeAllConnections();
+      await new Promise((resolve) => origin.close(resolve));
+    }
   });
 });

@@ -116,6 +116,13 @@ const MIGRATIONS: Migration[] = [
       .addColumn('value', 'text', (c) => c.notNull())
       .execute();
   },
+  // 2: how often a task's server stopped under it (a task that crashes the server is not resumed forever)
+  async (db) => {
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('interruptions', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
 ];
 
 /**

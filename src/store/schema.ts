@@ -25,6 +25,8 @@ export interface TasksTable {
   payload: string;
   failures: string;
   attempts: number;
+  /** Times the process running the task died (lease reclaimed); past `maxInterruptions` it fails. */
+  interruptions: number;
   max_retry: number;
   run_at: number;
   lease_owner: string | null;

@@ -93,6 +93,7 @@ const LIST_COLUMNS = [
   'speed',
   'payload',
   'attempts',
+  'interruptions',
   'max_retry',
   'run_at',
   'lease_owner',
@@ -155,6 +156,7 @@ export class TaskStore {
       payload: JSON.stringify(t.payload),
       failures: '[]',
       attempts: 0,
+      interruptions: 0,
       max_retry: t.maxRetry,
       run_at: now,
       cancel_requested: 0,
@@ -309,10 +311,15 @@ export class TaskStore {
   /**
    * Tasks whose worker died (lease expired; or every held task with `all`, used at start-up when
    * the store is known to be this process's alone) are settled: a requested cancel ends
-   * `canceled`, a task that was failing ends `failed`, and the rest go back to the queue as
-   * `pending` to run again. Returns how many tasks went back to the queue.
+   * `canceled`, a task that was failing ends `failed`, a task interrupted `maxInterruptions`
+   * times now (0: no limit) ends `failed` with `E_INTERRUPTED` — it may be what kills the server,
+   * and must not crash it at every start — and the rest go back to the queue as `pending` to run
+   * again, one interruption more. Returns how many tasks went back to the queue.
    */
-  async reclaimExpired(now = Date.now(), options: { all?: boolean } = {}): Promise<number> {
+  async reclaimExpired(
+    now = Date.now(),
+    options: { all?: boolean; maxInterruptions?: number } = {},
+  ): Promise<number> {
     const held = (states: TaskState[]) => {
       // `lease_owner IS NOT NULL` lets the partial index tasks_lease serve this: only held tasks
       // are read, however many finished ones the table keeps.
@@ -328,8 +335,22 @@ export class TaskStore {
     await held(['failing'])
       .set({ ...release, state: 'failed', done: 1, end_time: now })
       .execute();
+    const limit = options.maxInterruptions ?? 0;
+    if (limit > 0)
+      await held(['running', 'canceling'])
+        .set({
+          ...release,
+          state: 'failed',
+          done: 1,
+          end_time: now,
+          interruptions: sql`interruptions + 1`,
+          error: `the server stopped while running this task ${limit} times; it is not started again on its own (retry it to run it once more)`,
+          error_code: 'E_INTERRUPTED',
+        })
+        .where('interruptions', '>=', limit - 1)
+        .execute();
     const result = await held(['running', 'canceling'])
-      .set({ ...release, state: 'pending', done: 0, run_at: now })
+      .set({ ...release, state: 'pending', done: 0, run_at: now, interruptions: sql`interruptions + 1` })
       .executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
@@ -380,6 +401,7 @@ export class TaskStore {
         failures: '[]',
         failed_files: 0,
         attempts: 0,
+        interruptions: 0,
         run_at: now,
         cancel_requested: 0,
         end_time: null,
@@ -550,6 +572,7 @@ function toTask(row: ListRow): Task {
     payload: parseJson<Record<string, unknown>>(row.payload, {}),
     failures: row.failures === undefined ? [] : parseJson<ItemFailure[]>(row.failures, []),
     attempts: Number(row.attempts),
+    interruptions: Number(row.interruptions),
     maxRetry: Number(row.max_retry),
     runAt: Number(row.run_at),
     leaseOwner: row.lease_owner,

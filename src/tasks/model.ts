@@ -87,6 +87,8 @@ export interface Task {
   /** Per-item failures of directory tasks (capped). */
   failures: ItemFailure[];
   attempts: number;
+  /** Times the process running the task died under it (its lease was reclaimed). */
+  interruptions: number;
   maxRetry: number;
   /** Earliest time (ms) the task may be claimed. */
   runAt: number;

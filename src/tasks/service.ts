@@ -296,7 +296,9 @@ export class TaskService {
 
   /** One round of upkeep; returns how many finished tasks were swept. */
   async maintain(now = Date.now()): Promise<number> {
-    const reclaimed = await this.store.reclaimExpired(now);
+    const reclaimed = await this.store.reclaimExpired(now, {
+      maxInterruptions: this.config.tasks.maxInterruptions,
+    });
     if (reclaimed > 0) {
       this.log.info({ reclaimed }, 'reclaimed tasks of a dead worker');
       this.runner.wake();
