@@ -1,10 +1,7 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   type _Object,
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -14,10 +11,7 @@ import {
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
-  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
 import type {
   Driver,
@@ -28,66 +22,16 @@ import type {
   RemoveTreeOptions,
   WriteOptions,
 } from '../driver.ts';
-import { PartBuffers } from '../part-buffers.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
+import { describeError, encodeKey, failedRequest, isNotFound, toFerry } from './errors.ts';
+import type { S3Settings } from './settings.ts';
+import { type Target, uploadRanges, uploadStream } from './uploads.ts';
 
-/** AList's `addition` fields of the S3 driver. */
-export interface S3Settings {
-  bucket: string;
-  endpoint?: string;
-  region?: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-  forcePathStyle?: boolean;
-  /** Key prefix the mount starts at ('' for the whole bucket). */
-  rootFolderPath?: string;
-}
+// The mount's settings come from AList's `addition`: read by `s3Settings`, kept in their own file.
+export { type S3Settings, s3Settings } from './settings.ts';
 
-/** Read AList's `addition` for S3 (`access_key_id`, …); E_STORAGE_CONFIG when required ones are missing. */
-export function s3Settings(addition: Record<string, unknown>): S3Settings {
-  const str = (key: string) => (typeof addition[key] === 'string' ? (addition[key] as string) : undefined);
-  const bucket = str('bucket');
-  const accessKeyId = str('access_key_id');
-  const secretAccessKey = str('secret_access_key');
-  if (!bucket || !accessKeyId || !secretAccessKey) {
-    throw new FerryError('E_STORAGE_CONFIG', 'S3 needs bucket, access_key_id and secret_access_key');
-  }
-  return {
-    bucket,
-    accessKeyId,
-    secretAccessKey,
-    ...(str('endpoint') && { endpoint: str('endpoint') }),
-    ...(str('region') && { region: str('region') }),
-    ...(str('session_token') && { sessionToken: str('session_token') }),
-    forcePathStyle: addition.force_path_style === true || addition.force_path_style === 'true',
-    rootFolderPath: str('root_folder_path') ?? '',
-  };
-}
-
-/**
- * Multipart part size: S3's minimum (5 MiB) unless the file is so large that 10,000 parts (S3's
- * maximum) would not hold it. Four parts are in flight, so memory stays near 4 × 5 MiB.
- */
-const MIN_PART_SIZE = 5 * 1024 * 1024;
-const MAX_PARTS = 10_000;
-/** Parts in flight at once, for `write` and `writeRanges` alike (rclone's default too). */
-const PARTS_IN_FLIGHT = 4;
-/**
- * Part buffers of every `writeRanges` of the process, eight 5 MiB parts at most (or one larger
- * part): a tree of mid-size files uploaded several at a time holds no more than that.
- */
-const PART_BUFFERS = new PartBuffers(8 * 5 * 1024 * 1024);
 /** Objects copied at once by the rename of a folder. */
 const COPIES_IN_FLIGHT = 8;
-/** Tries per part in `writeRanges`. */
-const PART_TRIES = 3;
-
-function partSizeFor(size: number | undefined): number {
-  if (!size) return MIN_PART_SIZE;
-  const MiB = 1024 * 1024;
-  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / MiB) * MiB);
-}
 
 /**
  * An empty object that keeps an empty folder in existence (S3 has no folders). A named object
@@ -142,9 +86,13 @@ export class S3Driver implements Driver {
       await client.send(new HeadBucketCommand({ Bucket: settings.bucket }));
     } catch (err) {
       client.destroy();
-      throw new FerryError('E_STORAGE_CONFIG', `cannot use bucket ${settings.bucket}: ${describe(err)}`, {
-        cause: err,
-      });
+      throw new FerryError(
+        'E_STORAGE_CONFIG',
+        `cannot use bucket ${settings.bucket}: ${describeError(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     return new S3Driver(client, settings.bucket, settings.rootFolderPath ?? '');
   }
@@ -332,89 +280,12 @@ export class S3Driver implements Driver {
     if (p === '/') throw new FerryError('E_IS_A_DIRECTORY', 'cannot write the root');
     if (!options.overwrite && (await this.stat(p)))
       throw new FerryError('E_EXISTS', `already exists: ${path}`);
-    if (options.size !== undefined && options.size < MIN_PART_SIZE)
-      return this.putSmall(p, source, { ...options, size: options.size });
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(p), Body: source },
-      partSize: partSizeFor(options.size),
-      queueSize: PARTS_IN_FLIGHT,
-      leavePartsOnError: false,
-    });
-    let reported = 0;
-    upload.on('httpUploadProgress', (progress) => {
-      const loaded = progress.loaded ?? 0;
-      if (loaded > reported) {
-        options.onProgress?.(loaded - reported);
-        reported = loaded;
-      }
-    });
-    const abort = () => void upload.abort().catch(() => undefined);
-    options.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      options.signal?.throwIfAborted();
-      await upload.done();
-    } catch (err) {
-      source.destroy();
-      throw failedRequest(err, path, options.signal);
-    } finally {
-      options.signal?.removeEventListener('abort', abort);
-    }
+    await uploadStream(this.client, this.target(p), path, source, options);
   }
 
   /**
-   * `write` of a file smaller than one part: its bytes are read into memory, then sent as one
-   * PutObject with its length, which the SDK can send again when it fails (a streamed body it
-   * cannot), without lib-storage's buffering and bookkeeping around a single request. A source
-   * that does not hold `size` bytes fails without writing anything.
-   */
-  private async putSmall(
-    p: string,
-    source: Readable,
-    options: WriteOptions & { size: number },
-  ): Promise<void> {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    try {
-      for await (const chunk of source) {
-        options.signal?.throwIfAborted();
-        chunks.push(chunk as Buffer);
-        length += (chunk as Buffer).length;
-        if (length > options.size) break;
-      }
-      if (length !== options.size)
-        throw new FerryError('E_BACKEND', `${p}: the source gave ${length} bytes, not ${options.size}`);
-    } catch (err) {
-      source.destroy();
-      throw failedRequest(err, p, options.signal);
-    }
-    await this.putBody(p, Buffer.concat(chunks, length), options.signal);
-    options.onProgress?.(length);
-  }
-
-  /** One PutObject of `body`, with its length: the SDK can send it again when a request fails. */
-  private async putBody(p: string, body: Buffer, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: this.key(p),
-          Body: body,
-          ContentLength: body.length,
-        }),
-        { ...(signal && { abortSignal: signal }) },
-      );
-    } catch (err) {
-      throw failedRequest(err, p, signal);
-    }
-  }
-
-  /**
-   * A multipart upload whose parts are read from the source's ranges, four at a time, into
-   * buffers reused from part to part and shared by all uploads (`write`'s lib-storage `Upload`
-   * allocates each part, and copies it again as it sends it). A failed part is read and sent
-   * again, up to three times. Completed only when every part is there; aborted otherwise, so
-   * nothing appears under `path`. A file smaller than one part goes as one PutObject.
+   * A multipart upload whose parts are read from the source's ranges into buffers shared by all
+   * uploads (see `uploadRanges`); completed only when every part is there, aborted otherwise.
    */
   async writeRanges(
     path: string,
@@ -427,103 +298,7 @@ export class S3Driver implements Driver {
     if (size <= 0) throw new FerryError('E_INTERNAL', 'writeRanges needs a size');
     if (!options.overwrite && (await this.stat(p)))
       throw new FerryError('E_EXISTS', `already exists: ${path}`);
-    const { signal } = options;
-    const target = { Bucket: this.bucket, Key: this.key(p) };
-    if (size < MIN_PART_SIZE) {
-      // One request, as `write` sends a small file (see putSmall).
-      const body = Buffer.allocUnsafe(size);
-      await readInto(0, body, signal).catch((err: unknown) => {
-        throw failedRequest(err, p, signal);
-      });
-      await this.putBody(p, body, signal);
-      options.onProgress?.(size);
-      return;
-    }
-    const { UploadId } = await this.call(path, () =>
-      this.client.send(new CreateMultipartUploadCommand(target), { ...(signal && { abortSignal: signal }) }),
-    );
-    // The first part to fail for good stops the others.
-    const stop = new AbortController();
-    const stopped = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const partSize = partSizeFor(size);
-    const count = Math.ceil(size / partSize);
-    const etags: string[] = [];
-    // Each part is read into a buffer from PART_BUFFERS, given back for the next part once its
-    // request has ended (the server answered). A stream per part would allocate a buffer per chunk
-    // instead, garbage that waits for collection: tens of megabytes of resident memory at S3
-    // speeds. The buffers' budget is shared by all uploads: parts wait for a buffer when spent.
-    const workers = Math.min(PARTS_IN_FLIGHT, count);
-    const sendPart = async (index: number, buffer: Buffer) => {
-      const start = index * partSize;
-      const end = Math.min(start + partSize, size) - 1;
-      const part = buffer.subarray(0, end - start + 1);
-      let filled = false;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          if (!filled) {
-            await readInto(start, part, stopped);
-            filled = true;
-          }
-          const sent = await this.client.send(
-            new UploadPartCommand({
-              ...target,
-              UploadId,
-              PartNumber: index + 1,
-              // As a stream, so the signature covers no payload hash, as for any streamed
-              // body: hashing 5 MiB would hold the event loop for milliseconds per part.
-              Body: Readable.from([part]),
-              ContentLength: part.length,
-            }),
-            { abortSignal: stopped },
-          );
-          etags[index] = sent.ETag ?? '';
-          options.onProgress?.(part.length);
-          return;
-        } catch (err) {
-          if (stopped.aborted || attempt >= PART_TRIES) throw err;
-        }
-      }
-    };
-    let next = 0;
-    const worker = async () => {
-      try {
-        while (next < count) {
-          const index = next++;
-          const buffer = await PART_BUFFERS.take(partSize, stopped);
-          try {
-            await sendPart(index, buffer);
-          } catch (err) {
-            // An aborted request may still be writing it out: it is not reused.
-            PART_BUFFERS.forget(buffer);
-            throw err;
-          }
-          PART_BUFFERS.give(buffer);
-        }
-      } catch (err) {
-        stop.abort(err);
-        throw err;
-      }
-    };
-    try {
-      const results = await Promise.allSettled(Array.from({ length: workers }, worker));
-      signal?.throwIfAborted();
-      if (results.some((r) => r.status === 'rejected')) throw stop.signal.reason;
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          ...target,
-          UploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-        }),
-      );
-    } catch (err) {
-      const abort = this.client
-        .send(new AbortMultipartUploadCommand({ ...target, UploadId }))
-        .catch(() => undefined);
-      // A cancel answers at once; the parts already sent go a round trip later.
-      if (signal?.aborted) throw new FerryError('E_CANCELED', 'canceled', { cause: err });
-      await abort;
-      throw toFerry(err, path);
-    }
+    await uploadRanges(this.client, this.target(p), path, size, readInto, options);
   }
 
   async mkdir(path: string): Promise<void> {
@@ -680,6 +455,10 @@ export class S3Driver implements Driver {
     return `${this.prefix}${p.slice(1)}`;
   }
 
+  private target(p: string): Target {
+    return { Bucket: this.bucket, Key: this.key(p) };
+  }
+
   private dirKey(p: string): string {
     return p === '/' ? this.prefix : `${this.key(p)}/`;
   }
@@ -692,36 +471,4 @@ export class S3Driver implements Driver {
       throw toFerry(err, path);
     }
   }
-}
-
-function encodeKey(key: string): string {
-  return key.split('/').map(encodeURIComponent).join('/');
-}
-
-function isNotFound(err: unknown): boolean {
-  return (
-    err instanceof S3ServiceException &&
-    (err.$metadata.httpStatusCode === 404 || err.name === 'NoSuchKey' || err.name === 'NotFound')
-  );
-}
-
-function describe(err: unknown): string {
-  if (err instanceof S3ServiceException) return `${err.name} (HTTP ${err.$metadata.httpStatusCode ?? '?'})`;
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** What a failed request or read of `path` reports: `E_CANCELED` when `signal` stopped it. */
-function failedRequest(err: unknown, path: string, signal?: AbortSignal): Error {
-  if (signal?.aborted) return new FerryError('E_CANCELED', 'canceled', { cause: err });
-  return toFerry(err, path);
-}
-
-/** S3's answers as ferry's codes: missing → E_NOT_FOUND, refused → E_FORBIDDEN, the rest retryable. */
-function toFerry(err: unknown, path: string): Error {
-  if (err instanceof FerryError) return err;
-  if (isNotFound(err)) return new FerryError('E_NOT_FOUND', `not found: ${path}`, { cause: err });
-  if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 403) {
-    return new FerryError('E_FORBIDDEN', `S3 refused access to ${path}: ${describe(err)}`, { cause: err });
-  }
-  return new FerryError('E_BACKEND', `S3 failed on ${path}: ${describe(err)}`, { cause: err });
 }
