@@ -97,6 +97,14 @@ export interface Driver {
    */
   measure?(path: string, options?: MeasureOptions): Promise<{ files: number; bytes: number }>;
 
+  /**
+   * Optional: every entry below the folder `path` (not `path` itself), each folder before what
+   * it holds, as a walk of `list` would meet them, in fewer round trips (S3: one flat listing
+   * instead of one per folder). `rel` is the entry's path relative to `path`, starting with `/`.
+   * Drivers with links do not offer it. `E_NOT_FOUND`, `E_NOT_A_DIRECTORY`.
+   */
+  walk?(path: string, signal: AbortSignal): AsyncIterable<{ entry: Entry; rel: string }>;
+
   /** A stream of the file's bytes (or a byte range). `E_NOT_FOUND`, `E_IS_A_DIRECTORY`. */
   read(path: string, options?: ReadOptions): Promise<Readable>;
 

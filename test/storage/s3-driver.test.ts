@@ -108,6 +108,40 @@ describe('S3 driver', () => {
     await d.close();
   });
 
+  it('walks a tree from one flat listing as a walk of its listings meets it, folders first', async () => {
+    const d = await treeMount();
+    const listed = async (path: string, rel = ''): Promise<string[]> => {
+      const out: string[] = [];
+      for (const e of await d.list(path)) {
+        out.push(`${rel}/${e.name} ${e.isDir ? 'dir' : e.size}`);
+        if (e.isDir) out.push(...(await listed(e.path, `${rel}/${e.name}`)));
+      }
+      return out;
+    };
+    const signal = new AbortController().signal;
+    for (const path of ['/', '/t', '/t/b', '/t/empty']) {
+      const walked: string[] = [];
+      const seen = new Set<string>();
+      for await (const { entry, rel } of d.walk(path, signal)) {
+        walked.push(`${rel} ${entry.isDir ? 'dir' : entry.size}`);
+        const parent = rel.slice(0, rel.lastIndexOf('/'));
+        assert.ok(parent === '' || seen.has(parent), `${rel} comes after its folder`);
+        if (entry.isDir) seen.add(rel);
+        assert.equal(entry.path, rel === '' ? path : `${path === '/' ? '' : path}${rel}`);
+      }
+      assert.deepEqual(walked.sort(), (await listed(path)).sort(), path);
+    }
+    // Where there is nothing to walk, the same error as listing it.
+    for (const path of ['/t/a.bin', '/missing']) {
+      const code = await codeOf(d.list(path));
+      const walking = (async () => {
+        for await (const _ of d.walk(path, signal));
+      })();
+      assert.equal(await codeOf(walking), code, path);
+    }
+    await d.close();
+  });
+
   it('removeTree removes a folder with all its keys and reports each file once', async () => {
     const d = await treeMount();
     const removed: string[] = [];

@@ -202,6 +202,39 @@ export class S3Driver implements Driver {
   }
 
   /**
+   * Every entry below the folder from one flat listing (1,000 keys a request) rather than a
+   * listing per folder: a folder (from the keys' prefixes and the empty-folder markers) comes
+   * before the first key below it, files as `list` shows them; hidden names and what is below
+   * them are left out. Memory holds the folders met, not the files.
+   */
+  async *walk(path: string, signal: AbortSignal): AsyncGenerator<{ entry: Entry; rel: string }> {
+    const p = normalizePath(path);
+    const base = this.dirKey(p);
+    const folders = new Set<string>();
+    let any = false;
+    for await (const page of this.objectsUnder(path, base, signal)) {
+      any ||= page.length > 0;
+      for (const object of page) {
+        const names = (object.Key ?? '').slice(base.length).split('/');
+        let rel = '';
+        for (const [i, name] of names.entries()) {
+          if (name === '' || name === '.' || name === '..' || name.startsWith(TEMP_PREFIX)) break;
+          rel = `${rel}/${name}`;
+          const last = i === names.length - 1;
+          if (last && name !== FOLDER_MARKER) {
+            const entry = { name, path: joinPath(p, rel), isDir: false, size: Number(object.Size ?? 0) };
+            yield { rel, entry: { ...entry, modified: object.LastModified?.getTime() ?? 0 } };
+          } else if (!last && !folders.has(rel)) {
+            folders.add(rel);
+            yield { rel, entry: { name, path: joinPath(p, rel), isDir: true, size: 0, modified: 0 } };
+          }
+        }
+      }
+    }
+    if (!any) await this.mustBeFolder(p, path);
+  }
+
+  /**
    * Remove the folder's keys page by page of one flat listing, a DeleteObjects per page, and
    * report each visible file. A folder exists while a key is below it, so one that keeps a file
    * S3 refused to delete stays, with no marker needed.
