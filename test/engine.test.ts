@@ -265,6 +265,35 @@ for (const db of await testDatabases()) {
       assert.equal(done.leaseOwner, null);
     });
 
+    it('fails a task whose worker died under it maxInterruptions times, instead of queuing it again', async () => {
+      e.script.run = async () => undefined;
+      await e.runner.stop();
+      const task = await create(e);
+      const limit = e.config.tasks.maxInterruptions;
+      assert.equal(limit, 3, 'the default');
+      for (let death = 1; death <= limit; death++) {
+        // A worker claims it (a lease of 1 ms) and dies without a word.
+        const [claimed] = await e.store.claim('copy', `dead-worker-${death}`, 1, 1);
+        assert.equal(claimed?.id, task.id, `claim ${death}`);
+        await new Promise((r) => setTimeout(r, 5));
+        await e.store.reclaimExpired(Date.now(), { maxInterruptions: limit });
+        const after = await e.store.get(task.id);
+        if (death < limit) {
+          assert.equal(after?.state, 'pending', `queued again after death ${death}`);
+          assert.equal(after?.interruptions, death);
+        } else {
+          assert.equal(after?.state, 'failed');
+          assert.equal(after?.errorCode, 'E_INTERRUPTED');
+          assert.match(after?.error ?? '', /stopped while running this task 3 times/);
+        }
+      }
+      // A retry by hand runs it again, with a fresh count.
+      await e.service.retry(admin, task.id);
+      e.runner.start();
+      const done = await until(e, task.id, ['succeeded']);
+      assert.equal(done.interruptions, 0);
+    });
+
     it('sweeps finished tasks older than the retention, and only those', async () => {
       e.script.run = async () => undefined;
       // More than one sweep batch (100).
