@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { FerryError } from '../errors.ts';
 
 /** One file or folder as a driver sees it. `path` is relative to the driver's root, always starting with `/`. */
 export interface Entry {
@@ -162,4 +163,12 @@ export interface Driver {
 
   /** Release connections; the driver is not used afterwards. */
   close(): Promise<void>;
+}
+
+/** `E_BAD_REQUEST` unless start/end are non-negative integers with start ≤ end. */
+export function checkRange({ start, end }: ReadOptions): void {
+  const bad = (n: number | undefined) => n !== undefined && !(Number.isSafeInteger(n) && n >= 0);
+  if (bad(start) || bad(end) || (start !== undefined && end !== undefined && start > end)) {
+    throw new FerryError('E_BAD_REQUEST', `invalid byte range ${start}-${end}`);
+  }
 }

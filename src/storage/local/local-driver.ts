@@ -1,7 +1,6 @@
 import { createWriteStream, lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
 import {
   type FileHandle,
-  link,
   lstat,
   mkdir,
   open,
@@ -16,26 +15,20 @@ import { dirname, isAbsolute, join, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
-import type {
-  Driver,
-  DriverCapabilities,
-  Entry,
-  MeasureOptions,
-  ReadOptions,
-  WriteOptions,
-} from '../driver.ts';
 import {
-  baseName,
-  isWithin,
-  joinPath,
-  normalizePath,
-  TEMP_PREFIX,
-  tempPathFor,
-  tempToken,
-} from '../paths.ts';
+  checkRange,
+  type Driver,
+  type DriverCapabilities,
+  type Entry,
+  type MeasureOptions,
+  type ReadOptions,
+  type WriteOptions,
+} from '../driver.ts';
+import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX, tempPathFor } from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
 import type { ListedEntry } from './file-thread.ts';
 import { fileThreads } from './file-threads.ts';
+import { fsyncFile, moveNoClobber, place, replaceFolder, sameFile } from './placing.ts';
 
 /** Links looked at once while listing a folder (their targets are checked one by one). */
 const LIST_CONCURRENCY = 32;
@@ -482,76 +475,6 @@ export class LocalDriver implements Driver {
     // placed file: remove it rather than truncate it (truncating would empty that file too).
     await unlink(temp).catch(() => undefined);
     return temp;
-  }
-}
-
-/** fsync through a second descriptor: it flushes the file's data whichever descriptor wrote it. */
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Put a finished temp file in place: rename over it (overwrite) or refuse an existing name. */
-async function place(temp: string, target: string, overwrite: boolean): Promise<void> {
-  if (overwrite) await rename(temp, target);
-  else await moveNoClobber(temp, target);
-}
-
-/** link() failures that mean "this file system has no hard links" (FAT, exFAT, some network mounts). */
-const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
-
-/**
- * Move the file `from` to `to` unless `to` exists: link() refuses an existing name atomically,
- * then the old name is unlinked. A crash in between leaves both names on one inode; the retry
- * sees that (same inode) and finishes. Where hard links are unsupported it falls back to
- * check-then-rename, accepting that a file created at `to` in between would be replaced.
- */
-async function moveNoClobber(from: string, to: string): Promise<void> {
-  try {
-    await link(from, to);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (code === 'EEXIST' && (await sameFile(from, to))) return unlink(from);
-    if (!NO_HARD_LINKS.has(code)) throw err;
-    if (await lstat(to).catch(() => null)) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' });
-    return rename(from, to);
-  }
-  try {
-    await unlink(from);
-  } catch (err) {
-    // Leave things as they were rather than the file under two names.
-    await unlink(to).catch(() => undefined);
-    throw err;
-  }
-}
-
-async function sameFile(a: string, b: string): Promise<boolean> {
-  const [sa, sb] = await Promise.all([lstat(a).catch(() => null), lstat(b).catch(() => null)]);
-  return sa !== null && sb !== null && sa.ino === sb.ino && sa.dev === sb.dev;
-}
-
-/** Replace the folder `to` by `from`: set `to` aside (hidden), rename, then remove the old one. */
-async function replaceFolder(from: string, to: string): Promise<void> {
-  const aside = join(dirname(to), `${TEMP_PREFIX}${tempToken(to)}`);
-  await rename(to, aside);
-  try {
-    await rename(from, to);
-  } catch (err) {
-    await rename(aside, to).catch(() => undefined);
-    throw err;
-  }
-  await rm(aside, { recursive: true, force: true });
-}
-
-/** `E_BAD_REQUEST` unless start/end are non-negative integers with start ≤ end. */
-function checkRange({ start, end }: ReadOptions): void {
-  const bad = (n: number | undefined) => n !== undefined && !(Number.isSafeInteger(n) && n >= 0);
-  if (bad(start) || bad(end) || (start !== undefined && end !== undefined && start > end)) {
-    throw new FerryError('E_BAD_REQUEST', `invalid byte range ${start}-${end}`);
   }
 }
 

@@ -9,13 +9,6 @@ const PIECE = 31 * 1024;
 /** Requests in flight per stream: enough to hide the round trip, ~0.5 MB of memory. */
 const IN_FLIGHT = 16;
 
-export function checkRange({ start, end }: ReadOptions): void {
-  const bad = (n: number | undefined) => n !== undefined && !(Number.isSafeInteger(n) && n >= 0);
-  if (bad(start) || bad(end) || (start !== undefined && end !== undefined && start > end)) {
-    throw new FerryError('E_BAD_REQUEST', `invalid byte range ${start}-${end}`);
-  }
-}
-
 /**
  * A remote file's bytes `start..end` (inclusive), with up to IN_FLIGHT reads outstanding and
  * pushed in order. Closes the handle when done, destroyed, aborted (`E_CANCELED`) or when the

@@ -3,7 +3,14 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Attributes, ConnectConfig, SFTPWrapper } from 'ssh2';
 import { FerryError, isFerryError } from '../../errors.ts';
-import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
+import {
+  checkRange,
+  type Driver,
+  type DriverCapabilities,
+  type Entry,
+  type ReadOptions,
+  type WriteOptions,
+} from '../driver.ts';
 import {
   isWithin,
   joinPath,
@@ -14,7 +21,7 @@ import {
   tempPathFor,
   tempSiblingPath,
 } from '../paths.ts';
-import { checkRange, RemoteFileReader, RemoteFileWriter } from './remote-file.ts';
+import { RemoteFileReader, RemoteFileWriter } from './remote-file.ts';
 import {
   call,
   connect,
