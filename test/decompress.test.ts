@@ -9,6 +9,7 @@ import { type FileEntry, TextWriter, Uint8ArrayReader, ZipReader } from '@zip.js
 import { sevenZipBinary } from '../src/archive/index.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
+import { requireTools, runs } from './helpers/tools.ts';
 import { diffSnapshots, findTempFiles, snapshotTree, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -32,17 +33,11 @@ const TOOLS: [string, string][] = [
   ['python3', 'python3'],
 ];
 
-/** True when every tool is there; under CI=true a missing one is an error, elsewhere a skip. */
+/** True when every tool is there (see `requireTools` for what happens when one is not). */
 function toolsAvailable(): boolean {
-  const missing = TOOLS.filter(([cmd]) => spawnSync(cmd, ['--help'], { stdio: 'ignore' }).error).map(
-    ([, pkg]) => pkg,
-  );
+  const missing = TOOLS.filter(([cmd]) => !runs(cmd, ['--help'])).map(([, pkg]) => pkg);
   if (!sevenZipBinary()) missing.push('7zip');
-  if (missing.length === 0) return rcloneAvailable();
-  const reason = `decompress tests need Debian packages: ${missing.join(' ')}`;
-  if (process.env.CI === 'true') throw new Error(`${reason} (required under CI)`);
-  process.stderr.write(`# skipping: ${reason}\n`);
-  return false;
+  return requireTools('the decompress tests', missing) && rcloneAvailable();
 }
 
 interface TaskView {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -12,6 +11,7 @@ import bencode from 'bencode';
 import { Aria2RpcError } from '../src/download/aria2.ts';
 import { type FtpServer, ftpServerAvailable, startFtpServer } from './helpers/ftp-server.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { requireTools, runs } from './helpers/tools.ts';
 import { exists, sha256File } from './helpers/tree.ts';
 
 /**
@@ -21,14 +21,8 @@ import { exists, sha256File } from './helpers/tree.ts';
  * and a magnet link that can never resolve (no peers), which must still stop at once on cancel.
  */
 
-function aria2Available(): boolean {
-  if (spawnSync('aria2c', ['--version'], { stdio: 'ignore' }).status === 0) return true;
-  if (process.env.CI === 'true') throw new Error('aria2c is required under CI (apt-get install aria2)');
-  process.stderr.write('# skipping: aria2c is not installed (apt-get install aria2)\n');
-  return false;
-}
-
-const enabled = aria2Available() && ftpServerAvailable();
+const enabled =
+  requireTools('the aria2 source tests', runs('aria2c') ? [] : ['aria2']) && ftpServerAvailable();
 
 /** Bytes per torrent piece: small, so the payload spans many pieces and crosses a file boundary inside one. */
 const PIECE_BYTES = 64 * 1024;

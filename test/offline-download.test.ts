@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
@@ -17,6 +16,7 @@ import { startCore } from '../src/core.ts';
 import { Aria2Daemon, Aria2RpcError } from '../src/download/aria2.ts';
 import { ADMIN_PASSWORD, type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
+import { requireTools, runs } from './helpers/tools.ts';
 import { sha256File, writeRandomFile } from './helpers/tree.ts';
 
 /**
@@ -27,14 +27,6 @@ import { sha256File, writeRandomFile } from './helpers/tree.ts';
  */
 
 const SIZE = Number(process.env.FERRY_TEST_DOWNLOAD_MB ?? 200) * 1024 * 1024;
-
-/** True when aria2c is installed; a laptop without it skips those tests, CI (which installs it) fails. */
-function aria2Available(): boolean {
-  if (spawnSync('aria2c', ['--version'], { stdio: 'ignore' }).status === 0) return true;
-  if (process.env.CI === 'true') throw new Error('aria2c is required under CI (apt-get install aria2)');
-  process.stderr.write('# skipping aria2 tests: aria2c is not installed (apt-get install aria2)\n');
-  return false;
-}
 
 interface Seen {
   path: string;
@@ -158,7 +150,7 @@ interface TaskView {
   creator: string;
 }
 
-const enabledAria2 = aria2Available();
+const enabledAria2 = requireTools('the aria2 tests', runs('aria2c') ? [] : ['aria2']);
 
 describe('offline download', () => {
   let h: Harness;

@@ -183,13 +183,14 @@ export class TaskStore {
     return row ? toTask(row) : null;
   }
 
-  async getMany(ids: readonly string[]): Promise<Task[]> {
+  /** The tasks of `ids` that exist; with `failures: false` without their per-item failures (as `list`). */
+  async getMany(ids: readonly string[], options: { failures?: boolean } = {}): Promise<Task[]> {
     const out: Task[] = [];
     for (let i = 0; i < ids.length; i += 500) {
-      const rows = await this.db
-        .selectFrom('tasks')
-        .selectAll()
-        .where('id', 'in', ids.slice(i, i + 500))
+      const chunk = ids.slice(i, i + 500);
+      const from = this.db.selectFrom('tasks');
+      const rows = await (options.failures === false ? from.select(LIST_COLUMNS) : from.selectAll())
+        .where('id', 'in', chunk)
         .execute();
       out.push(...rows.map(toTask));
     }

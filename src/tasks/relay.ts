@@ -99,7 +99,9 @@ export class TaskRelay {
     const notice = JSON.parse(payload) as Notice;
     if (notice.node === this.node || !this.events.watched()) return;
     if (notice.changed.length > 0)
-      for (const task of await this.store.getMany(notice.changed)) this.events.emit(task, { remote: true });
+      // Without the per-item failures: listeners show tasks, not their failure lists.
+      for (const task of await this.store.getMany(notice.changed, { failures: false }))
+        this.events.emit(task, { remote: true });
     this.events.emitRemoved(notice.removed, { remote: true });
   }
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { freePort, waitForPort } from './process.ts';
+import { requireTools } from './tools.ts';
 
 /**
  * A real FTP server on loopback: Debian's `python3-pyftpdlib` serving `root` read-only to one
@@ -15,16 +16,10 @@ export interface FtpServer {
 
 const PYTHON = '/usr/bin/python3';
 
-/**
- * True when pyftpdlib is installed. On a developer's machine without it the callers skip with
- * the reason printed; under CI=true (where `.ci/run` installs it) a missing one is an error.
- */
+/** True when pyftpdlib is installed; see `requireTools` for what happens when it is not. */
 export function ftpServerAvailable(): boolean {
-  if (spawnSync(PYTHON, ['-c', 'import pyftpdlib'], { stdio: 'ignore' }).status === 0) return true;
-  const reason = 'pyftpdlib is not installed (apt-get install python3-pyftpdlib)';
-  if (process.env.CI === 'true') throw new Error(`${reason}; it is required under CI`);
-  process.stderr.write(`# skipping the FTP tests: ${reason}\n`);
-  return false;
+  const installed = spawnSync(PYTHON, ['-c', 'import pyftpdlib'], { stdio: 'ignore' }).status === 0;
+  return requireTools('the FTP tests', installed ? [] : ['python3-pyftpdlib']);
 }
 
 export async function startFtpServer(root: string): Promise<FtpServer> {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { sshKeyPair } from './ssh-keys.ts';
+import { requireTools } from './tools.ts';
 
 /** Debian's `openssh-sftp-server`: OpenSSH's SFTP subsystem, the program sshd runs for `sftp`. */
 const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
@@ -26,16 +27,9 @@ export interface OpenSshSftpServer {
   close(): Promise<void>;
 }
 
-/**
- * True when OpenSSH's sftp-server is installed. Without it the callers skip with the reason
- * printed; under CI=true (where `.ci/run` installs it) that is an error.
- */
+/** True when OpenSSH's sftp-server is installed; see `requireTools` for what happens when it is not. */
 export function openSshSftpAvailable(): boolean {
-  if (existsSync(SFTP_SERVER)) return true;
-  const why = `${SFTP_SERVER} is missing (apt-get install openssh-sftp-server)`;
-  if (process.env.CI === 'true') throw new Error(`${why}: required under CI`);
-  process.stderr.write(`# skipping: ${why}\n`);
-  return false;
+  return requireTools('the OpenSSH SFTP tests', existsSync(SFTP_SERVER) ? [] : ['openssh-sftp-server']);
 }
 
 export async function startOpenSshSftp(): Promise<OpenSshSftpServer> {

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './process.ts';
+import { requireTools, runs } from './tools.ts';
 
 /**
  * A real WebDAV or SFTP server on loopback: Debian's `rclone serve webdav|sftp` over a temp
@@ -23,16 +24,9 @@ export interface RcloneServer {
   close(): Promise<void>;
 }
 
-/**
- * True when rclone is installed. On a developer's machine without it the callers skip with the
- * reason printed; under CI=true (where `.ci/run` installs it) a missing rclone is an error.
- */
+/** True when rclone is installed; see `requireTools` for what happens when it is not. */
 export function rcloneAvailable(): boolean {
-  const found = spawnSync('rclone', ['version'], { stdio: 'ignore' }).status === 0;
-  if (found) return true;
-  if (process.env.CI === 'true') throw new Error('rclone is required under CI (apt-get install rclone)');
-  process.stderr.write('# skipping: rclone is not installed (apt-get install rclone)\n');
-  return false;
+  return requireTools('these tests', runs('rclone', ['version']) ? [] : ['rclone']);
 }
 
 export async function startRclone(
