@@ -28,7 +28,8 @@ export const ERROR_CODES = {
   E_REMOTE_REFUSED: {
     http: 502,
     unrecoverable: true,
-    meaning: 'a remote server refused a download for good (4xx other than 408/429, too many redirects)',
+    meaning:
+      'a remote server refused a download for good (4xx other than 408/429, too many redirects, a refused login), or a torrent no peer serves',
   },
   E_BACKEND: { http: 502, unrecoverable: false, meaning: 'a storage backend failed; worth retrying' },
   E_ARCHIVE_PASSWORD: {

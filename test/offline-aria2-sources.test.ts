@@ -208,4 +208,34 @@ describe('offline download through aria2: FTP, torrent, magnet', { skip: !enable
     assert.deepEqual(active, [], 'aria2 runs nothing for ferry any more');
     assert.ok(!(await exists(join(h.dataDir, 'offline', task.id))), 'the download area is gone');
   });
+
+  it('a magnet no peer serves fails once bt-stop-timeout passes, at once and clearly, and aria2 forgets it', async () => {
+    // A server of its own (and its own aria2c) with a 2 s bt-stop-timeout instead of 10 minutes.
+    const h2 = await startHarness({ offlineDownload: { aria2: { options: { 'bt-stop-timeout': '2' } } } });
+    try {
+      const res = await h2.json<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+        token: h2.adminToken,
+        body: {
+          urls: [`magnet:?xt=urn:btih:${randomBytes(20).toString('hex')}&dn=dead`],
+          path: '/local/d',
+          tool: 'aria2',
+        },
+      });
+      assert.equal(res.code, 200, res.message);
+      const id = res.data.tasks[0]?.id as string;
+      const failed = await h2.finished('offline_download', id, 20_000);
+      assert.equal(failed.state, 'failed');
+      assert.match(failed.error, /no peer sent any data for 2 s \(bt-stop-timeout\)/);
+      assert.equal(failed.retries, 1, 'not retried: the next attempt would wait as long for nothing');
+      const aria2 = await h2.core.offline.aria2();
+      assert.deepEqual(await aria2.call('aria2.tellActive', [['gid']]), []);
+      assert.deepEqual(
+        await aria2.call('aria2.tellStopped', [0, 10, ['gid']]),
+        [],
+        'its result is removed too',
+      );
+    } finally {
+      await h2.close();
+    }
+  });
 });

@@ -11,6 +11,11 @@ import { HostPolicy } from './url-policy.ts';
 const ARIA2_POLL_MS = 200;
 /** The shortest wait between two polls, when the download is about to end. */
 const ARIA2_POLL_MIN_MS = 10;
+/**
+ * aria2's `bt-stop-timeout` unless the config sets one: a torrent or magnet that gets no byte
+ * from any peer for this long fails, instead of holding an offline-download worker for ever.
+ */
+const BT_STOP_TIMEOUT_S = '600';
 
 export interface Aria2DownloadOptions {
   url: string;
@@ -96,6 +101,7 @@ export class OfflineTools {
         gid = await client.addUri([options.url], {
           // A fetched .torrent stays in memory: only the payload lands in the download folder.
           'follow-torrent': 'mem',
+          'bt-stop-timeout': BT_STOP_TIMEOUT_S,
           ...this.config.aria2.options,
           dir: options.dir,
           continue: 'true',
@@ -123,7 +129,7 @@ export class OfflineTools {
         }
         if (status.status === 'error') {
           await client.call('aria2.removeDownloadResult', [gid]).catch(() => undefined);
-          throw aria2Error(status);
+          throw aria2Error(status, this.config.aria2.options['bt-stop-timeout'] ?? BT_STOP_TIMEOUT_S);
         }
         if (status.status === 'removed')
           throw new FerryError('E_BACKEND', 'the download was removed from aria2');
@@ -161,10 +167,18 @@ function nextPollMs(status: Aria2Status): number {
   return Math.min(ARIA2_POLL_MS, Math.max(ARIA2_POLL_MIN_MS, (left / speed) * 1000));
 }
 
-/** aria2's error codes (see its manual, EXIT STATUS) that retrying cannot fix. */
-function aria2Error(status: Aria2Status): FerryError {
+/**
+ * aria2's error as ferry's: the codes (see its manual, EXIT STATUS) that retrying cannot fix fail
+ * the task at once. `btStopTimeout` is the `bt-stop-timeout` in force, for its message.
+ */
+function aria2Error(status: Aria2Status, btStopTimeout: string): FerryError {
   const message = `aria2: ${status.errorMessage || 'download failed'} (code ${status.errorCode ?? '?'})`;
   switch (status.errorCode) {
+    case '7': // stopped unfinished: a torrent that got no data for bt-stop-timeout seconds
+      return new FerryError(
+        'E_REMOTE_REFUSED',
+        `aria2: no peer sent any data for ${btStopTimeout} s (bt-stop-timeout): the torrent has no reachable seeds; retry it later`,
+      );
     case '3': // resource not found
     case '24': // HTTP authorization failed
       return new FerryError('E_REMOTE_REFUSED', message);
