@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
@@ -151,8 +152,13 @@ export class Runner {
         const tasks = await store.claim(kind, this.owner, free, config.tasks.leaseMs, claimedAt);
         if (tasks.length < free && this.wanted.get(kind) === generation) this.wanted.delete(kind);
         // On a store several nodes share, a task may name a mount another node created just
-        // before it: the claim came after both were stored, so a sync now knows the mount.
-        if (tasks.length > 0) await this.deps.mounts.syncShared();
+        // before it: the claim came after both were stored, so a sync now knows the mount. Not
+        // longer than a third of the lease: claimed tasks are not renewed until they run.
+        if (tasks.length > 0)
+          await Promise.race([
+            this.deps.mounts.syncShared(),
+            sleep(config.tasks.leaseMs / 3, undefined, { ref: false }),
+          ]);
         // A task whose first start is this claim has start_time == claimedAt; any other ran before.
         for (const task of tasks) this.launch(task, handler, task.startTime !== claimedAt);
       }),

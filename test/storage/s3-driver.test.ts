@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -36,6 +37,26 @@ describe('S3 driver', () => {
       },
     );
     assert.throws(() => s3Settings({ bucket: 'b' }), { code: 'E_STORAGE_CONFIG' });
+  });
+
+  it('refuses an endpoint that never answers at mount time, within 15 s', async () => {
+    // A server that takes connections and never answers (a hung proxy, a wrong port).
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const started = Date.now();
+    try {
+      const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      await assert.rejects(S3Driver.open(settings({ endpoint })), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'E_STORAGE_CONFIG');
+        assert.match(err.message, /no answer within 15 s/);
+        return true;
+      });
+      assert.ok(Date.now() - started < 20_000, `refused after ${Date.now() - started} ms`);
+    } finally {
+      silent.close();
+      for (const socket of sockets) socket.destroy();
+    }
   });
 
   it('keeps a mount inside its root prefix', async () => {

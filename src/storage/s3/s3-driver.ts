@@ -32,6 +32,11 @@ export { type S3Settings, s3Settings } from './settings.ts';
 
 /** Objects copied at once by the rename of a folder. */
 const COPIES_IN_FLIGHT = 8;
+/**
+ * A mount's endpoint must answer its first request within this, or the mount is refused as
+ * unreachable: the SDK itself would wait as long as the network lets a connection hang.
+ */
+const OPEN_TIMEOUT_MS = 15_000;
 
 /**
  * An empty object that keeps an empty folder in existence (S3 has no folders). A named object
@@ -82,17 +87,15 @@ export class S3Driver implements Driver {
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 2,
     });
+    const timeout = AbortSignal.timeout(OPEN_TIMEOUT_MS);
     try {
-      await client.send(new HeadBucketCommand({ Bucket: settings.bucket }));
+      await client.send(new HeadBucketCommand({ Bucket: settings.bucket }), { abortSignal: timeout });
     } catch (err) {
       client.destroy();
-      throw new FerryError(
-        'E_STORAGE_CONFIG',
-        `cannot use bucket ${settings.bucket}: ${describeError(err)}`,
-        {
-          cause: err,
-        },
-      );
+      const why = timeout.aborted ? `no answer within ${OPEN_TIMEOUT_MS / 1000} s` : describeError(err);
+      throw new FerryError('E_STORAGE_CONFIG', `cannot use bucket ${settings.bucket}: ${why}`, {
+        cause: err,
+      });
     }
     return new S3Driver(client, settings.bucket, settings.rootFolderPath ?? '');
   }
