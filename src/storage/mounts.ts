@@ -67,16 +67,23 @@ export class MountRegistry {
 
   /**
    * On a shared store, `sync()` (calls while one runs share it; its failure is logged, the next
-   * call tries again); with one process per store, nothing: every change went through here.
+   * call tries again), waited for `waitMs` at most (the sync goes on); with one process per
+   * store, nothing: every change went through here.
    */
-  syncShared(): Promise<void> {
-    if (!this.shared) return Promise.resolve();
+  async syncShared(waitMs = Number.POSITIVE_INFINITY): Promise<void> {
+    if (!this.shared) return;
     this.syncing ??= this.sync()
       .catch((err) => this.log.warn({ err }, 'could not sync the mounts with the store'))
       .finally(() => {
         this.syncing = null;
       });
-    return this.syncing;
+    if (waitMs === Number.POSITIVE_INFINITY) return this.syncing;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    });
+    await Promise.race([this.syncing, waited]);
+    clearTimeout(timer);
   }
 
   /**

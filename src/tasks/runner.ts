@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
@@ -154,11 +153,7 @@ export class Runner {
         // On a store several nodes share, a task may name a mount another node created just
         // before it: the claim came after both were stored, so a sync now knows the mount. Not
         // longer than a third of the lease: claimed tasks are not renewed until they run.
-        if (tasks.length > 0)
-          await Promise.race([
-            this.deps.mounts.syncShared(),
-            sleep(config.tasks.leaseMs / 3, undefined, { ref: false }),
-          ]);
+        if (tasks.length > 0) await this.deps.mounts.syncShared(config.tasks.leaseMs / 3);
         // A task whose first start is this claim has start_time == claimedAt; any other ran before.
         for (const task of tasks) this.launch(task, handler, task.startTime !== claimedAt);
       }),
