@@ -86,13 +86,7 @@ export class RemoteFileReader extends Readable {
     this.session.lost.removeEventListener('abort', this.onLost);
     const handle = this.handle;
     this.handle = null;
-    if (!handle) {
-      done(err);
-      return;
-    }
-    call(this.session, this.path, (cb) => this.session.sftp.close(handle, cb))
-      .catch(() => undefined)
-      .then(() => done(err));
+    closeQuietly(this.session, this.path, handle).then(() => done(err));
   }
 }
 
@@ -139,13 +133,7 @@ export class RemoteFileWriter extends Writable {
     this.wake?.();
     const handle = this.handle;
     this.handle = null;
-    if (!handle) {
-      done(err);
-      return;
-    }
-    call(this.session, this.path, (cb) => this.session.sftp.close(handle, cb))
-      .catch(() => undefined)
-      .then(() => done(err));
+    closeQuietly(this.session, this.path, handle).then(() => done(err));
   }
 
   private async send(chunk: Buffer): Promise<void> {
@@ -188,4 +176,10 @@ export class RemoteFileWriter extends Writable {
       };
     });
   }
+}
+
+/** Close a stream's remote handle (if still open) as it is destroyed: its failure is not the stream's. */
+async function closeQuietly(session: Session, path: string, handle: Buffer | null): Promise<void> {
+  if (!handle) return;
+  await call(session, path, (cb) => session.sftp.close(handle, cb)).catch(() => undefined);
 }
