@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -51,6 +52,34 @@ describe('Local ⇄ S3 through the task API', () => {
     assert.equal(addition.access_key_id, s3.accessKeyId);
     assert.ok(
       !JSON.stringify(list).includes(`"${s3.secretAccessKey}"`) || s3.secretAccessKey === s3.accessKeyId,
+    );
+  });
+
+  it('moves a folder out of S3 that is only a key prefix (no folder objects): succeeded, source gone', async () => {
+    // Keys written straight to the bucket, as other tools write them: the folders exist only as
+    // prefixes, and each vanishes with the last key moved out of it.
+    const at = h.core.mounts.resolve('/s3');
+    const written = new Map<string, Buffer>();
+    for (const rel of ['/a.bin', '/deep/b.bin', '/deep/er/c.bin', '/deep/er/d.bin']) {
+      const data = randomBytes(1000 + written.size);
+      written.set(rel, data);
+      await at.driver.write(`${at.path}/prefix-only${rel}`.replace('//', '/'), Readable.from([data]), {
+        size: data.length,
+      });
+    }
+    const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/move', {
+      token: h.adminToken,
+      body: { src_dir: '/s3', dst_dir: '/local/from-prefix', names: ['prefix-only'] },
+    });
+    assert.equal(res.code, 200, res.message);
+    const done = await h.finished('move', res.data.tasks[0]?.id ?? '');
+    assert.equal(done.state, 'succeeded', done.error);
+    for (const [rel, data] of written)
+      assert.ok((await readFile(join(files, 'from-prefix', 'prefix-only', rel))).equals(data), rel);
+    assert.equal(
+      await at.driver.stat(`${at.path}/prefix-only`.replace('//', '/')),
+      null,
+      'the source is gone',
     );
   });
 

@@ -1,5 +1,5 @@
-import { FerryError } from '../../errors.ts';
-import type { Driver } from '../../storage/driver.ts';
+import { FerryError, isFerryError } from '../../errors.ts';
+import type { Driver, Entry } from '../../storage/driver.ts';
 import { baseName, joinPath } from '../../storage/paths.ts';
 import { copyPlanned, planCopy, readCopyPayload } from './copy.ts';
 import type { TaskKindHandler } from './kind.ts';
@@ -45,11 +45,22 @@ async function verifyThenDeleteSource(src: Endpoint, dst: Endpoint, size: number
   await src.driver.remove(src.path, { file: true });
 }
 
-/** Remove `root` and folders below it that are empty, deepest first; anything with files stays. */
+/**
+ * Remove `root` and folders below it that are empty, deepest first; anything with files stays. A
+ * folder already gone counts as removed: on S3 a folder without a marker object is only a prefix,
+ * gone with the last file moved out of it.
+ */
 async function removeEmptyFolders(driver: Driver, root: string, signal: AbortSignal): Promise<boolean> {
   signal.throwIfAborted();
+  let entries: Entry[];
+  try {
+    entries = await driver.list(root);
+  } catch (err) {
+    if (isFerryError(err, 'E_NOT_FOUND')) return true;
+    throw err;
+  }
   let empty = true;
-  for (const entry of await driver.list(root)) {
+  for (const entry of entries) {
     const path = joinPath(root, entry.name);
     // A link to a folder was copied as the folder it leads to, whose files stay where they are
     // (see copyPlanned): the link itself is what moved.
