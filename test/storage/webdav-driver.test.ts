@@ -103,6 +103,25 @@ describe('WebDav driver', { skip: !available && 'rclone is not installed' }, () 
     });
   });
 
+  it('writes many files at once into folders that do not exist yet (racing MKCOLs)', async () => {
+    const d = await WebDavDriver.open(settings({ root_folder_path: suite() }));
+    try {
+      // Sixteen writes at a time into new nested folders: their MKCOLs of one folder race, and
+      // rclone answers a MKCOL that meets another in flight with 423 Locked.
+      for (let round = 0; round < 3; round++) {
+        const paths = Array.from(
+          { length: 200 },
+          (_, i) => `/r${round}/f${Math.floor(i / 20)}/x${i % 20}.txt`,
+        );
+        for (let i = 0; i < paths.length; i += 16)
+          await Promise.all(paths.slice(i, i + 16).map((path) => d.write(path, bytes(path))));
+        for (const path of paths) assert.equal((await readAll(await d.read(path))).toString(), path);
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
   it('keeps a root_folder_path mount inside its folder, whatever the names', async () => {
     const jail = suite();
     const inner = await WebDavDriver.open(settings({ root_folder_path: jail }));

@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import { PassThrough, Readable, Transform } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, parseXML, type WebDAVClient } from 'webdav';
 import { FerryError, isFerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
@@ -31,6 +32,8 @@ const OPEN_TIMEOUT_MS = 15_000;
  * pause that long.
  */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
+/** MKCOLs of one folder tried while the server says another is under way (423), 40–320 ms apart. */
+const MKCOL_TRIES = 5;
 /** Methods that change nothing on the server, so sending one twice is harmless. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'PROPFIND']);
 
@@ -427,11 +430,18 @@ export class WebDavDriver implements Driver {
     if (item?.isDir) return;
     if (item) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${relativeTo(full, this.root)}`);
     await this.ensureFolder(parentPath(full), signal);
-    try {
-      await this.send('MKCOL', `${full}/`, { signal });
-    } catch (err) {
-      // Made by someone else in between: fine.
-      if (!(await this.propfind(full, '0', signal))?.[0]?.isDir) throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.send('MKCOL', `${full}/`, { signal });
+        return;
+      } catch (err) {
+        // Made by someone else in between: fine.
+        if ((await this.propfind(full, '0', signal))?.[0]?.isDir) return;
+        // 423 Locked: another MKCOL of this folder is under way (rclone answers so when several
+        // writes into one new folder start at once). Wait for it, then look again.
+        if (httpStatus(err) !== 423 || attempt >= MKCOL_TRIES) throw err;
+        await sleep(20 * 2 ** attempt, undefined, { signal });
+      }
     }
   }
 
@@ -458,6 +468,12 @@ export class WebDavDriver implements Driver {
       cause: err,
     });
   }
+}
+
+/** The HTTP status behind a failure of `send`, if it was an answer of the server. */
+function httpStatus(err: unknown): number | undefined {
+  const status = (err as { cause?: { status?: unknown } }).cause?.status;
+  return typeof status === 'number' ? status : undefined;
 }
 
 /** An http(s) agent whose sockets are destroyed after IDLE_TIMEOUT_MS without traffic. */
