@@ -10,9 +10,6 @@ import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
 import type { HostPolicy } from './url-policy.ts';
 
-/** A download is flushed to disk in the background after every this many bytes. */
-const FLUSH_EVERY = 64 << 20;
-
 /** What a download remembers between attempts (kept in the task's payload): resume validators. */
 export interface HttpResumeState {
   /** Strong ETag of the representation being fetched, if the server sent one. */
@@ -112,15 +109,10 @@ export class HttpDownloader {
       let written = offset;
       // The file goes to disk while it downloads, so the fsync at the end is short.
       const flush = new BackgroundFlush(partPath);
-      let sinceFlush = 0;
       const meter = new Transform({
         transform(chunk: Buffer, _enc, done) {
           written += chunk.length;
-          sinceFlush += chunk.length;
-          if (sinceFlush >= FLUSH_EVERY) {
-            sinceFlush = 0;
-            flush.poke();
-          }
+          flush.wrote(chunk.length);
           if (max > 0 && written > max)
             return done(
               new FerryError('E_BAD_REQUEST', `download exceeds offlineDownload.maxBytes (${max})`),

@@ -2,17 +2,30 @@ import { open } from 'node:fs/promises';
 import { FerryError } from '../../errors.ts';
 import { fileThreads } from './file-threads.ts';
 
+/** Bytes written between two background flushes started by `wrote`. */
+const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
+
 /**
  * Flushes a file to disk while it is still being written, so the fsync at the end waits only for
  * the tail instead of the whole file: writeback overlaps the writing. `poke()` starts a datasync
  * through a descriptor of its own unless one is running (its errors are ignored: the final fsync
- * decides); `finish()` waits for it, then fsyncs the complete file. A flush still running after
- * the writing failed or was canceled ends on its own: nothing needs to wait for it.
+ * decides); `wrote(n)` pokes after every 64 MiB written; `finish()` waits for the running flush,
+ * then fsyncs the complete file. A flush still running after the writing failed or was canceled
+ * ends on its own: nothing needs to wait for it.
  */
 export class BackgroundFlush {
   private running: Promise<void> | null = null;
+  private unflushed = 0;
 
   constructor(private readonly path: string) {}
+
+  /** `bytes` more were written to the file. */
+  wrote(bytes: number): void {
+    this.unflushed += bytes;
+    if (this.unflushed < FLUSH_EVERY_BYTES) return;
+    this.unflushed = 0;
+    this.poke();
+  }
 
   poke(): void {
     this.running ??= syncFile(this.path, 'data')
@@ -61,22 +74,32 @@ export async function syncFileSystem(path: string, signal: AbortSignal): Promise
   }
 }
 
-/** The one `syncFileSystem` started by `pokeFileSystemFlush` that is still running, if any. */
+/** The one background `sync -f` of the process that is still running, if any. */
 let backgroundSyncfs: Promise<void> | null = null;
 
 /**
- * Start a `sync -f` of the file system `path` is on, in the background, unless one started here
- * is still running: for tools that write without flushing (aria2), so the `syncFileSystem` at
- * the end waits for the tail instead of the whole download. One at a time for the process (a
- * syncfs covers every file of the file system, whoever wrote it); errors are ignored, as the
- * final flush decides.
+ * `BackgroundFlush` for a tool that writes files of its own without flushing them (aria2): after
+ * every 64 MiB it is told of, a `sync -f` of the file system `path` is on starts in the
+ * background, so the `syncFileSystem` at the end waits for the tail instead of the whole
+ * download. One at a time for the process (a syncfs covers every file of the file system,
+ * whoever wrote it); errors are ignored, as the final flush decides.
  */
-export function pokeFileSystemFlush(path: string): void {
-  if (backgroundSyncfs) return;
-  backgroundSyncfs = fileThreads
-    .syncFileSystem(path)
-    .catch(() => undefined)
-    .finally(() => {
-      backgroundSyncfs = null;
-    });
+export class FileSystemFlush {
+  private unflushed = 0;
+
+  constructor(private readonly path: string) {}
+
+  /** `bytes` more were written below `path`. */
+  wrote(bytes: number): void {
+    this.unflushed += bytes;
+    if (this.unflushed < FLUSH_EVERY_BYTES) return;
+    this.unflushed = 0;
+    if (backgroundSyncfs) return;
+    backgroundSyncfs = fileThreads
+      .syncFileSystem(this.path)
+      .catch(() => undefined)
+      .finally(() => {
+        backgroundSyncfs = null;
+      });
+  }
 }

@@ -4,7 +4,7 @@ import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
-import { pokeFileSystemFlush, syncFileSystem } from '../../storage/local/background-flush.ts';
+import { FileSystemFlush, syncFileSystem } from '../../storage/local/background-flush.ts';
 import { normalizePath } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
@@ -95,9 +95,6 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
 
 type Save = (patch: Record<string, unknown>) => Promise<void>;
 
-/** An aria2 download's data is flushed to disk in the background after every this many bytes. */
-const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
-
 async function downloadHttp(
   tools: OfflineTools,
   payload: OfflineDownloadPayload,
@@ -143,7 +140,9 @@ async function downloadAria2(
   await mkdir(dir, { recursive: true });
   ctx.progress.setStatus('downloading with aria2');
   let reported = 0;
-  let unflushed = 0;
+  // aria2 does not flush: the disk writes what has arrived while the rest comes, so the flush at
+  // the end waits for the tail only.
+  const writeback = new FileSystemFlush(dir);
   await tools.aria2Download({
     url: payload.url,
     dir,
@@ -154,13 +153,7 @@ async function downloadAria2(
       if (total > 0) ctx.progress.setTotals({ bytes: total, files: 1 });
       if (completed > reported) {
         ctx.progress.addBytes(completed - reported);
-        // aria2 does not flush: the disk writes what has arrived while the rest comes, so the
-        // flush at the end waits for the tail only.
-        unflushed += completed - reported;
-        if (unflushed >= FLUSH_EVERY_BYTES) {
-          unflushed = 0;
-          pokeFileSystemFlush(dir);
-        }
+        writeback.wrote(completed - reported);
       }
       reported = Math.max(reported, completed);
     },

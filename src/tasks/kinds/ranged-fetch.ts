@@ -14,8 +14,6 @@ const RANGES_IN_FLIGHT = 4;
 const RANGE_BYTES = 16 * 1024 * 1024;
 /** Bytes gathered from a range before they are written. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-/** What is written so far is flushed to disk in the background after every this many bytes. */
-const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
 export interface RangedFetchOptions {
   signal: AbortSignal;
@@ -43,7 +41,6 @@ export async function fetchRangesInto(
   // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
   // the tail only.
   const writeback = new BackgroundFlush(temp);
-  let unflushed = 0;
   try {
     await file.truncate(size);
     let next = 0;
@@ -78,11 +75,7 @@ export async function fetchRangesInto(
             written += bytesWritten;
           }
           onProgress(batchBytes);
-          unflushed += batchBytes;
-          if (unflushed >= FLUSH_EVERY_BYTES) {
-            unflushed = 0;
-            writeback.poke();
-          }
+          writeback.wrote(batchBytes);
           batch = [];
           batchBytes = 0;
         };
