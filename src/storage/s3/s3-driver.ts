@@ -221,7 +221,7 @@ export class S3Driver implements Driver {
         const names = (object.Key ?? '').slice(base.length).split('/');
         let rel = '';
         for (const [i, name] of names.entries()) {
-          if (name === '' || name === '.' || name === '..' || name.startsWith(TEMP_PREFIX)) break;
+          if (unlisted(name)) break;
           rel = `${rel}/${name}`;
           const last = i === names.length - 1;
           if (last && name !== FOLDER_MARKER) {
@@ -282,7 +282,7 @@ export class S3Driver implements Driver {
     const names = key.slice(this.prefix.length).split('/');
     const name = names[names.length - 1] as string;
     if (name === FOLDER_MARKER) return null;
-    for (const n of names) if (n === '' || n === '.' || n === '..' || n.startsWith(TEMP_PREFIX)) return null;
+    if (names.some(unlisted)) return null;
     return {
       name,
       path: `/${names.join('/')}`,
@@ -507,4 +507,9 @@ export class S3Driver implements Driver {
       throw toFerry(err, path);
     }
   }
+}
+
+/** A key segment `list` never shows: a temp name, or one it cannot reach (empty, `.`, `..`). */
+function unlisted(name: string): boolean {
+  return name === '' || name === '.' || name === '..' || name.startsWith(TEMP_PREFIX);
 }

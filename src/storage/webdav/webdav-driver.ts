@@ -166,8 +166,7 @@ export class WebDavDriver implements Driver {
     try {
       response = await this.call('GET', full, { headers, signal });
     } catch (err) {
-      if (isFerryError(err) && (err.cause as { status?: number } | undefined)?.status === 416)
-        return Readable.from([]);
+      if (httpStatus(err) === 416) return Readable.from([]);
       throw err;
     }
     const body = response.body ?? Readable.from([]);
@@ -470,9 +469,10 @@ export class WebDavDriver implements Driver {
   }
 }
 
-/** The HTTP status behind a failure of `send`, if it was an answer of the server. */
+/** The HTTP status behind a request's failure (see `failure`), if the server answered at all. */
 function httpStatus(err: unknown): number | undefined {
-  const status = (err as { cause?: { status?: unknown } }).cause?.status;
+  if (!(err instanceof FerryError)) return undefined;
+  const status = (err.cause as { status?: unknown } | undefined)?.status;
   return typeof status === 'number' ? status : undefined;
 }
 
@@ -500,8 +500,7 @@ function openFailure(err: unknown, settings: WebDavSettings, signal: AbortSignal
   const at = `the WebDAV server at ${settings.address}`;
   const config = (message: string) => new FerryError('E_STORAGE_CONFIG', message, { cause: err });
   if (signal.aborted) return config(`${at} did not answer within ${OPEN_TIMEOUT_MS / 1000} s`);
-  const status =
-    err instanceof FerryError ? (err.cause as { status?: unknown } | undefined)?.status : undefined;
+  const status = httpStatus(err);
   if (status === 401) return config('WebDAV server refused the username or password');
   if (!(err instanceof FerryError)) return config(`cannot reach ${at}: ${reason(err)}`);
   if (err.code === 'E_BACKEND' && status === undefined)
