@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { appendFileSync, createReadStream, existsSync } from 'node:fs';
+import { appendFileSync, createReadStream } from 'node:fs';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -323,25 +323,15 @@ export function useCompiledServer(entry: string): void {
 
 /** How the servers run, for the RSS figures' labels. */
 export function loaderNote(): string {
-  return compiledEntry ? 'compiled JS, no tsx' : 'tsx loader included';
+  return compiledEntry ? 'bundled JS, no tsx' : 'tsx loader included';
 }
 
-/** Compile `src` with the project's tsc into `outDir`; returns the entry point `cli.js`. */
+/** Build the server as `npm run build` does (`scripts/build.mjs`) into `outDir`; returns its `cli.js`. */
 export async function buildJs(outDir: string): Promise<string> {
-  const entry = resolve(outDir, 'src', 'cli.js');
-  try {
-    await run(
-      resolve(PROJECT_ROOT, 'node_modules', '.bin', 'tsc'),
-      ['-p', 'tsconfig.build.json', '--outDir', outDir],
-      {
-        timeoutMs: 180_000,
-      },
-    );
-  } catch (err) {
-    // Type errors still emit JavaScript; only a missing entry point is fatal.
-    if (!existsSync(entry)) throw err;
-  }
-  return entry;
+  await run(process.execPath, [resolve(PROJECT_ROOT, 'scripts', 'build.mjs'), outDir], {
+    timeoutMs: 180_000,
+  });
+  return resolve(outDir, 'cli.js');
 }
 
 export interface ServerOptions {

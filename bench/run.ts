@@ -50,7 +50,7 @@ import {
 import { offline } from './offline.ts';
 import { tasksBench } from './tasks.ts';
 
-/** Context for the memory figures: the same server idle, under tsx and compiled by tsc. */
+/** Context for the memory figures: the same server idle, under tsx and as `npm run build` bundles it. */
 async function loader(root: string): Promise<Row[]> {
   const outDir = join(root, 'dist-loader');
   const entry = await buildJs(outDir);
@@ -79,7 +79,7 @@ async function loader(root: string): Promise<Row[]> {
     },
     {
       bench: 'loader',
-      figure: 'same, compiled by tsc (`node dist/src/cli.js serve`): RSS / peak / start',
+      figure: 'same, bundled by `npm run build` (`node dist/cli.js serve`): RSS / peak / start',
       value: `${fmtMB(js.rssKb)} / ${fmtMB(js.hwmKb)} / ${fmtS(js.startMs)}`,
     },
   ];
@@ -174,12 +174,12 @@ async function main(): Promise<number> {
   if (selected.includes('copy-large') && freeGiB < 7)
     log(`warning: only ${freeGiB.toFixed(1)} GiB free under ${base}; copy-large needs about 6 GiB`);
 
-  // `npm start` runs the server compiled by tsc, so that is what is measured by default; the
-  // tsx loader (about 55 MB more RSS, see `loader`) only with BENCH_TSX=1.
+  // `npm start` runs the server bundled by `npm run build`, so that is what is measured by
+  // default; the tsx loader (about 70 MB more RSS, see `loader`) only with BENCH_TSX=1.
   if (process.env.BENCH_TSX === '1') {
     log('BENCH_TSX=1: the servers run under the tsx loader');
   } else {
-    log('compiling src with tsc (as npm start does); the servers run as plain JavaScript');
+    log('bundling src as npm run build does; the servers run as plain JavaScript');
     useCompiledServer(await buildJs(join(root, 'dist')));
   }
   const started = new Date();

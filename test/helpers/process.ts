@@ -49,7 +49,7 @@ export interface Envelope<T> {
   data: T;
 }
 
-/** One `node --import tsx src/cli.ts serve` process, talked to over real HTTP. */
+/** One `node --import tsx src/cli.ts serve` (or built `node <entry> serve`) process, talked to over real HTTP. */
 export interface FerryProcess {
   child: ChildProcess;
   pid: number;
@@ -72,12 +72,17 @@ export interface FerryProcess {
 
 /**
  * Spawn ferry on `dataDir` with a port picked here, and wait until `/ping` answers. `env` adds to
- * (and overrides) the inherited environment. Throws, after killing the child, when it does not come
- * up within 30 s or exits early.
+ * (and overrides) the inherited environment; `entry` runs a built `cli.js` instead of the source
+ * under tsx. Throws, after killing the child, when it does not come up within 30 s or exits early.
  */
-export async function spawnFerry(dataDir: string, env: Record<string, string> = {}): Promise<FerryProcess> {
+export async function spawnFerry(
+  dataDir: string,
+  env: Record<string, string> = {},
+  { entry }: { entry?: string } = {},
+): Promise<FerryProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+  const argv = entry ? [entry, 'serve'] : ['--import', 'tsx', 'src/cli.ts', 'serve'];
+  const child = spawn(process.execPath, argv, {
     cwd: PROJECT_ROOT,
     env: {
       ...process.env,

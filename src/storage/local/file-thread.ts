@@ -6,8 +6,11 @@
  * through libuv's thread pool per call and never block the server's event loop.
  *
  * `fileThread` runs in the thread as source text (`new Worker(source, { eval: true })`), the
- * same under tsx and compiled: it may use nothing from outside its own body, and declares no
- * named inner function (a transpiler may wrap those in helpers of this module).
+ * same under tsx and in the bundle `npm run build` makes: it may use nothing from outside its own
+ * body, and declares no named inner function (a transpiler may wrap those in helpers of this
+ * module). Even `require` is not named in it: a bundler rewrites that to a helper of its own,
+ * which the thread would not have. The modules it uses come in as arguments
+ * (`FILE_THREAD_SOURCE`).
  */
 
 /** One file to write or copy. */
@@ -80,16 +83,17 @@ export interface WriteReply {
   measured?: { files: number; bytes: number; links: string[] };
 }
 
-export function fileThread(): void {
-  const fs = require('node:fs') as typeof import('node:fs');
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
+function fileThread(
+  fs: typeof import('node:fs'),
+  { parentPort }: typeof import('node:worker_threads'),
+  { execFile }: typeof import('node:child_process'),
+): void {
   const CREATE =
     fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
   parentPort?.on('message', (req: WriteRequest) => {
     if (req.syncFs !== undefined) {
       // Spawned from here, not from the server's event loop: a fork of the server costs
       // milliseconds of CPU, and a tree copy needs one every thousand files.
-      const { execFile } = require('node:child_process') as typeof import('node:child_process');
       execFile('sync', ['-f', req.syncFs], (err) => {
         const reply: WriteReply = { id: req.id, buffer: req.buffer };
         if (err) Object.assign(reply, { code: 'EIO', message: err.message });
@@ -242,3 +246,6 @@ export function fileThread(): void {
     parentPort?.postMessage(reply, reply.buffer.byteLength > 0 ? [reply.buffer] : []);
   });
 }
+
+/** What a small-file thread runs: `fileThread` called with the modules it uses. */
+export const FILE_THREAD_SOURCE = `(${fileThread.toString()})(require('node:fs'), require('node:worker_threads'), require('node:child_process'))`;

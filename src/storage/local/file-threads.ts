@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { freeMemory } from '../free-buffer.ts';
-import { fileThread, type ListedEntry, type WriteReply, type WriteRequest } from './file-thread.ts';
+import { FILE_THREAD_SOURCE, type ListedEntry, type WriteReply, type WriteRequest } from './file-thread.ts';
 
 /**
  * At most this many threads. One starts whenever every running one is busy: writes are bound by
@@ -194,7 +194,7 @@ export class FileThreads {
   }
 
   private start(): Thread {
-    const worker = new Worker(`(${fileThread.toString()})()`, { eval: true });
+    const worker = new Worker(FILE_THREAD_SOURCE, { eval: true });
     worker.on('message', (reply: WriteReply) => {
       this.giveBack(reply.buffer);
       const w = this.waiting.get(reply.id);
