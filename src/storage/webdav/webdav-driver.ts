@@ -1,14 +1,12 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { Socket } from 'node:net';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient, parseXML, type WebDAVClient } from 'webdav';
+import { createClient, type WebDAVClient } from 'webdav';
 import { FerryError, isFerryError } from '../../errors.ts';
 import type { Driver, DriverCapabilities, Entry, ReadOptions, WriteOptions } from '../driver.ts';
 import {
   baseName,
-  checkName,
   isWithin,
   joinPath,
   normalizePath,
@@ -18,32 +16,21 @@ import {
   tempSiblingPath,
   tempToken,
 } from '../paths.ts';
+import { httpStatus, openFailure, requestFailure } from './errors.ts';
+import { idleAgent } from './idle-agent.ts';
+import { type DavItem, decode, parseItems, plainName, QUOTA_PROPFIND, quotaAvailable } from './propfind.ts';
 import type { WebDavSettings } from './settings.ts';
+import { TempCleanup } from './temp-cleanup.ts';
 
 // The mount's settings come from AList's `addition`: read by `webdavSettings`, kept in their own file.
 export { type WebDavSettings, type WebDavVendor, webdavSettings } from './settings.ts';
 
 /** A mount must answer its first PROPFIND within this, or it is reported as unreachable. */
 const OPEN_TIMEOUT_MS = 15_000;
-/**
- * A connection on which no byte moved either way for this long is dead: it is destroyed and the
- * operation fails with E_BACKEND (node-fetch has no timeouts of its own). Generous, because a
- * server-side COPY of a large file sends nothing until it is done, and a reader of `read()` may
- * pause that long.
- */
-const IDLE_TIMEOUT_MS = 5 * 60_000;
 /** MKCOLs of one folder tried while the server says another is under way (423), 40–320 ms apart. */
 const MKCOL_TRIES = 5;
 /** Methods that change nothing on the server, so sending one twice is harmless. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'PROPFIND']);
-
-/** One `<response>` of a PROPFIND, its href decoded and made relative to the address. */
-interface DavItem {
-  path: string;
-  isDir: boolean;
-  size: number;
-  modified: number;
-}
 
 type Call = { headers?: Record<string, string>; data?: unknown; signal?: AbortSignal | undefined };
 type FetchResponse = Awaited<ReturnType<WebDAVClient['customRequest']>> & { body?: Readable | null };
@@ -65,9 +52,8 @@ export class WebDavDriver implements Driver {
     rangeRead: true,
   };
   private readonly basePath: string;
-  /** Temp files of failed writes that are deleted again a little later (see `discard`). */
-  private readonly lingering = new Map<string, symbol>();
-  private closed = false;
+  /** Temp files of failed writes, deleted again a little later (see `TempCleanup.discard`). */
+  private readonly temps = new TempCleanup((temp) => this.send('DELETE', temp));
 
   private constructor(
     private readonly client: WebDAVClient,
@@ -104,7 +90,7 @@ export class WebDavDriver implements Driver {
       return driver;
     } catch (err) {
       await driver.close();
-      throw openFailure(err, settings, signal);
+      throw openFailure(err, settings, signal, OPEN_TIMEOUT_MS);
     }
   }
 
@@ -115,14 +101,9 @@ export class WebDavDriver implements Driver {
   /** `quota-available-bytes` of the root when the server tells (rclone does not), else null. */
   async freeSpace(path: string): Promise<number | null> {
     this.locate(path);
-    const body =
-      '<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:"><d:prop>' +
-      '<d:quota-available-bytes/></d:prop></d:propfind>';
-    const response = await this.call('PROPFIND', this.root, { headers: { Depth: '0' }, data: body });
-    const xml = await this.text(response, this.root);
-    const props = (await parseXML(xml)).multistatus.response[0]?.propstat?.prop as Record<string, unknown>;
-    const free = Number(props?.['quota-available-bytes']);
-    return Number.isFinite(free) && free > 0 ? free : null;
+    const headers = { Depth: '0' };
+    const response = await this.call('PROPFIND', this.root, { headers, data: QUOTA_PROPFIND });
+    return quotaAvailable(await this.text(response, this.root));
   }
 
   async stat(path: string): Promise<Entry | null> {
@@ -185,7 +166,7 @@ export class WebDavDriver implements Driver {
     if (existing && !options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${p}`);
     if (existing?.isDir) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${p}`);
     const temp = tempSiblingPath(full, tempToken(p, options.tempKey));
-    this.keep(temp);
+    this.temps.keep(temp);
     let sourceError: unknown;
     let sent = false;
     // A generator rather than a pipe: an error of the source is told apart from one of the
@@ -214,7 +195,7 @@ export class WebDavDriver implements Driver {
       // Read before destroying the source, which its generator would see as an error of its own.
       const fromSource = sourceError;
       source.destroy();
-      if (sent) await this.discard(temp);
+      if (sent) await this.temps.discard(temp);
       if (fromSource !== undefined && !signal?.aborted) {
         if (fromSource instanceof FerryError) throw fromSource;
         throw new FerryError('E_BACKEND', `the source failed while writing ${p}`, { cause: fromSource });
@@ -266,7 +247,7 @@ export class WebDavDriver implements Driver {
     if (target && !options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${dst.p}`);
     if (target?.isDir) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst.p}`);
     const temp = tempSiblingPath(dst.full, tempToken(dst.p, options.tempKey));
-    this.keep(temp);
+    this.temps.keep(temp);
     if (!target) await this.ensureFolder(parentPath(dst.full), signal);
     try {
       const headers = { Destination: this.url(temp), Overwrite: 'T', Depth: '0' };
@@ -275,7 +256,7 @@ export class WebDavDriver implements Driver {
       await this.moveInto(temp, dst.full, options.overwrite === true);
       options.onProgress?.(entry.size);
     } catch (err) {
-      await this.discard(temp);
+      await this.temps.discard(temp);
       throw this.failure(err, `COPY ${src.p}`, signal);
     }
   }
@@ -291,8 +272,7 @@ export class WebDavDriver implements Driver {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.lingering.clear();
+    this.temps.close();
     for (const agent of this.agents) agent.destroy();
   }
 
@@ -346,39 +326,6 @@ export class WebDavDriver implements Driver {
     }
   }
 
-  /**
-   * Delete the temp file of a failed write or copy. Servers built on Go's x/net/webdav (rclone,
-   * AList) may still be busy with the broken PUT and commit its partial file after our DELETE, so
-   * the DELETE is repeated in the background after 1 s and after 5 s, unless a new write to the
-   * same temp name (a retry with the same key) has started meanwhile.
-   */
-  private async discard(temp: string): Promise<void> {
-    const attempt = () => this.send('DELETE', temp).catch(() => undefined);
-    await attempt();
-    const token = Symbol(temp);
-    this.lingering.set(temp, token);
-    const current = () => !this.closed && this.lingering.get(temp) === token;
-    const later = (delays: number[]) => {
-      const [delay, ...rest] = delays;
-      if (delay === undefined) {
-        if (current()) this.lingering.delete(temp);
-        return;
-      }
-      const run = async () => {
-        if (!current()) return;
-        await attempt();
-        later(rest);
-      };
-      setTimeout(() => void run(), delay).unref();
-    };
-    later([1000, 4000]);
-  }
-
-  /** A new write or copy to `temp` calls off the pending clean-up of an earlier attempt. */
-  private keep(temp: string): void {
-    this.lingering.delete(temp);
-  }
-
   /** MOVE `from` onto `to` (server paths); without `overwrite` the server refuses an existing `to` (412). */
   private async moveInto(from: string, to: string, overwrite: boolean): Promise<void> {
     const headers = { Destination: this.url(to), Overwrite: overwrite ? 'T' : 'F' };
@@ -394,32 +341,7 @@ export class WebDavDriver implements Driver {
       if (isFerryError(err, 'E_NOT_FOUND')) return null;
       throw err;
     }
-    const xml = await this.text(response, full);
-    let result: Awaited<ReturnType<typeof parseXML>>;
-    try {
-      result = await parseXML(xml);
-    } catch (err) {
-      throw new FerryError('E_BACKEND', `WebDAV answered PROPFIND with invalid XML`, { cause: err });
-    }
-    return result.multistatus.response.map((item) => {
-      const props = (item.propstat?.prop ?? {}) as Record<string, unknown>;
-      const type = props.resourcetype;
-      const isDir = typeof type === 'object' && type !== null && 'collection' in type;
-      const modified = Date.parse(String(props.getlastmodified ?? ''));
-      return {
-        path: this.hrefPath(String(item.href)),
-        isDir,
-        size: isDir ? 0 : Number(props.getcontentlength ?? 0) || 0,
-        modified: Number.isFinite(modified) ? modified : 0,
-      };
-    });
-  }
-
-  /** An href (absolute URL or path, percent-encoded) as a server path relative to the address. */
-  private hrefPath(href: string): string {
-    const path = decode(href.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '')).replace(/\/+$/, '');
-    const rest = this.basePath && isWithin(path, this.basePath) ? path.slice(this.basePath.length) : path;
-    return rest === '' ? '/' : rest;
+    return parseItems(await this.text(response, full), this.basePath);
   }
 
   /** Create the folder `full` (a server path) and its parents, PROPFIND first: MKCOL on an existing one varies by server. */
@@ -444,91 +366,9 @@ export class WebDavDriver implements Driver {
     }
   }
 
-  /** A thrown value as a FerryError: HTTP status, cancel, or an unreachable server. */
+  /** A thrown value as a FerryError: HTTP status, cancel, or an unreachable server (see `requestFailure`). */
   private failure(err: unknown, what: string, signal?: AbortSignal): FerryError {
-    if (signal?.aborted) return new FerryError('E_CANCELED', 'canceled', { cause: err });
-    if (err instanceof FerryError) return err;
-    const status = (err as { status?: unknown }).status;
-    if (typeof status === 'number') {
-      // A fresh cause: the library's error carries the whole response object.
-      const cause = Object.assign(new Error(`HTTP ${status}`), { status });
-      const fail = (code: ConstructorParameters<typeof FerryError>[0], message: string) =>
-        new FerryError(code, `${message}: ${what}`, { cause });
-      if (status === 404 || status === 410) return fail('E_NOT_FOUND', 'not found');
-      // 409: an intermediate folder is missing (RFC 4918 §9.7.1).
-      if (status === 409) return fail('E_NOT_FOUND', 'parent folder not found');
-      if (status === 412) return fail('E_EXISTS', 'already exists');
-      if (status === 401) return fail('E_STORAGE_CONFIG', 'WebDAV server refused the username or password');
-      if (status === 403) return fail('E_FORBIDDEN', 'WebDAV server refused');
-      if (status === 507) return fail('E_NO_SPACE', 'WebDAV server is out of space');
-      return fail('E_BACKEND', `WebDAV server answered HTTP ${status}`);
-    }
-    return new FerryError('E_BACKEND', `WebDAV server at ${this.address} failed on ${what}: ${reason(err)}`, {
-      cause: err,
-    });
-  }
-}
-
-/** The HTTP status behind a request's failure (see `failure`), if the server answered at all. */
-function httpStatus(err: unknown): number | undefined {
-  if (!(err instanceof FerryError)) return undefined;
-  const status = (err.cause as { status?: unknown } | undefined)?.status;
-  return typeof status === 'number' ? status : undefined;
-}
-
-/** An http(s) agent whose sockets are destroyed after IDLE_TIMEOUT_MS without traffic. */
-function idleAgent<A extends typeof HttpAgent | typeof HttpsAgent>(
-  Agent: A,
-  options: { rejectUnauthorized?: boolean },
-): HttpAgent {
-  const agent = new Agent({ keepAlive: true, timeout: IDLE_TIMEOUT_MS, ...options });
-  const create = agent.createConnection.bind(agent);
-  agent.createConnection = (opts, callback) => {
-    const socket = create(opts, callback) as Socket | null | undefined;
-    socket?.on('timeout', () => {
-      const error = Object.assign(new Error(`no traffic for ${IDLE_TIMEOUT_MS / 1000} s`), {
-        code: 'ETIMEDOUT',
-      });
-      socket.destroy(error);
-    });
-    return socket;
-  };
-  return agent;
-}
-
-function openFailure(err: unknown, settings: WebDavSettings, signal: AbortSignal): FerryError {
-  const at = `the WebDAV server at ${settings.address}`;
-  const config = (message: string) => new FerryError('E_STORAGE_CONFIG', message, { cause: err });
-  if (signal.aborted) return config(`${at} did not answer within ${OPEN_TIMEOUT_MS / 1000} s`);
-  const status = httpStatus(err);
-  if (status === 401) return config('WebDAV server refused the username or password');
-  if (!(err instanceof FerryError)) return config(`cannot reach ${at}: ${reason(err)}`);
-  if (err.code === 'E_BACKEND' && status === undefined)
-    return config(`cannot reach ${at}: ${reason(err.cause)}`);
-  return config(`cannot use ${settings.rootFolderPath} on ${at}: ${err.message}`);
-}
-
-/** The short reason of a network error: its errno code when it has one. */
-function reason(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown } | null;
-  if (typeof e?.code === 'string' && e.code !== '') return e.code;
-  return typeof e?.message === 'string' ? e.message : String(err);
-}
-
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
-function plainName(name: string): boolean {
-  try {
-    checkName(name);
-    return true;
-  } catch {
-    return false;
+    return requestFailure(err, what, this.address, signal);
   }
 }
 
