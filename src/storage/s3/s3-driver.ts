@@ -1,9 +1,7 @@
 import type { Readable } from 'node:stream';
 import {
-  type _Object,
   CopyObjectCommand,
   DeleteObjectCommand,
-  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -23,27 +21,28 @@ import type {
   WriteOptions,
 } from '../driver.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX } from '../paths.ts';
-import { describeError, encodeKey, failedRequest, isNotFound, toFerry } from './errors.ts';
+import { describeError, encodeKey, isNotFound, toFerry } from './errors.ts';
 import type { S3Settings } from './settings.ts';
+import {
+  copyTree,
+  deleteKeys,
+  deleteTree,
+  FOLDER_MARKER,
+  measureTree,
+  objectsUnder,
+  type Scope,
+  walkTree,
+} from './trees.ts';
 import { type Target, uploadRanges, uploadStream } from './uploads.ts';
 
 // The mount's settings come from AList's `addition`: read by `s3Settings`, kept in their own file.
 export { type S3Settings, s3Settings } from './settings.ts';
 
-/** Objects copied at once by the rename of a folder. */
-const COPIES_IN_FLIGHT = 8;
 /**
  * A mount's endpoint must answer its first request within this, or the mount is refused as
  * unreachable: the SDK itself would wait as long as the network lets a connection hang.
  */
 const OPEN_TIMEOUT_MS = 15_000;
-
-/**
- * An empty object that keeps an empty folder in existence (S3 has no folders). A named object
- * inside the prefix rather than a `name/` key: some S3-compatible servers mishandle keys that
- * end in a slash once other keys live below them. Listings hide it.
- */
-const FOLDER_MARKER = '.ferry-folder';
 
 /**
  * An S3 bucket (or a prefix of one). Folders are key prefixes (an empty marker object keeps an
@@ -61,6 +60,8 @@ export class S3Driver implements Driver {
     rangeRead: true,
   };
   private readonly prefix: string;
+  /** The client, bucket and prefix together, as the folder-wide operations of `trees.ts` take them. */
+  private readonly scope: Scope;
 
   private constructor(
     private readonly client: S3Client,
@@ -69,6 +70,7 @@ export class S3Driver implements Driver {
   ) {
     const root = normalizePath(rootFolderPath || '/');
     this.prefix = root === '/' ? '' : `${root.slice(1)}/`;
+    this.scope = { client, bucket, prefix: this.prefix };
   }
 
   /** Connect and check the bucket answers with these credentials (a clear error at mount time). */
@@ -181,86 +183,27 @@ export class S3Driver implements Driver {
     return [...entries.values()].sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /**
-   * The files below the folder and their bytes, from one flat listing (1,000 keys a request)
-   * rather than a listing per folder; hidden names are not counted, as `list` does not show them.
-   */
+  /** The files below the folder and their bytes, hidden names not counted: see `measureTree`. */
   async measure(path: string): Promise<{ files: number; bytes: number }> {
     const p = normalizePath(path);
-    let files = 0;
-    let bytes = 0;
-    let any = false;
-    for await (const page of this.objectsUnder(path, this.dirKey(p))) {
-      any ||= page.length > 0;
-      for (const object of page) {
-        const entry = this.visibleFile(object);
-        if (entry) {
-          files++;
-          bytes += entry.size;
-        }
-      }
-    }
-    if (!any) await this.mustBeFolder(p, path);
-    return { files, bytes };
+    const size = await measureTree(this.scope, path, this.dirKey(p));
+    if (size) return size;
+    await this.mustBeFolder(p, path);
+    return { files: 0, bytes: 0 };
   }
 
-  /**
-   * Every entry below the folder from one flat listing (1,000 keys a request) rather than a
-   * listing per folder: a folder (from the keys' prefixes and the empty-folder markers) comes
-   * before the first key below it, files as `list` shows them; hidden names and what is below
-   * them are left out. Memory holds the folders met, not the files.
-   */
+  /** Every entry below the folder, each folder before what is below it, hidden names left out: see `walkTree`. */
   async *walk(path: string, signal: AbortSignal): AsyncGenerator<{ entry: Entry; rel: string }> {
     const p = normalizePath(path);
-    const base = this.dirKey(p);
-    const folders = new Set<string>();
-    let any = false;
-    for await (const page of this.objectsUnder(path, base, signal)) {
-      any ||= page.length > 0;
-      for (const object of page) {
-        const names = (object.Key ?? '').slice(base.length).split('/');
-        let rel = '';
-        for (const [i, name] of names.entries()) {
-          if (unlisted(name)) break;
-          rel = `${rel}/${name}`;
-          const last = i === names.length - 1;
-          if (last && name !== FOLDER_MARKER) {
-            const entry = { name, path: joinPath(p, rel), isDir: false, size: Number(object.Size ?? 0) };
-            yield { rel, entry: { ...entry, modified: object.LastModified?.getTime() ?? 0 } };
-          } else if (!last && !folders.has(rel)) {
-            folders.add(rel);
-            yield { rel, entry: { name, path: joinPath(p, rel), isDir: true, size: 0, modified: 0 } };
-          }
-        }
-      }
-    }
+    const any = yield* walkTree(this.scope, path, this.dirKey(p), signal);
     if (!any) await this.mustBeFolder(p, path);
   }
 
-  /**
-   * Remove the folder's keys page by page of one flat listing, a DeleteObjects per page, and
-   * report each visible file. A folder exists while a key is below it, so one that keeps a file
-   * S3 refused to delete stays, with no marker needed.
-   */
-  async removeTree(path: string, { signal, removed, failed }: RemoveTreeOptions): Promise<void> {
+  /** Remove every key below the folder, reporting each visible file removed or refused: see `deleteTree`. */
+  async removeTree(path: string, options: RemoveTreeOptions): Promise<void> {
     const p = normalizePath(path);
     if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
-    let any = false;
-    for await (const page of this.objectsUnder(path, this.dirKey(p), signal)) {
-      any ||= page.length > 0;
-      signal.throwIfAborted();
-      const refused = await this.deleteKeys(
-        page.map((object) => object.Key as string),
-        signal,
-      );
-      for (const object of page) {
-        const entry = this.visibleFile(object);
-        if (!entry) continue;
-        const error = refused.get(object.Key as string);
-        if (error) failed(entry.path, error);
-        else removed(entry);
-      }
-    }
+    const any = await deleteTree(this.scope, path, this.dirKey(p), options);
     if (!any) await this.mustBeFolder(p, path);
   }
 
@@ -270,26 +213,6 @@ export class S3Driver implements Driver {
     const self = await this.stat(p);
     if (!self) throw new FerryError('E_NOT_FOUND', `not found: ${path}`);
     if (!self.isDir) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${path}`);
-  }
-
-  /**
-   * The file an object of a flat listing is, as `list` would show it: null for a folder marker,
-   * a temp name, or a key `list` cannot reach (an empty, `.` or `..` segment).
-   */
-  private visibleFile(object: _Object): Entry | null {
-    const key = object.Key ?? '';
-    if (!key.startsWith(this.prefix)) return null;
-    const names = key.slice(this.prefix.length).split('/');
-    const name = names[names.length - 1] as string;
-    if (name === FOLDER_MARKER) return null;
-    if (names.some(unlisted)) return null;
-    return {
-      name,
-      path: `/${names.join('/')}`,
-      isDir: false,
-      size: Number(object.Size ?? 0),
-      modified: object.LastModified?.getTime() ?? 0,
-    };
   }
 
   async read(path: string, options: ReadOptions = {}): Promise<Readable> {
@@ -384,29 +307,7 @@ export class S3Driver implements Driver {
       return;
     }
     // Every key is copied (several at a time: each is a round trip) before any is removed.
-    for await (const page of this.objectsUnder(from, this.dirKey(src))) {
-      let next = 0;
-      let failed = false;
-      const copier = async () => {
-        while (next < page.length && !failed) {
-          const key = page[next++]?.Key as string;
-          const rest = key.slice(this.dirKey(src).length);
-          await this.call(from, () =>
-            this.client.send(
-              new CopyObjectCommand({
-                Bucket: this.bucket,
-                Key: `${this.dirKey(dst)}${rest}`,
-                CopySource: `${this.bucket}/${encodeKey(key)}`,
-              }),
-            ),
-          ).catch((err: unknown) => {
-            failed = true;
-            throw err;
-          });
-        }
-      };
-      await Promise.all(Array.from({ length: COPIES_IN_FLIGHT }, copier));
-    }
+    await copyTree(this.scope, from, this.dirKey(src), this.dirKey(dst));
     await this.remove(src);
   }
 
@@ -417,73 +318,18 @@ export class S3Driver implements Driver {
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(p) })),
     );
     if (options.file) return;
-    for await (const page of this.objectsUnder(path, this.dirKey(p))) {
-      const refused = await this.deleteKeys(page.map((object) => object.Key as string));
+    for await (const page of objectsUnder(this.scope, path, this.dirKey(p))) {
+      const refused = await deleteKeys(
+        this.scope,
+        page.map((object) => object.Key as string),
+      );
       const [first] = refused.values();
       if (first) throw first;
     }
   }
 
-  /**
-   * One DeleteObjects of at most 1,000 keys: the error of each key S3 did not delete (a key with
-   * nothing there is deleted as far as S3 goes), or of every key when the request failed. Throws
-   * E_CANCELED when `signal` stopped it.
-   */
-  private async deleteKeys(keys: string[], signal?: AbortSignal): Promise<Map<string, Error>> {
-    const refused = new Map<string, Error>();
-    if (keys.length === 0) return refused;
-    try {
-      const out = await this.client.send(
-        new DeleteObjectsCommand({
-          Bucket: this.bucket,
-          Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true },
-        }),
-        { ...(signal && { abortSignal: signal }) },
-      );
-      for (const error of out.Errors ?? []) {
-        if (error.Key === undefined) continue;
-        const path = this.pathOf(error.Key);
-        refused.set(
-          error.Key,
-          new FerryError(
-            error.Code === 'AccessDenied' ? 'E_FORBIDDEN' : 'E_BACKEND',
-            `S3 did not delete ${path}: ${error.Code ?? 'error'} ${error.Message ?? ''}`.trim(),
-          ),
-        );
-      }
-    } catch (err) {
-      if (signal?.aborted) throw failedRequest(err, this.pathOf(keys[0] as string), signal);
-      for (const key of keys) refused.set(key, toFerry(err, this.pathOf(key)));
-    }
-    return refused;
-  }
-
   async close(): Promise<void> {
     this.client.destroy();
-  }
-
-  /** The objects below a prefix, a page (up to 1,000) at a time; `path` names it in errors. */
-  private async *objectsUnder(path: string, prefix: string, signal?: AbortSignal): AsyncGenerator<_Object[]> {
-    let token: string | undefined;
-    do {
-      let page: ListObjectsV2CommandOutput;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
-          { ...(signal && { abortSignal: signal }) },
-        );
-      } catch (err) {
-        throw failedRequest(err, path, signal);
-      }
-      const objects = (page.Contents ?? []).filter((object) => object.Key);
-      if (objects.length > 0) yield objects;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-  }
-
-  /** The driver path of an object key below the mount's prefix. */
-  private pathOf(key: string): string {
-    return `/${key.slice(this.prefix.length)}`;
   }
 
   /** The object key of a normalised path (never with a leading slash; `..` was refused). */
@@ -507,9 +353,4 @@ export class S3Driver implements Driver {
       throw toFerry(err, path);
     }
   }
-}
-
-/** A key segment `list` never shows: a temp name, or one it cannot reach (empty, `.`, `..`). */
-function unlisted(name: string): boolean {
-  return name === '' || name === '.' || name === '..' || name.startsWith(TEMP_PREFIX);
 }
