@@ -1,4 +1,4 @@
-import { createWriteStream, lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
+import { createWriteStream, type Stats } from 'node:fs';
 import {
   type FileHandle,
   lstat,
@@ -11,7 +11,7 @@ import {
   statfs,
   unlink,
 } from 'node:fs/promises';
-import { dirname, isAbsolute, join, sep } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
@@ -29,34 +29,10 @@ import { copyLocalFile } from './fast-copy.ts';
 import type { ListedEntry } from './file-thread.ts';
 import { fileThreads } from './file-threads.ts';
 import { fsyncFile, moveNoClobber, place, replaceFolder, sameFile } from './placing.ts';
+import { type Located, MISSING, SafePaths } from './safe-paths.ts';
 
 /** Links looked at once while listing a folder (their targets are checked one by one). */
 const LIST_CONCURRENCY = 32;
-
-/**
- * A folder found inside the root is not checked again for this long: a tree copy looks at the same
- * folders for every file in them. A link put in place of a checked folder within this time is the
- * race the class comment accepts, made at most this much longer.
- */
-const CHECKED_DIR_MS = 1000;
-/** The remembered folders are forgotten all at once beyond this many. */
-const CHECKED_DIRS_MAX = 4096;
-
-/** Errors of a path lookup that mean "nothing (reachable) there" rather than a failure. */
-const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
-
-/** Where a driver path lands on disk, once its ancestors are known to stay inside the root. */
-interface Located {
-  /** The normalised driver path. */
-  path: string;
-  abs: string;
-  /** What is there (for a link that stays inside the root, its target); null when nothing is. */
-  info: Stats | null;
-  /** The link's own lstat when `path` itself is a link that leads out of the root or nowhere. */
-  escapingLink: Stats | null;
-  /** `path` itself is a link that stays inside the root (`info` is its target's). */
-  link?: true;
-}
 
 /**
  * A folder on the local disk. Paths are checked here again, whatever the caller did: they are
@@ -66,13 +42,8 @@ interface Located {
  * is still listed and `stat`ed (as a plain empty file) and may be removed (`rm` unlinks the link,
  * never its target), but reading, writing, listing or renaming through it is refused.
  *
- * The checks and the file operations are separate system calls: someone with write access to
- * the folder itself could swap a folder for a link in between. We accept that race: the root
- * belongs to ferry, and the check exists to stop links placed in advance and paths from users.
- * The checks (realpath of the nearest existing ancestor, lstat of the path) are synchronous, as
- * `localPath` has to be anyway: on a local disk they take microseconds, while as thread-pool round
- * trips each cost ten times that in CPU and they were most of the engine's time per small file.
- * Everything that moves bytes or lists folders stays asynchronous.
+ * The checks themselves, and the race between them and the file operations that we accept, are in
+ * `SafePaths`.
  */
 export class LocalDriver implements Driver {
   readonly name = 'Local';
@@ -82,12 +53,10 @@ export class LocalDriver implements Driver {
     folderRename: true,
     rangeRead: true,
   };
-  private readonly rootPrefix: string;
-  /** Folders found inside the root by `checkAncestors`, until when (`performance.now()`). */
-  private readonly checkedDirs = new Map<string, number>();
+  private readonly paths: SafePaths;
 
-  private constructor(private readonly root: string) {
-    this.rootPrefix = root.endsWith(sep) ? root : root + sep;
+  private constructor(root: string) {
+    this.paths = new SafePaths(root);
   }
 
   /**
@@ -116,29 +85,20 @@ export class LocalDriver implements Driver {
    * `newName`, only its folders are checked (see `Driver.localPath`).
    */
   localPath(path: string, options?: { newName?: boolean }): string {
-    const rel = normalizePath(path);
-    const abs = this.abs(rel);
-    if (abs === this.root) return abs;
-    this.checkAncestors(dirname(abs), rel);
-    if (options?.newName) return abs;
-    if (lookupSync(() => lstatSync(abs), rel)?.isSymbolicLink()) {
-      const target = lookupSync(() => realpathSync.native(abs), rel);
-      if (target === null || !this.inside(target)) throw outside(rel);
-    }
-    return abs;
+    return this.paths.localPath(path, options);
   }
 
   async stat(path: string): Promise<Entry | null> {
-    const at = this.locate(path);
+    const at = this.paths.locate(path);
     if (at.escapingLink) return linkEntry(at.path, at.escapingLink);
     if (!at.info) return null;
     return at.link ? { ...toEntry(at.path, at.info), link: true } : toEntry(at.path, at.info);
   }
 
   async list(path: string): Promise<Entry[]> {
-    const at = this.existing(path);
+    const at = this.paths.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
-    if (this.loops(at)) throw loop(at.path);
+    if (this.paths.loops(at)) throw loop(at.path);
     // One message to a small-file thread reads the folder and lstats every name in it: a
     // thread-pool round trip per name cost more than the lstat itself.
     let listed: ListedEntry[];
@@ -169,9 +129,9 @@ export class LocalDriver implements Driver {
    * what it leads to (a folder is counted through), any other as an empty file.
    */
   async measure(path: string, options: MeasureOptions = {}): Promise<{ files: number; bytes: number }> {
-    const at = this.existing(path);
+    const at = this.paths.existing(path);
     if (!at.info.isDirectory()) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${at.path}`);
-    if (this.loops(at)) throw loop(at.path);
+    if (this.paths.loops(at)) throw loop(at.path);
     return this.measureFolder(at, options);
   }
 
@@ -188,7 +148,7 @@ export class LocalDriver implements Driver {
     }
     let { files, bytes } = measured;
     for (const rel of measured.links) {
-      const link = this.locate(joinPath(at.path, rel));
+      const link = this.paths.locate(joinPath(at.path, rel));
       if (!link.info && !link.escapingLink) continue; // gone since
       // One leading out (or nowhere) lists as an empty file; with linksAsFiles, any link does.
       if (!link.info || options.linksAsFiles) {
@@ -198,7 +158,7 @@ export class LocalDriver implements Driver {
       if (!link.info.isDirectory()) {
         files++;
         bytes += link.info.size;
-      } else if (!this.loops(link)) {
+      } else if (!this.paths.loops(link)) {
         // A link back into a folder on its own path is not counted through (a walk stops there),
         // nor is one to a folder that cannot be listed (the walk reports it).
         const inner = await this.measureFolder(link, options).catch(() => ({ files: 0, bytes: 0 }));
@@ -210,7 +170,7 @@ export class LocalDriver implements Driver {
   }
 
   async read(path: string, options: ReadOptions = {}): Promise<Readable> {
-    const at = this.existing(path);
+    const at = this.paths.existing(path);
     if (at.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
     checkRange(options);
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
@@ -230,7 +190,7 @@ export class LocalDriver implements Driver {
   }
 
   async write(path: string, source: Readable, options: WriteOptions = {}): Promise<void> {
-    const at = this.confined(path);
+    const at = this.paths.confined(path);
     if (at.info && !options.overwrite) throw alreadyExists(at.path);
     if (at.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${at.path}`);
     const temp = await this.prepareTemp(at, options.tempKey);
@@ -257,7 +217,7 @@ export class LocalDriver implements Driver {
   }
 
   async mkdir(path: string): Promise<void> {
-    const at = this.confined(path);
+    const at = this.paths.confined(path);
     if (at.info?.isDirectory()) return;
     try {
       await mkdir(at.abs, { recursive: true });
@@ -280,8 +240,8 @@ export class LocalDriver implements Driver {
     if (fromPath === '/' || toPath === '/') throw new FerryError('E_FORBIDDEN', 'cannot rename the root');
     if (fromPath === toPath) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
     if (isWithin(toPath, fromPath)) throw new FerryError('E_BAD_REQUEST', 'cannot move a folder into itself');
-    const src = this.existing(fromPath);
-    const dst = this.confined(toPath);
+    const src = this.paths.existing(fromPath);
+    const dst = this.paths.confined(toPath);
     const srcIsDir = src.info.isDirectory();
     try {
       await mkdir(dirname(dst.abs), { recursive: true });
@@ -311,9 +271,9 @@ export class LocalDriver implements Driver {
    * stops within one chunk on abort and is fsynced. `E_IS_A_DIRECTORY` for a folder source.
    */
   async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
-    const src = this.existing(from);
+    const src = this.paths.existing(from);
     if (src.info.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${src.path}`);
-    const dst = this.confined(to);
+    const dst = this.paths.confined(to);
     if (dst.path === src.path) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
     if (dst.info && !options.overwrite) throw alreadyExists(dst.path);
     if (dst.info?.isDirectory()) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${dst.path}`);
@@ -334,7 +294,7 @@ export class LocalDriver implements Driver {
 
   /** Remove a file, link or folder tree; `E_FORBIDDEN` for the root itself. Links are not followed. */
   async remove(path: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const at = this.locate(path);
+    const at = this.paths.locate(path);
     if (at.path === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     try {
@@ -348,7 +308,7 @@ export class LocalDriver implements Driver {
   }
 
   async freeSpace(path: string): Promise<number | null> {
-    const at = this.confined(path);
+    const at = this.paths.confined(path);
     // The nearest existing folder tells: the path itself may not exist yet.
     for (let probe = at.abs; ; probe = dirname(probe)) {
       try {
@@ -356,95 +316,12 @@ export class LocalDriver implements Driver {
         return fs.bavail * fs.bsize;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (!MISSING.has(code ?? '') || probe === this.root) throw fromFsError(err, at.path);
+        if (!MISSING.has(code ?? '') || probe === this.paths.root) throw fromFsError(err, at.path);
       }
     }
   }
 
   async close(): Promise<void> {}
-
-  private abs(normalised: string): string {
-    return normalised === '/' ? this.root : join(this.root, normalised);
-  }
-
-  /**
-   * Whether the folder at `at` was reached through a link that leads back into a folder on its own
-   * path (a link to an ancestor, or links that lead to each other): listing it would make every
-   * walk of the tree endless, a copy nesting the same folders until names grow too long. Only a
-   * path that passes through a link is looked at further: one realpath per folder on it.
-   */
-  private loops(at: Located): boolean {
-    const real = lookupSync(() => realpathSync.native(at.abs), at.path);
-    if (real === null || real === at.abs) return false;
-    const seen = new Set([this.root]);
-    let abs = this.root;
-    for (const name of at.path.split('/')) {
-      if (name === '') continue;
-      abs = join(abs, name);
-      const folder = lookupSync(() => realpathSync.native(abs), at.path);
-      if (folder === null) return false;
-      if (seen.has(folder)) return true;
-      seen.add(folder);
-    }
-    return false;
-  }
-
-  private inside(real: string): boolean {
-    return real === this.root || real.startsWith(this.rootPrefix);
-  }
-
-  /**
-   * Normalise `path`, check that its nearest existing ancestor is really inside the root, and
-   * look at what is there. A link at `path` itself is reported, not refused: callers decide.
-   */
-  private locate(path: string): Located {
-    const rel = normalizePath(path);
-    const abs = this.abs(rel);
-    if (abs !== this.root) this.checkAncestors(dirname(abs), rel);
-    const own = lookupSync(() => lstatSync(abs, { throwIfNoEntry: false }) ?? null, rel);
-    if (!own?.isSymbolicLink()) return { path: rel, abs, info: own, escapingLink: null };
-    const target = lookupSync(() => realpathSync.native(abs), rel);
-    if (target === null || !this.inside(target)) return { path: rel, abs, info: null, escapingLink: own };
-    return { path: rel, abs, info: lookupSync(() => statSync(target), rel), escapingLink: null, link: true };
-  }
-
-  /** `locate`, refusing a link at `path` that leads out of the root (or nowhere). */
-  private confined(path: string): Located {
-    const at = this.locate(path);
-    if (at.escapingLink) throw outside(at.path);
-    return at;
-  }
-
-  /** `confined`, and `E_NOT_FOUND` when nothing is there. */
-  private existing(path: string): Located & { info: Stats } {
-    const at = this.confined(path);
-    if (!at.info) throw new FerryError('E_NOT_FOUND', `not found: ${at.path}`);
-    return at as Located & { info: Stats };
-  }
-
-  /**
-   * The nearest existing folder at or above `dir` must really be inside the root. The root is a
-   * real path, so only the parts below it are looked at, from the root down: one lstat each, and
-   * each link met must resolve inside the root (a dangling one is refused: its target could be
-   * created outside later). Far fewer calls than resolving the whole path, which is what a tiny
-   * copy is made of; and a folder that passed is trusted for `CHECKED_DIR_MS`.
-   */
-  private checkAncestors(dir: string, rel: string): void {
-    if (dir === this.root) return;
-    const now = performance.now();
-    if ((this.checkedDirs.get(dir) ?? 0) > now) return;
-    let probe = this.root;
-    for (const part of dir.slice(this.rootPrefix.length).split(sep)) {
-      probe = probe + sep + part;
-      const info = lookupSync(() => lstatSync(probe, { throwIfNoEntry: false }) ?? null, rel);
-      if (info === null) return; // everything above is inside, and nothing is below
-      if (!info.isSymbolicLink()) continue;
-      const real = lookupSync(() => realpathSync.native(probe), rel);
-      if (real === null || !this.inside(real)) throw outside(rel);
-    }
-    if (this.checkedDirs.size >= CHECKED_DIRS_MAX) this.checkedDirs.clear();
-    this.checkedDirs.set(dir, now + CHECKED_DIR_MS);
-  }
 
   /** A child of a listed folder; null when it vanished between readdir and lstat. */
   private async child(dir: Located, name: string): Promise<Entry | null> {
@@ -455,7 +332,7 @@ export class LocalDriver implements Driver {
       if (!own.isSymbolicLink()) return toEntry(path, own);
       // Follow a link only when it stays inside the root; others are listed as plain entries.
       const target = await realpath(abs).catch(() => null);
-      return target && this.inside(target)
+      return target && this.paths.inside(target)
         ? { ...toEntry(path, await stat(target)), link: true }
         : linkEntry(path, own);
     } catch {
@@ -470,21 +347,11 @@ export class LocalDriver implements Driver {
     } catch (err) {
       throw fromFsError(err, at.path);
     }
-    const temp = this.abs(tempPathFor(at.path, key));
+    const temp = this.paths.abs(tempPathFor(at.path, key));
     // A temp left by an interrupted attempt with the same key may still be hard-linked to a
     // placed file: remove it rather than truncate it (truncating would empty that file too).
     await unlink(temp).catch(() => undefined);
     return temp;
-  }
-}
-
-/** The result of a lookup, or null when nothing (reachable) is there; other errors are mapped. */
-function lookupSync<T>(fn: () => T, path: string): T | null {
-  try {
-    return fn();
-  } catch (err) {
-    if (MISSING.has((err as NodeJS.ErrnoException).code ?? '')) return null;
-    throw fromFsError(err, path);
   }
 }
 
@@ -496,10 +363,6 @@ function failure(err: unknown, path: string, signal?: AbortSignal): Error {
   if ((err as NodeJS.ErrnoException).code === 'EINVAL')
     return new FerryError('E_BAD_REQUEST', `invalid operation on ${path}`, { cause: err });
   return fromFsError(err, path);
-}
-
-function outside(path: string): FerryError {
-  return new FerryError('E_PATH_OUTSIDE_ROOT', `path leaves the storage root: ${path}`);
 }
 
 function alreadyExists(path: string): FerryError {
@@ -519,11 +382,12 @@ function childPath(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
-/** A link leading out of the root, shown as what it is to us: an empty, unreadable file. */
+/** `list` or `measure` of a folder that `SafePaths.loops` found to lead back onto its own path. */
 function loop(path: string): FerryError {
   return new FerryError('E_INVALID_PATH', `a link loop: ${path} leads back into a folder on its own path`);
 }
 
+/** A link leading out of the root, shown as what it is to us: an empty, unreadable file. */
 function linkEntry(path: string, own: Stats): Entry {
   return { name: baseName(path), path, isDir: false, size: 0, modified: own.mtimeMs };
 }
