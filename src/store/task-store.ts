@@ -6,8 +6,15 @@ import type { Dialect } from './migrations.ts';
 import type { Database } from './schema.ts';
 import { SqliteWrites } from './sqlite-writes.ts';
 import {
-  LIST_COLUMNS,
-  listRowOf,
+  countMatching,
+  type PageRequest,
+  selectDeletedAndFinished,
+  selectExpired,
+  selectMany,
+  selectPage,
+  type TaskFilter,
+} from './task-lists.ts';
+import {
   type ProgressPatch,
   progressColumns,
   type Row,
@@ -17,6 +24,7 @@ import {
 } from './task-rows.ts';
 import { WriteBatcher } from './write-batcher.ts';
 
+export type { PageRequest, TaskFilter } from './task-lists.ts';
 export type { ProgressPatch, TransitionPatch } from './task-rows.ts';
 
 export interface NewTask {
@@ -30,26 +38,6 @@ export interface NewTask {
   maxRetry: number;
   totalBytes?: number;
   totalFiles?: number;
-}
-
-/** Which tasks a list or bulk action covers. Every field narrows; absent means "any". */
-export interface TaskFilter {
-  kinds?: readonly TaskKind[];
-  creatorId?: number;
-  /** true: finished (succeeded/canceled/failed); false: unfinished. */
-  done?: boolean;
-  states?: readonly TaskState[];
-  /** Restrict to these ids. */
-  ids?: readonly string[];
-}
-
-export interface PageRequest {
-  /** Keyset: continue after this `seq` (exclusive), in the list's order. */
-  afterSeq?: number;
-  limit: number;
-  /** Offset paging for AList-style `page`/`per_page`; slower than `afterSeq` on deep pages. */
-  offset?: number;
-  order: 'asc' | 'desc';
 }
 
 /**
@@ -130,51 +118,18 @@ export class TaskStore {
   }
 
   /** The tasks of `ids` that exist; with `failures: false` without their per-item failures (as `list`). */
-  async getMany(ids: readonly string[], options: { failures?: boolean } = {}): Promise<Task[]> {
-    const out: Task[] = [];
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
-      const from = this.db.selectFrom('tasks');
-      const rows = await (options.failures === false ? from.select(LIST_COLUMNS) : from.selectAll())
-        .where('id', 'in', chunk)
-        .execute();
-      out.push(...rows.map(toTask));
-    }
-    return out;
+  getMany(ids: readonly string[], options: { failures?: boolean } = {}): Promise<Task[]> {
+    return selectMany(this.db, ids, options);
   }
 
-  /**
-   * One page of tasks matching `filter`, ordered by `seq`. Deleted-but-running tasks are hidden.
-   * The per-item `failures` are not loaded (up to 1,000 per task: a page of such tasks would be
-   * megabytes to parse); they read as `[]` here, and `get` has them.
-   */
-  async list(filter: TaskFilter, page: PageRequest): Promise<Task[]> {
-    let q = this.filtered(filter).select(LIST_COLUMNS);
-    if (page.afterSeq !== undefined) q = q.where('seq', page.order === 'asc' ? '>' : '<', page.afterSeq);
-    q = q.orderBy('seq', page.order).limit(page.limit);
-    if (page.offset) q = q.offset(page.offset);
-    if (this.fast) {
-      const { sql: text, parameters } = q.compile();
-      return this.fast.selectValues(text, parameters).map((values) => toTask(listRowOf(values)));
-    }
-    return (await q.execute()).map(toTask);
+  /** One page of tasks matching `filter`, ordered by `seq`, without their `failures` (see `selectPage`). */
+  list(filter: TaskFilter, page: PageRequest): Promise<Task[]> {
+    return selectPage(this.db, this.fast, filter, page);
   }
 
-  async count(filter: TaskFilter): Promise<number> {
-    const row = await this.filtered(filter)
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .executeTakeFirst();
-    return Number(row?.n ?? 0);
-  }
-
-  private filtered(filter: TaskFilter) {
-    let q = this.db.selectFrom('tasks').where('delete_requested', '=', 0);
-    if (filter.kinds) q = q.where('kind', 'in', filter.kinds.length ? [...filter.kinds] : ['']);
-    if (filter.creatorId !== undefined) q = q.where('creator_id', '=', filter.creatorId);
-    if (filter.done !== undefined) q = q.where('done', '=', filter.done ? 1 : 0);
-    if (filter.states) q = q.where('state', 'in', filter.states.length ? [...filter.states] : ['']);
-    if (filter.ids) q = q.where('id', 'in', filter.ids.length ? [...filter.ids] : ['']);
-    return q;
+  /** How many tasks match `filter`, over all the pages `list` would return. */
+  count(filter: TaskFilter): Promise<number> {
+    return countMatching(this.db, filter);
   }
 
   /**
@@ -418,27 +373,12 @@ export class TaskStore {
   }
 
   /** Finished tasks whose delete was asked for while they ran (their worker died before removing them). */
-  async deletedAndFinished(limit: number): Promise<Task[]> {
-    const rows = await this.db
-      .selectFrom('tasks')
-      .selectAll()
-      .where('delete_requested', '=', 1)
-      .where('done', '=', 1)
-      .limit(limit)
-      .execute();
-    return rows.map(toTask);
+  deletedAndFinished(limit: number): Promise<Task[]> {
+    return selectDeletedAndFinished(this.db, limit);
   }
 
   /** Finished tasks that ended before `endedBefore`, oldest first: the retention sweep's input. */
-  async expired(endedBefore: number, limit: number): Promise<Task[]> {
-    const rows = await this.db
-      .selectFrom('tasks')
-      .selectAll()
-      .where('done', '=', 1)
-      .where('end_time', '<', endedBefore)
-      .orderBy('end_time')
-      .limit(limit)
-      .execute();
-    return rows.map(toTask);
+  expired(endedBefore: number, limit: number): Promise<Task[]> {
+    return selectExpired(this.db, endedBefore, limit);
   }
 }
