@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Attributes, ConnectConfig, SFTPWrapper } from 'ssh2';
+import type { Attributes } from 'ssh2';
 import { FerryError, isFerryError } from '../../errors.ts';
 import {
   checkRange,
@@ -22,19 +22,8 @@ import {
   tempSiblingPath,
 } from '../paths.ts';
 import { RemoteFileReader, RemoteFileWriter } from './remote-file.ts';
-import {
-  call,
-  connect,
-  connectError,
-  type Done,
-  isDir,
-  isLink,
-  nullIfMissing,
-  OP_UNSUPPORTED,
-  type Session,
-  sftpCode,
-  toEntry,
-} from './session.ts';
+import { call, isDir, isLink, nullIfMissing, OP_UNSUPPORTED, sftpCode, toEntry } from './session.ts';
+import { SessionKeeper } from './session-keeper.ts';
 import type { SftpSettings } from './settings.ts';
 
 // The mount's settings come from AList's `addition`: read by `sftpSettings`, kept in their own file.
@@ -54,21 +43,15 @@ const REMOVE_CONCURRENCY = 8;
 export class SftpDriver implements Driver {
   readonly name = 'SFTP';
   readonly capabilities: DriverCapabilities;
-  private current: Session | null;
-  private connecting: Promise<Session> | null = null;
-  private closed = false;
   private noStatvfs = false;
 
   private constructor(
-    private readonly config: ConnectConfig,
-    private readonly address: string,
+    private readonly sessions: SessionKeeper,
     private readonly root: string,
-    session: Session,
   ) {
-    this.current = session;
     this.capabilities = {
       serverSideCopy: false,
-      atomicRename: session.extensions['posix-rename@openssh.com'] === '1',
+      atomicRename: sessions.extensions['posix-rename@openssh.com'] === '1',
       folderRename: true,
       rangeRead: true,
     };
@@ -80,30 +63,9 @@ export class SftpDriver implements Driver {
    * or the root is a file.
    */
   static async open(settings: SftpSettings): Promise<SftpDriver> {
-    const address = settings.host.includes(':')
-      ? `[${settings.host}]:${settings.port}`
-      : `${settings.host}:${settings.port}`;
-    const config: ConnectConfig = {
-      host: settings.host,
-      port: settings.port,
-      username: settings.username,
-      ...(settings.password && { password: settings.password, tryKeyboard: true }),
-      ...(settings.privateKey && { privateKey: settings.privateKey }),
-      ...(settings.passphrase && { passphrase: settings.passphrase }),
-      readyTimeout: 15_000,
-      // A silent peer is noticed within ~30 s; a closed socket at once.
-      keepaliveInterval: 10_000,
-      keepaliveCountMax: 3,
-    };
-    let session: Session;
+    const driver = new SftpDriver(await SessionKeeper.open(settings), settings.rootFolderPath);
     try {
-      session = await connect(config);
-    } catch (err) {
-      throw connectError(err, address, true);
-    }
-    const driver = new SftpDriver(config, address, settings.rootFolderPath, session);
-    try {
-      const root = await driver.statRemote(driver.root, '/');
+      const root = await driver.sessions.statRemote(driver.root, '/');
       if (root && !isDir(root))
         throw new FerryError('E_STORAGE_CONFIG', `SFTP root_folder_path ${driver.root} is a file`);
       if (!root) await driver.ensureDir(driver.root);
@@ -120,11 +82,11 @@ export class SftpDriver implements Driver {
 
   async stat(path: string): Promise<Entry | null> {
     const p = normalizePath(path);
-    const attrs = await this.statRemote(this.remote(p), p);
+    const attrs = await this.sessions.statRemote(this.remote(p), p);
     if (!attrs) return null;
     // A folder may be a link to one, which a delete must remove rather than go through: one
     // more request, for folders only.
-    const own = isDir(attrs) && p !== '/' ? await this.lstatRemote(this.remote(p), p) : null;
+    const own = isDir(attrs) && p !== '/' ? await this.sessions.lstatRemote(this.remote(p), p) : null;
     return own && isLink(own) ? { ...toEntry(p, attrs), link: true } : toEntry(p, attrs);
   }
 
@@ -133,12 +95,12 @@ export class SftpDriver implements Driver {
     const remote = this.remote(p);
     let children: { filename: string; attrs: Attributes }[];
     try {
-      children = await this.request<{ filename: string; attrs: Attributes }[]>(p, (sftp, done) =>
+      children = await this.sessions.request<{ filename: string; attrs: Attributes }[]>(p, (sftp, done) =>
         sftp.readdir(remote, done),
       );
     } catch (err) {
       // Servers differ in how they refuse to list a file (rclone: FAILURE, OpenSSH: NO_SUCH_FILE).
-      const self = await this.statRemote(remote, p);
+      const self = await this.sessions.statRemote(remote, p);
       if (!self) throw new FerryError('E_NOT_FOUND', `not found: ${p}`, { cause: err });
       if (!isDir(self)) throw new FerryError('E_NOT_A_DIRECTORY', `not a folder: ${p}`, { cause: err });
       throw err;
@@ -151,7 +113,7 @@ export class SftpDriver implements Driver {
       // Entry.link); a dangling one as an empty file. (rclone serve sftp shows no links; the
       // tests see them through OpenSSH's sftp-server, test/storage/sftp-openssh.test.ts.)
       const link = isLink(attrs);
-      const target = link ? await this.statRemote(this.remote(child), child) : attrs;
+      const target = link ? await this.sessions.statRemote(this.remote(child), child) : attrs;
       const entry = toEntry(child, target ?? { ...attrs, mode: 0o100000, size: 0 });
       entries.push(link && target ? { ...entry, link: true } : entry);
     }
@@ -162,12 +124,12 @@ export class SftpDriver implements Driver {
     const p = normalizePath(path);
     const remote = this.remote(p);
     checkRange(options);
-    const attrs = await this.statRemote(remote, p);
+    const attrs = await this.sessions.statRemote(remote, p);
     if (!attrs) throw new FerryError('E_NOT_FOUND', `not found: ${p}`);
     if (isDir(attrs)) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${p}`);
     if (options.signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     // Open now, so a missing or unreadable file is an error of read() rather than of the stream.
-    const session = await this.live();
+    const session = await this.sessions.live();
     const handle = await call<Buffer>(session, p, (done) => session.sftp.open(remote, 'r', done));
     // Reads stop at the size stat gave: no requests past the end (each costs a round trip).
     const lastByte = Number(attrs.size ?? 0) - 1;
@@ -182,12 +144,12 @@ export class SftpDriver implements Driver {
     const { signal } = options;
     try {
       signal?.throwIfAborted();
-      const existing = await this.statRemote(remote, p);
+      const existing = await this.sessions.statRemote(remote, p);
       if (existing && !options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${p}`);
       if (existing && isDir(existing)) throw new FerryError('E_IS_A_DIRECTORY', `is a folder: ${p}`);
       await this.ensureDir(this.remote(parentPath(p)));
       const temp = this.remote(tempPathFor(p, options.tempKey));
-      const session = await this.live();
+      const session = await this.sessions.live();
       // 'w' truncates: a temp left by an interrupted attempt with the same key is replaced.
       const handle = await call<Buffer>(session, p, (done) => session.sftp.open(temp, 'w', done));
       try {
@@ -229,21 +191,23 @@ export class SftpDriver implements Driver {
     if (src === dst) throw new FerryError('E_SAME_PATH', 'source and destination are the same');
     if (isWithin(dst, src)) throw new FerryError('E_BAD_REQUEST', 'cannot move a folder into itself');
     const [srcRemote, dstRemote] = [this.remote(src), this.remote(dst)];
-    const source = await this.statRemote(srcRemote, src);
+    const source = await this.sessions.statRemote(srcRemote, src);
     if (!source) throw new FerryError('E_NOT_FOUND', `not found: ${src}`);
-    const target = await this.statRemote(dstRemote, dst);
+    const target = await this.sessions.statRemote(dstRemote, dst);
     if (target && !options.overwrite) throw new FerryError('E_EXISTS', `already exists: ${dst}`);
     await this.ensureDir(this.remote(parentPath(dst)));
     if (!target) {
-      await this.request(dst, (sftp, done) => sftp.rename(srcRemote, dstRemote, done));
+      await this.sessions.request(dst, (sftp, done) => sftp.rename(srcRemote, dstRemote, done));
     } else if (isDir(target)) {
       if (!isDir(source)) throw new FerryError('E_IS_A_DIRECTORY', `a file cannot replace the folder ${dst}`);
       const aside = this.remote(tempSiblingPath(dst, randomBytes(8).toString('hex')));
-      await this.request(dst, (sftp, done) => sftp.rename(dstRemote, aside, done));
+      await this.sessions.request(dst, (sftp, done) => sftp.rename(dstRemote, aside, done));
       try {
-        await this.request(dst, (sftp, done) => sftp.rename(srcRemote, dstRemote, done));
+        await this.sessions.request(dst, (sftp, done) => sftp.rename(srcRemote, dstRemote, done));
       } catch (err) {
-        await this.request(dst, (sftp, done) => sftp.rename(aside, dstRemote, done)).catch(() => undefined);
+        await this.sessions
+          .request(dst, (sftp, done) => sftp.rename(aside, dstRemote, done))
+          .catch(() => undefined);
         throw err;
       }
       await this.removeRemote(aside, dst, true);
@@ -265,14 +229,14 @@ export class SftpDriver implements Driver {
     const p = normalizePath(path);
     if (p === '/') throw new FerryError('E_FORBIDDEN', 'cannot remove the root of a storage');
     const remote = this.remote(p);
-    const attrs = await this.lstatRemote(remote, p);
+    const attrs = await this.sessions.lstatRemote(remote, p);
     if (attrs) await this.removeRemote(remote, p, isDir(attrs), options.signal);
   }
 
   /** From `statvfs@openssh.com` when the server offers and answers it; else null. */
   async freeSpace(path: string): Promise<number | null> {
     const p = normalizePath(path);
-    const session = await this.live();
+    const session = await this.sessions.live();
     if (this.noStatvfs || session.extensions['statvfs@openssh.com'] !== '2') return null;
     for (let probe = p; ; probe = parentPath(probe)) {
       try {
@@ -295,14 +259,7 @@ export class SftpDriver implements Driver {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    const session = this.current;
-    this.current = null;
-    if (!session || session.lost.aborted) return;
-    const gone = new Promise((resolve) => session.lost.addEventListener('abort', resolve, { once: true }));
-    session.client.end();
-    await Promise.race([gone, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-    session.client.destroy();
+    await this.sessions.close();
   }
 
   /** The server path of a normalised driver path; `E_PATH_OUTSIDE_ROOT` if it could leave the root. */
@@ -313,53 +270,10 @@ export class SftpDriver implements Driver {
     return remote;
   }
 
-  /** The live connection, or a new one when it dropped (concurrent callers share the attempt). */
-  private async live(): Promise<Session> {
-    if (this.closed) throw new FerryError('E_BACKEND', 'the SFTP driver is closed');
-    if (this.current && !this.current.lost.aborted) return this.current;
-    this.connecting ??= connect(this.config)
-      .then(
-        (session) => {
-          if (this.closed) {
-            session.client.end();
-            throw new FerryError('E_BACKEND', 'the SFTP driver is closed');
-          }
-          this.current = session;
-          return session;
-        },
-        (err: unknown) => {
-          throw connectError(err, this.address, false);
-        },
-      )
-      .finally(() => {
-        this.connecting = null;
-      });
-    return this.connecting;
-  }
-
-  /** One SFTP request on the live connection; errors as FerryErrors about `path`. */
-  private async request<T = void>(
-    path: string,
-    send: (sftp: SFTPWrapper, done: Done<T>) => void,
-  ): Promise<T> {
-    const session = await this.live();
-    return call<T>(session, path, (done) => send(session.sftp, done));
-  }
-
-  /** `stat` (links followed), or null when nothing is there. */
-  private async statRemote(remote: string, path: string): Promise<Attributes | null> {
-    return this.request<Attributes>(path, (sftp, done) => sftp.stat(remote, done)).catch(nullIfMissing);
-  }
-
-  /** `lstat` (a link itself), or null when nothing is there. */
-  private async lstatRemote(remote: string, path: string): Promise<Attributes | null> {
-    return this.request<Attributes>(path, (sftp, done) => sftp.lstat(remote, done)).catch(nullIfMissing);
-  }
-
   /** Create a folder and its parents (server paths); `E_EXISTS`/`E_NOT_A_DIRECTORY` for a file in the way. */
   private async ensureDir(remote: string, wanted = remote): Promise<void> {
     const shown = this.shown(remote);
-    const attrs = await this.statRemote(remote, shown);
+    const attrs = await this.sessions.statRemote(remote, shown);
     if (attrs) {
       if (isDir(attrs)) return;
       if (remote === wanted) throw new FerryError('E_EXISTS', `already exists: ${shown}`);
@@ -367,10 +281,10 @@ export class SftpDriver implements Driver {
     }
     if (remote !== '/') await this.ensureDir(parentPath(remote), wanted);
     try {
-      await this.request(shown, (sftp, done) => sftp.mkdir(remote, done));
+      await this.sessions.request(shown, (sftp, done) => sftp.mkdir(remote, done));
     } catch (err) {
       // Created meanwhile by someone else: fine.
-      if (!isDir((await this.statRemote(remote, shown)) ?? { mode: 0 })) throw err;
+      if (!isDir((await this.sessions.statRemote(remote, shown)) ?? { mode: 0 })) throw err;
     }
   }
 
@@ -383,24 +297,25 @@ export class SftpDriver implements Driver {
   private async place(temp: string, remote: string, path: string, overwrite: boolean): Promise<void> {
     if (overwrite) return this.replaceFile(temp, remote, path);
     // Checked again: the destination may have appeared while the bytes were moving.
-    if (await this.statRemote(remote, path)) throw new FerryError('E_EXISTS', `already exists: ${path}`);
-    await this.request(path, (sftp, done) => sftp.rename(temp, remote, done));
+    if (await this.sessions.statRemote(remote, path))
+      throw new FerryError('E_EXISTS', `already exists: ${path}`);
+    await this.sessions.request(path, (sftp, done) => sftp.rename(temp, remote, done));
   }
 
   /** Rename a file over another: atomic with posix-rename, else remove then rename. */
   private async replaceFile(from: string, to: string, path: string): Promise<void> {
     if (this.capabilities.atomicRename) {
-      await this.request(path, (sftp, done) => sftp.ext_openssh_rename(from, to, done));
+      await this.sessions.request(path, (sftp, done) => sftp.ext_openssh_rename(from, to, done));
       return;
     }
-    await this.request(path, (sftp, done) => sftp.unlink(to, done)).catch(nullIfMissing);
-    await this.request(path, (sftp, done) => sftp.rename(from, to, done));
+    await this.sessions.request(path, (sftp, done) => sftp.unlink(to, done)).catch(nullIfMissing);
+    await this.sessions.request(path, (sftp, done) => sftp.rename(from, to, done));
   }
 
   /** Remove a failed write's temp file, when the connection still stands (a retry reuses the name). */
   private async discard(temp: string): Promise<void> {
-    if (!this.current || this.current.lost.aborted) return;
-    await this.request(temp, (sftp, done) => sftp.unlink(temp, done)).catch(() => undefined);
+    if (!this.sessions.connected) return;
+    await this.sessions.request(temp, (sftp, done) => sftp.unlink(temp, done)).catch(() => undefined);
   }
 
   private async removeRemote(
@@ -411,12 +326,12 @@ export class SftpDriver implements Driver {
   ): Promise<void> {
     if (signal?.aborted) throw new FerryError('E_CANCELED', 'canceled');
     if (!dir) {
-      await this.request(path, (sftp, done) => sftp.unlink(remote, done)).catch(nullIfMissing);
+      await this.sessions.request(path, (sftp, done) => sftp.unlink(remote, done)).catch(nullIfMissing);
       return;
     }
-    const children = await this.request<{ filename: string; attrs: Attributes }[]>(path, (sftp, done) =>
-      sftp.readdir(remote, done),
-    ).catch(nullIfMissing);
+    const children = await this.sessions
+      .request<{ filename: string; attrs: Attributes }[]>(path, (sftp, done) => sftp.readdir(remote, done))
+      .catch(nullIfMissing);
     const names = (children ?? []).filter((c) => c.filename !== '.' && c.filename !== '..');
     for (let i = 0; i < names.length; i += REMOVE_CONCURRENCY) {
       await Promise.all(
@@ -427,6 +342,6 @@ export class SftpDriver implements Driver {
           ),
       );
     }
-    await this.request(path, (sftp, done) => sftp.rmdir(remote, done)).catch(nullIfMissing);
+    await this.sessions.request(path, (sftp, done) => sftp.rmdir(remote, done)).catch(nullIfMissing);
   }
 }
