@@ -353,7 +353,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const env: NodeJS.ProcessEnv = {
     UV_THREADPOOL_SIZE: '16',
     MALLOC_ARENA_MAX: '2',
-    MALLOC_MMAP_THRESHOLD_: '131072',
+    MALLOC_MMAP_THRESHOLD_: '266240',
   };
   // The caller's FERRY_* settings (a config file, a database URL) must not leak into the run.
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FERRY_')) env[k] = v;
