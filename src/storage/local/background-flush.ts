@@ -5,6 +5,21 @@ import { fileThreads } from './file-threads.ts';
 /** Bytes written between two background flushes started by `wrote`. */
 const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
+/** Counts the bytes written and calls `poke()`, which starts a flush, after every 64 MiB of them. */
+abstract class PeriodicFlush {
+  private unflushed = 0;
+
+  /** `bytes` more were written. */
+  wrote(bytes: number): void {
+    this.unflushed += bytes;
+    if (this.unflushed < FLUSH_EVERY_BYTES) return;
+    this.unflushed = 0;
+    this.poke();
+  }
+
+  abstract poke(): void;
+}
+
 /**
  * Flushes a file to disk while it is still being written, so the fsync at the end waits only for
  * the tail instead of the whole file: writeback overlaps the writing. `poke()` starts a datasync
@@ -13,18 +28,11 @@ const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
  * then fsyncs the complete file. A flush still running after the writing failed or was canceled
  * ends on its own: nothing needs to wait for it.
  */
-export class BackgroundFlush {
+export class BackgroundFlush extends PeriodicFlush {
   private running: Promise<void> | null = null;
-  private unflushed = 0;
 
-  constructor(private readonly path: string) {}
-
-  /** `bytes` more were written to the file. */
-  wrote(bytes: number): void {
-    this.unflushed += bytes;
-    if (this.unflushed < FLUSH_EVERY_BYTES) return;
-    this.unflushed = 0;
-    this.poke();
+  constructor(private readonly path: string) {
+    super();
   }
 
   poke(): void {
@@ -84,16 +92,12 @@ let backgroundSyncfs: Promise<void> | null = null;
  * download. One at a time for the process (a syncfs covers every file of the file system,
  * whoever wrote it); errors are ignored, as the final flush decides.
  */
-export class FileSystemFlush {
-  private unflushed = 0;
+export class FileSystemFlush extends PeriodicFlush {
+  constructor(private readonly path: string) {
+    super();
+  }
 
-  constructor(private readonly path: string) {}
-
-  /** `bytes` more were written below `path`. */
-  wrote(bytes: number): void {
-    this.unflushed += bytes;
-    if (this.unflushed < FLUSH_EVERY_BYTES) return;
-    this.unflushed = 0;
+  poke(): void {
     if (backgroundSyncfs) return;
     backgroundSyncfs = fileThreads
       .syncFileSystem(this.path)
