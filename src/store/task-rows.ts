@@ -25,16 +25,11 @@ export interface TransitionPatch {
   progress?: ProgressPatch;
 }
 
-export interface ProgressPatch {
-  totalBytes: number;
-  doneBytes: number;
-  totalFiles: number;
-  doneFiles: number;
-  failedFiles: number;
-  speed: number;
-  status: string;
-  failures?: ItemFailure[];
-}
+/** A task's progress counters as one write sets them (the failures only when they changed). */
+export type ProgressPatch = Pick<
+  Task,
+  'totalBytes' | 'doneBytes' | 'totalFiles' | 'doneFiles' | 'failedFiles' | 'speed' | 'status'
+> & { failures?: ItemFailure[] };
 
 export type Row = Selectable<TasksTable>;
 /** A row as `list` reads it: everything but the failures. */
