@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ADMIN_PASSWORD, type TaskView, waitFor } from './helpers/harness.ts';
+import { ADMIN_PASSWORD, type TaskView } from './helpers/harness.ts';
 import { type FerryProcess, PROJECT_ROOT, spawnFerry } from './helpers/process.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 import { type S3Server, startS3Server } from './helpers/s3-server.ts';
@@ -46,18 +46,8 @@ describe('the server npm run build bundles', { skip: !toolsAvailable() }, () => 
     assert.equal(res.code, 200, `${path}: ${res.message}\n${ferry.output()}`);
     return res.data;
   };
-  const finished = (type: string, id: string) =>
-    waitFor(
-      async () => {
-        const [t] = await api<TaskView[]>(`/api/task/${type}/info?tid=${id}`, {});
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-      },
-      30_000,
-      `${type} ${id}`,
-      50,
-    );
   const succeeded = async (type: string, id: string) => {
-    const t = await finished(type, id);
+    const t = await ferry.finished(token, type, id);
     assert.equal(t.state, 'succeeded', `${type} ${t.name}: ${t.error}\n${ferry.output()}`);
   };
   const copy = async (srcDir: string, dstDir: string, names: string[]) => {

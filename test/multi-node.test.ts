@@ -47,16 +47,6 @@ describe('two nodes on one PostgreSQL store', { skip: postgres ? false : 'Postgr
 
   const info = async (node: FerryProcess, type: string, id: string) =>
     (await node.api<TaskView[]>('POST', `/api/task/${type}/info?tid=${id}`, { token })).data?.[0];
-  const finished = (node: FerryProcess, type: string, id: string, timeoutMs = 30_000) =>
-    waitFor(
-      async () => {
-        const t = await info(node, type, id);
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
-      },
-      timeoutMs,
-      `${type} ${id}`,
-      50,
-    );
   const storages = async (node: FerryProcess) =>
     (
       await node.api<{ content: { id: number; mount_path: string }[] }>('GET', '/api/admin/storage/list', {
@@ -137,7 +127,7 @@ describe('two nodes on one PostgreSQL store', { skip: postgres ? false : 'Postgr
       });
       assert.equal(copy.code, 200, copy.message);
       const id = copy.data.tasks[0]?.id as string;
-      const done = await finished(a, 'copy', id);
+      const done = await a.finished(token, 'copy', id);
       assert.equal(done.state, 'succeeded', done.error);
       assert.deepEqual(startedBy(a).includes(id), false, 'A runs no copies');
       assert.ok(startedBy(b).includes(id), 'B ran it');
@@ -177,7 +167,7 @@ describe('two nodes on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     );
     const ids = created.flatMap((r) => r.data.tasks.map((t) => t.id));
     assert.equal(ids.length, names.length);
-    for (const id of ids) assert.equal((await finished(b, 'copy', id)).state, 'succeeded');
+    for (const id of ids) assert.equal((await b.finished(token, 'copy', id)).state, 'succeeded');
     const onA = startedBy(a).filter((id) => ids.includes(id));
     const onB = startedBy(b).filter((id) => ids.includes(id));
     assert.equal(onA.length + onB.length, ids.length, 'no task started twice');
@@ -265,7 +255,7 @@ describe('two nodes on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     const asked = Date.now();
     const cancel = await other.api('POST', `/api/task/offline_download/cancel?tid=${id}`, { token });
     assert.equal(cancel.code, 200, cancel.message);
-    const ended = await finished(other, 'offline_download', id, 5000);
+    const ended = await other.finished(token, 'offline_download', id, 5000);
     const took = Date.now() - asked;
     assert.equal(ended.state, 'canceled');
     assert.ok(took < 1000, `canceled after ${took} ms`);

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { type TaskView, waitFor } from './harness.ts';
 
 /** The project root: `ferry serve` runs from here, as a user would run it from a checkout. */
 export const PROJECT_ROOT = join(import.meta.dirname, '..', '..');
@@ -64,6 +65,8 @@ export interface FerryProcess {
     path: string,
     options?: { token?: string; body?: unknown; headers?: Record<string, string> },
   ): Promise<Envelope<T>>;
+  /** Poll the task's `info` (as `token`) every 50 ms until it succeeded, failed or was canceled. */
+  finished(token: string, type: string, id: string, timeoutMs?: number): Promise<TaskView>;
   /** `kill -9`: SIGKILL by pid, then wait until the process is really gone. */
   kill9(): Promise<void>;
   /** SIGTERM (SIGKILL after 10 s) and wait for the exit. Safe to call when already gone. */
@@ -124,7 +127,7 @@ export async function spawnFerry(
   }
   if (child.pid === undefined) throw new Error('spawned ferry has no pid');
   const pid = child.pid;
-  return {
+  const ferry: FerryProcess = {
     child,
     pid,
     base,
@@ -151,6 +154,18 @@ export async function spawnFerry(
         throw new Error(`${method} ${path}: HTTP ${res.statusCode}, not JSON: ${text.slice(0, 200)}`);
       }
     },
+    finished(token, type, id, timeoutMs = 30_000) {
+      return waitFor(
+        async () => {
+          const res = await ferry.api<TaskView[]>('POST', `/api/task/${type}/info?tid=${id}`, { token });
+          const t = res.data?.[0];
+          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        },
+        timeoutMs,
+        `${type} task ${id} to finish`,
+        50,
+      );
+    },
     async kill9() {
       if (gone()) return;
       process.kill(pid, 'SIGKILL');
@@ -166,4 +181,5 @@ export async function spawnFerry(
       clearTimeout(timer);
     },
   };
+  return ferry;
 }
