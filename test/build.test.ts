@@ -25,7 +25,7 @@ import { sha256 } from './helpers/tree.ts';
 const run = promisify(execFile);
 
 function toolsAvailable(): boolean {
-  const missing = [...(runs('zip', ['-v']) ? [] : ['zip'])];
+  const missing = runs('zip', ['-v']) ? [] : ['zip'];
   return requireTools('the build test', missing) && rcloneAvailable();
 }
 
