@@ -3,7 +3,9 @@ import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
+import { freeBuffer } from '../../storage/free-buffer.ts';
 import { BackgroundFlush } from '../../storage/local/background-flush.ts';
+import { received } from '../../storage/young-garbage.ts';
 import type { Endpoint } from './transfer.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
@@ -12,7 +14,7 @@ export const RANGED_FETCH_MIN = 64 * 1024 * 1024;
 const RANGES_IN_FLIGHT = 4;
 /** Bytes per range request: large enough that request overhead is noise. */
 const RANGE_BYTES = 16 * 1024 * 1024;
-/** Bytes gathered from a range before they are written. */
+/** Bytes of a range gathered (in a buffer per range in flight) before they are written. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export interface RangedFetchOptions {
@@ -41,6 +43,7 @@ export async function fetchRangesInto(
   // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
   // the tail only.
   const writeback = new BackgroundFlush(temp);
+  const buffers: Buffer[] = [];
   try {
     await file.truncate(size);
     let next = 0;
@@ -53,43 +56,56 @@ export async function fetchRangesInto(
       }
     };
     const fetchRanges = async () => {
+      // Two buffers per range in flight: one fills while the other is written.
+      let buffer = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+      let spare = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
+      buffers.push(buffer, spare);
+      let writing: Promise<void> = Promise.resolve();
+      const writeOut = async (from: Buffer, bytes: number, position: number) => {
+        for (let written = 0; written < bytes; ) {
+          const { bytesWritten } = await file.write(from, written, bytes - written, position + written);
+          written += bytesWritten;
+        }
+        onProgress(bytes);
+        writeback.wrote(bytes);
+      };
       while (next < size) {
         signal.throwIfAborted();
         const start = next;
         const end = Math.min(start + RANGE_BYTES, size) - 1;
         next = end + 1;
         const stream = await src.driver.read(src.path, { start, end, signal });
-        // Chunks arrive at 16–64 KiB; they are written in batches of 1 MiB (one positional
-        // writev), so four ranges cost a few hundred syscalls per 16 MiB, not thousands.
+        // Each chunk is copied out at once, so it is garbage before the next young-generation
+        // collection (see young-garbage.ts). A full buffer is one positional write, started
+        // while the other buffer fills: four ranges cost a few hundred syscalls per 16 MiB.
         let at = start;
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
+        let filled = 0;
         const flush = async () => {
-          const position = at - batchBytes;
-          let written = 0;
-          while (written < batchBytes) {
-            const { bytesWritten } = await file.writev(
-              written === 0 ? batch : [Buffer.concat(batch).subarray(written)],
-              position + written,
-            );
-            written += bytesWritten;
-          }
-          onProgress(batchBytes);
-          writeback.wrote(batchBytes);
-          batch = [];
-          batchBytes = 0;
+          await writing;
+          writing = writeOut(buffer, filled, at - filled);
+          // Handled where it is awaited (next flush, end of range); until then not "unhandled".
+          writing.catch(() => undefined);
+          [buffer, spare] = [spare, buffer];
+          filled = 0;
         };
         try {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
             if (at + chunk.length > end + 1) throw rangeMismatch(src.path, start, end);
-            batch.push(chunk);
-            batchBytes += chunk.length;
-            at += chunk.length;
-            if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+            for (let copied = 0; copied < chunk.length; ) {
+              const n = chunk.copy(buffer, filled, copied);
+              copied += n;
+              filled += n;
+              at += n;
+              if (filled === buffer.length) await flush();
+            }
+            received(chunk.length);
           }
-          if (batchBytes > 0) await flush();
+          if (filled > 0) await flush();
+          await writing;
         } finally {
           stream.destroy();
+          // A write still running when the range failed must end before its buffer is freed.
+          await writing.catch(() => undefined);
         }
         if (at !== end + 1) throw rangeMismatch(src.path, start, end);
       }
@@ -104,6 +120,8 @@ export async function fetchRangesInto(
     await writeback.finish();
   } finally {
     await file.close();
+    // No write is pending once every worker has settled and the file is closed.
+    for (const buffer of buffers) freeBuffer(buffer);
   }
 }
 
@@ -123,6 +141,7 @@ export function rangeReaderOf(src: Endpoint): ReadInto {
     let filled = 0;
     for await (const chunk of await readExactRange(src, start, start + into.length - 1, signal)) {
       filled += (chunk as Buffer).copy(into, filled);
+      received((chunk as Buffer).length);
     }
   };
 }
