@@ -1,11 +1,11 @@
-import { createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
-import { Transform } from 'node:stream';
+import { open, rm, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { BackgroundFlush } from '../storage/local/background-flush.ts';
+import { ChunkWriter } from '../storage/local/chunk-writer.ts';
 import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
 import type { HostPolicy } from './url-policy.ts';
@@ -109,24 +109,30 @@ export class HttpDownloader {
       let written = offset;
       // The file goes to disk while it downloads, so the fsync at the end is short.
       const flush = new BackgroundFlush(partPath);
-      const meter = new Transform({
-        transform(chunk: Buffer, _enc, done) {
+      // Resumed: written on from the end of the partial file (O_APPEND would ignore positions).
+      const file = await open(partPath, offset > 0 ? 'r+' : 'w');
+      const writer = new ChunkWriter(file, offset, (bytes) => flush.wrote(bytes));
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
           written += chunk.length;
-          flush.wrote(chunk.length);
           if (max > 0 && written > max)
             return done(
               new FerryError('E_BAD_REQUEST', `download exceeds offlineDownload.maxBytes (${max})`),
             );
           options.onBytes(chunk.length);
-          done(null, chunk);
+          writer.add(chunk).then(() => done(), done);
+        },
+        final(done) {
+          writer.end().then(() => done(), done);
         },
       });
-      await pipeline(
-        response.body,
-        meter,
-        createWriteStream(partPath, { flags: offset > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }),
-        { signal },
-      );
+      try {
+        await pipeline(response.body, sink, { signal });
+      } finally {
+        await writer.settle();
+        await file.close();
+        writer.free();
+      }
       if (total > 0 && written !== total)
         throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
       // Durable before the task may say it succeeded.

@@ -3,8 +3,8 @@ import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
-import { freeBuffer } from '../../storage/free-buffer.ts';
 import { BackgroundFlush } from '../../storage/local/background-flush.ts';
+import { ChunkWriter } from '../../storage/local/chunk-writer.ts';
 import { received } from '../../storage/young-garbage.ts';
 import type { Endpoint } from './transfer.ts';
 
@@ -14,8 +14,6 @@ export const RANGED_FETCH_MIN = 64 * 1024 * 1024;
 const RANGES_IN_FLIGHT = 4;
 /** Bytes per range request: large enough that request overhead is noise. */
 const RANGE_BYTES = 16 * 1024 * 1024;
-/** Bytes of a range gathered (in a buffer per range in flight) before they are written. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export interface RangedFetchOptions {
   signal: AbortSignal;
@@ -43,7 +41,7 @@ export async function fetchRangesInto(
   // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
   // the tail only.
   const writeback = new BackgroundFlush(temp);
-  const buffers: Buffer[] = [];
+  const writers: ChunkWriter[] = [];
   try {
     await file.truncate(size);
     let next = 0;
@@ -56,56 +54,29 @@ export async function fetchRangesInto(
       }
     };
     const fetchRanges = async () => {
-      // Two buffers per range in flight: one fills while the other is written.
-      let buffer = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
-      let spare = Buffer.allocUnsafeSlow(WRITE_BATCH_BYTES);
-      buffers.push(buffer, spare);
-      let writing: Promise<void> = Promise.resolve();
-      const writeOut = async (from: Buffer, bytes: number, position: number) => {
-        for (let written = 0; written < bytes; ) {
-          const { bytesWritten } = await file.write(from, written, bytes - written, position + written);
-          written += bytesWritten;
-        }
+      const writer = new ChunkWriter(file, 0, (bytes) => {
         onProgress(bytes);
         writeback.wrote(bytes);
-      };
+      });
+      writers.push(writer);
       while (next < size) {
         signal.throwIfAborted();
         const start = next;
         const end = Math.min(start + RANGE_BYTES, size) - 1;
         next = end + 1;
         const stream = await src.driver.read(src.path, { start, end, signal });
-        // Each chunk is copied out at once, so it is garbage before the next young-generation
-        // collection (see young-garbage.ts). A full buffer is one positional write, started
-        // while the other buffer fills: four ranges cost a few hundred syscalls per 16 MiB.
+        writer.seek(start);
         let at = start;
-        let filled = 0;
-        const flush = async () => {
-          await writing;
-          writing = writeOut(buffer, filled, at - filled);
-          // Handled where it is awaited (next flush, end of range); until then not "unhandled".
-          writing.catch(() => undefined);
-          [buffer, spare] = [spare, buffer];
-          filled = 0;
-        };
         try {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
-            if (at + chunk.length > end + 1) throw rangeMismatch(src.path, start, end);
-            for (let copied = 0; copied < chunk.length; ) {
-              const n = chunk.copy(buffer, filled, copied);
-              copied += n;
-              filled += n;
-              at += n;
-              if (filled === buffer.length) await flush();
-            }
+            at += chunk.length;
+            if (at > end + 1) throw rangeMismatch(src.path, start, end);
+            await writer.add(chunk);
             received(chunk.length);
           }
-          if (filled > 0) await flush();
-          await writing;
+          await writer.end();
         } finally {
           stream.destroy();
-          // A write still running when the range failed must end before its buffer is freed.
-          await writing.catch(() => undefined);
         }
         if (at !== end + 1) throw rangeMismatch(src.path, start, end);
       }
@@ -119,9 +90,9 @@ export async function fetchRangesInto(
     }
     await writeback.finish();
   } finally {
+    for (const writer of writers) await writer.settle();
     await file.close();
-    // No write is pending once every worker has settled and the file is closed.
-    for (const buffer of buffers) freeBuffer(buffer);
+    for (const writer of writers) writer.free();
   }
 }
 
