@@ -85,4 +85,19 @@ describe('ChunkWriter: the downloads’ writer (two 1 MiB buffers, positional wr
     await file.close();
     writer.free();
   });
+
+  it('once settled, starts no write: an add still running fails instead (a destroyed stream)', async () => {
+    const path = join(dir, 'stopped.bin');
+    const file = await open(path, 'w');
+    const writer = new ChunkWriter(file, 0, () => {});
+    // Five buffers' worth: the add waits for writes between them.
+    const adding = writer.add(randomBytes(5 * MiB));
+    await writer.settle();
+    await assert.rejects(adding, /stopped/);
+    await assert.rejects(writer.add(Buffer.from('late')), /stopped/);
+    await file.close();
+    writer.free();
+    // At most the two buffers that had started to be written reached the file.
+    assert.ok((await readFile(path)).length <= 2 * MiB);
+  });
 });
