@@ -52,6 +52,7 @@ export class LocalDriver implements Driver {
     atomicRename: true,
     folderRename: true,
     rangeRead: true,
+    youngReadChunks: false,
   };
   private readonly paths: SafePaths;
 

@@ -53,6 +53,7 @@ export async function fetchRangesInto(
         throw err;
       }
     };
+    const young = src.driver.capabilities.youngReadChunks;
     const fetchRanges = async () => {
       const writer = new ChunkWriter(file, 0, (bytes) => {
         onProgress(bytes);
@@ -72,7 +73,7 @@ export async function fetchRangesInto(
             at += chunk.length;
             if (at > end + 1) throw rangeMismatch(src.path, start, end);
             await writer.add(chunk);
-            received(chunk.length);
+            if (young) received(chunk.length);
           }
           await writer.end();
         } finally {
@@ -108,11 +109,12 @@ function rangeMismatch(path: string, start: number, end: number): FerryError {
 export function rangeReaderOf(src: Endpoint): ReadInto {
   const local = src.driver.localPath(src.path);
   if (local) return localRangeReader(local, src.path);
+  const young = src.driver.capabilities.youngReadChunks;
   return async (start, into, signal) => {
     let filled = 0;
     for await (const chunk of await readExactRange(src, start, start + into.length - 1, signal)) {
       filled += (chunk as Buffer).copy(into, filled);
-      received((chunk as Buffer).length);
+      if (young) received((chunk as Buffer).length);
     }
   };
 }
