@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Driver } from '../src/storage/driver.ts';
 import { joinPath } from '../src/storage/paths.ts';
-import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { type Harness, isFinished, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 import { type S3Server, s3Addition, startS3Server } from './helpers/s3-server.ts';
 import { diffSnapshots, expectedSnapshot, makeTree, writeRandomFile } from './helpers/tree.ts';
@@ -110,7 +110,7 @@ describe('copy and move between every pair of backends', { skip: !enabled }, () 
     waitFor(
       async () => {
         const t = await info(type, id);
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        return t && isFinished(t.state) ? t : undefined;
       },
       600_000,
       `${type} task ${id}`,

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { type Harness, isFinished, startHarness, waitFor } from './helpers/harness.ts';
 import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { FERRY_TEMP_PREFIX, sha256File, writeRandomFile } from './helpers/tree.ts';
@@ -53,7 +53,7 @@ async function taskEnded(h: Harness, id: string, timeoutMs: number, what: string
     async () => {
       const res = await h.json<TaskInfo[]>('POST', `/api/task/copy/info?tid=${id}`, { token: h.adminToken });
       const t = res.data[0];
-      return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+      return t && isFinished(t.state) ? t : undefined;
     },
     timeoutMs,
     what,

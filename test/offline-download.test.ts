@@ -14,7 +14,7 @@ import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { startCore } from '../src/core.ts';
 import { Aria2Daemon, Aria2RpcError } from '../src/download/aria2.ts';
-import { ADMIN_PASSWORD, type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { ADMIN_PASSWORD, type Harness, isFinished, startHarness, waitFor } from './helpers/harness.ts';
 import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 import { requireTools, runs } from './helpers/tools.ts';
 import { sha256File, writeRandomFile } from './helpers/tree.ts';
@@ -166,7 +166,7 @@ describe('offline download', () => {
     waitFor(
       async () => {
         const t = await info(type, id);
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        return t && isFinished(t.state) ? t : undefined;
       },
       timeoutMs,
       `${type} ${id} to finish`,
@@ -694,7 +694,7 @@ describe('offline download', () => {
             async () => {
               const r = await ferry.api<TaskView[]>(`/api/task/${type}/info?tid=${tid}`);
               const task = r.data?.[0];
-              return task && ['succeeded', 'failed', 'canceled'].includes(task.state) ? task : undefined;
+              return task && isFinished(task.state) ? task : undefined;
             },
             60_000,
             `${tool} ${type}`,

@@ -4,7 +4,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeF
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { type Harness, isFinished, startHarness, waitFor } from './helpers/harness.ts';
 
 /**
  * What a hostile or curious caller can do: one user reaching for another's tasks, guests and
@@ -98,7 +98,7 @@ function tools(h: Harness) {
       async () => {
         const env = await act<TaskView[]>(h.adminToken, type, 'info', { tid: id });
         const t = env.data?.[0];
-        return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+        return t && isFinished(t.state) ? t : undefined;
       },
       20_000,
       `task ${id}`,

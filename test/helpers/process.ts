@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { type TaskView, waitFor } from './harness.ts';
+import { isFinished, type TaskView, waitFor } from './harness.ts';
 
 /** The project root: `ferry serve` runs from here, as a user would run it from a checkout. */
 export const PROJECT_ROOT = join(import.meta.dirname, '..', '..');
@@ -159,7 +159,7 @@ export async function spawnFerry(
         async () => {
           const res = await ferry.api<TaskView[]>('POST', `/api/task/${type}/info?tid=${id}`, { token });
           const t = res.data?.[0];
-          return t && ['succeeded', 'failed', 'canceled'].includes(t.state) ? t : undefined;
+          return t && isFinished(t.state) ? t : undefined;
         },
         timeoutMs,
         `${type} task ${id} to finish`,
