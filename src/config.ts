@@ -32,6 +32,14 @@ export interface Config {
   databaseUrl: string;
   /** SQLite `synchronous` pragma: FULL survives power loss, NORMAL only process crashes. */
   sqliteSynchronous: 'FULL' | 'NORMAL';
+  /**
+   * Whether a task flushes the files it writes to disk (fsync, or one syncfs for many) before it
+   * succeeds. true: a succeeded task's files survive a power loss. false: they are left to the
+   * operating system to write back, as `cp`, `rclone` and AList do, which survives a crash or
+   * `kill -9` of ferry but not of the machine. Where a task deletes the only other copy — a move's
+   * source, an upload's spool, a transfer's download — the files are flushed before that either way.
+   */
+  syncFiles: boolean;
   logLevel: string;
   /** Token lifetime in hours. */
   tokenExpiresHours: number;
@@ -158,6 +166,7 @@ function defaults(): Config {
     adminPassword: undefined,
     databaseUrl: '',
     sqliteSynchronous: 'FULL',
+    syncFiles: true,
     logLevel: 'info',
     tokenExpiresHours: 48,
     guestEnabled: false,
@@ -209,6 +218,7 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_DATABASE_URL) config.databaseUrl = env.FERRY_DATABASE_URL;
   if (env.FERRY_LOG_LEVEL) config.logLevel = env.FERRY_LOG_LEVEL;
   if (env.FERRY_SQLITE_SYNCHRONOUS) config.sqliteSynchronous = env.FERRY_SQLITE_SYNCHRONOUS as 'FULL';
+  if (env.FERRY_SYNC_FILES) config.syncFiles = toBool('FERRY_SYNC_FILES', env.FERRY_SYNC_FILES);
   if (env.FERRY_RETENTION_HOURS) config.tasks.retentionHours = Number(env.FERRY_RETENTION_HOURS);
   if (env.FERRY_LEASE_MS) config.tasks.leaseMs = toInt('FERRY_LEASE_MS', env.FERRY_LEASE_MS);
   if (env.FERRY_ARCHIVE_MAX_BYTES)
@@ -240,6 +250,7 @@ function validate(config: Config): void {
   };
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) bad('port', 'not a port');
   if (!['FULL', 'NORMAL'].includes(config.sqliteSynchronous)) bad('sqliteSynchronous', 'FULL or NORMAL');
+  if (typeof config.syncFiles !== 'boolean') bad('syncFiles', 'true or false');
   for (const kind of TASK_KINDS) {
     const workers = config.tasks.workers[kind];
     if (!Number.isInteger(workers) || workers < 0 || workers > 256) bad(`tasks.workers.${kind}`, '0..256');
@@ -299,6 +310,12 @@ function toInt(key: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n)) throw new FerryError('E_BAD_REQUEST', `${key} must be an integer`);
   return n;
+}
+
+function toBool(key: string, value: string): boolean {
+  if (['true', '1'].includes(value)) return true;
+  if (['false', '0'].includes(value)) return false;
+  throw new FerryError('E_BAD_REQUEST', `${key} must be true or false`);
 }
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

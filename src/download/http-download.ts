@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError, fromFsError } from '../errors.ts';
-import { BackgroundFlush } from '../storage/local/background-flush.ts';
+import { writebackOf } from '../storage/local/background-flush.ts';
 import { ChunkWriter } from '../storage/local/chunk-writer.ts';
 import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
@@ -31,6 +31,8 @@ export interface HttpDownloadOptions {
   /** Called once the response is known: bytes already present, and the total (0 when unknown). */
   onStart(info: { offset: number; total: number; fileName: string }): void;
   onBytes(bytes: number): void;
+  /** Flush the file to disk as it downloads and before returning; false leaves that to the OS. */
+  sync: boolean;
 }
 
 /**
@@ -108,7 +110,7 @@ export class HttpDownloader {
       options.onStart({ offset, total, fileName });
       let written = offset;
       // The file goes to disk while it downloads, so the fsync at the end is short.
-      const flush = new BackgroundFlush(partPath);
+      const flush = writebackOf(partPath, options.sync);
       // Resumed: written on from the end of the partial file (O_APPEND would ignore positions).
       const file = await open(partPath, offset > 0 ? 'r+' : 'w');
       const writer = new ChunkWriter(file, offset, (bytes) => flush.wrote(bytes));
@@ -135,7 +137,7 @@ export class HttpDownloader {
       }
       if (total > 0 && written !== total)
         throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
-      // Durable before the task may say it succeeded.
+      // Durable before the task may say it succeeded (unless left to the OS).
       await flush.finish();
       return { fileName, size: written };
     } catch (err) {

@@ -77,6 +77,11 @@ export interface WriteOptions {
    * temp name of an interrupted attempt, so a crash leaves no orphan behind.
    */
   tempKey?: string;
+  /**
+   * Flush the file to disk before it takes its name (the default). False leaves that to the
+   * operating system (`syncFiles`). Only the Local driver has anything to flush.
+   */
+  sync?: boolean;
 }
 
 /**

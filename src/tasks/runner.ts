@@ -192,6 +192,7 @@ export class Runner {
         log: taskLog,
         mounts,
         dataDir: config.dataDir,
+        syncFiles: config.syncFiles,
         resumed,
         taskId: task.id,
         savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,7 +23,7 @@ describe('staged small-file copies', () => {
     const count = 1000; // one batch
     for (let i = 0; i < count; i++) await writeFile(join(src, `f${i}`), `file ${i}`);
     const abort = new AbortController();
-    const copies = new StagedCopies(dst, abort.signal);
+    const copies = new StagedCopies(dst, abort.signal, true);
     let placed = 0;
     for (let i = 0; i < count; i++) {
       await copies.add(
@@ -51,5 +51,39 @@ describe('staged small-file copies', () => {
       'temp files left',
     );
     assert.equal(left.length, placed, 'only placed files have names');
+  });
+
+  it('left to the OS (syncFiles false), every file is placed with its bytes and done once placed', async () => {
+    const src = join(dir, 'src-nosync');
+    const dst = join(dir, 'dst-nosync');
+    await mkdir(src);
+    await mkdir(dst);
+    const count = 2500; // two full batches and a partial one
+    for (let i = 0; i < count; i++) await writeFile(join(src, `f${i}`), `file ${i}`);
+    const copies = new StagedCopies(dst, new AbortController().signal, false);
+    const placed = new Set<number>();
+    const done: number[] = [];
+    for (let i = 0; i < count; i++) {
+      await copies.add(
+        {
+          src: join(src, `f${i}`),
+          temp: join(dst, `.ferry-tmp-f${i}`),
+          final: join(dst, `f${i}`),
+          overwrite: false,
+          placed: () => placed.add(i),
+          failed: (failure) => assert.fail(`f${i} failed: ${failure.message}`),
+          done: async () => {
+            assert.ok(placed.has(i), `f${i} done before it was placed`);
+            done.push(i);
+          },
+        },
+        `file ${i}`.length,
+      );
+    }
+    await copies.finish();
+    assert.equal(done.length, count);
+    const names = await readdir(dst);
+    assert.equal(names.length, count, 'one name per file, no temp file left');
+    assert.equal(await readFile(join(dst, 'f1234'), 'utf8'), 'file 1234');
   });
 });

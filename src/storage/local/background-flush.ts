@@ -20,6 +20,28 @@ abstract class PeriodicFlush {
   abstract poke(): void;
 }
 
+/** What a writer tells of its progress so the file reaches the disk (see `BackgroundFlush`). */
+export interface Writeback {
+  /** `bytes` more were written. */
+  wrote(bytes: number): void;
+  /** Start flushing what is written so far, unless a flush is running. */
+  poke(): void;
+  /** The file is complete: make all of it durable. */
+  finish(): Promise<void>;
+}
+
+/** For a file left to the operating system to write back (`syncFiles` false): does nothing. */
+const LEFT_TO_THE_OS: Writeback = {
+  wrote() {},
+  poke() {},
+  async finish() {},
+};
+
+/** A `BackgroundFlush` of `path` when `sync`, else a writeback that does nothing. */
+export function writebackOf(path: string, sync: boolean): Writeback {
+  return sync ? new BackgroundFlush(path) : LEFT_TO_THE_OS;
+}
+
 /**
  * Flushes a file to disk while it is still being written, so the fsync at the end waits only for
  * the tail instead of the whole file: writeback overlaps the writing. `poke()` starts a datasync
@@ -28,7 +50,7 @@ abstract class PeriodicFlush {
  * then fsyncs the complete file. A flush still running after the writing failed or was canceled
  * ends on its own: nothing needs to wait for it.
  */
-export class BackgroundFlush extends PeriodicFlush {
+export class BackgroundFlush extends PeriodicFlush implements Writeback {
   private running: Promise<void> | null = null;
 
   constructor(private readonly path: string) {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { copyFile, type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../../errors.ts';
-import { BackgroundFlush } from './background-flush.ts';
+import { writebackOf } from './background-flush.ts';
 
 const DEFAULT_CHUNK = 4 * 1024 * 1024;
 /** Files up to this size are copied in one step: too small to be worth interrupting. */
@@ -23,6 +23,8 @@ export interface CopyLocalOptions {
   chunkSize?: number;
   /** The source's size when the caller knows it (saves a stat). A stale hint is harmless. */
   sizeHint?: number;
+  /** Flush the copy to disk before the promise resolves (the default); false leaves it to the OS. */
+  sync?: boolean;
 }
 
 /**
@@ -34,7 +36,7 @@ export interface CopyLocalOptions {
  *
  * `dst` is replaced, never truncated in place: it is unlinked first, so a temp name still
  * hard-linked to a finished file by an interrupted attempt cannot corrupt that file. `dst` is
- * fsynced before the promise resolves. The caller writes to a temporary name, renames it into
+ * fsynced before the promise resolves, unless `sync` is false. The caller writes to a temporary name, renames it into
  * place and removes it on failure (a failed or canceled copy leaves `dst` partial).
  *
  * Throws `E_CANCELED` when `signal` aborts, `E_NOT_FOUND`/`E_IS_A_DIRECTORY`/`E_NO_SPACE`…
@@ -43,7 +45,7 @@ export interface CopyLocalOptions {
 export async function copyLocalFile(src: string, dst: string, options: CopyLocalOptions = {}): Promise<void> {
   if (options.signal?.aborted) throw canceled(options.signal);
   if (options.sizeHint !== undefined && options.sizeHint <= SMALL_FILE) {
-    await copySmallFile(src, dst);
+    await copySmallFile(src, dst, options.sync !== false);
     options.onProgress?.(options.sizeHint);
     return;
   }
@@ -63,7 +65,7 @@ export async function copyLocalFile(src: string, dst: string, options: CopyLocal
   }
 }
 
-/** The portable path: `copyChunks` between two open files, then fsync. */
+/** The portable path: `copyChunks` between two open files, then fsync (unless `sync` is false). */
 async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions): Promise<void> {
   const input = await open(src, 'r').catch((err) => {
     throw fromFsError(err, src);
@@ -75,7 +77,7 @@ async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions)
     try {
       const sourceSize = options.sizeHint ?? (await input.stat()).size;
       await copyChunks(input, output, sourceSize, options);
-      await output.sync();
+      if (options.sync !== false) await output.sync();
     } finally {
       await output.close();
     }
@@ -90,7 +92,7 @@ async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions)
  * A large file copied by `cp`, whose bytes never leave the kernel (`copy_file_range`, or a reflink
  * where the file system shares blocks): about twice as fast as the read/write loop for multi-GiB
  * files here, and no buffers in this process. A cancel kills the child at once; progress is the
- * destination's size, read every 200 ms. The copy is fsynced like the loop's. Falls back to the
+ * destination's size, read every 200 ms. The copy is fsynced like the loop's (unless `sync` is false). Falls back to the
  * loop when `cp` cannot be started.
  */
 async function copyInKernel(src: string, dst: string, options: CopyLocalOptions): Promise<void> {
@@ -115,7 +117,7 @@ async function copyInKernel(src: string, dst: string, options: CopyLocalOptions)
   signal?.addEventListener('abort', kill, { once: true });
   // While cp writes, what it has written so far goes to disk: the fsync at the end waits only for
   // the tail.
-  const flush = new BackgroundFlush(dst);
+  const flush = writebackOf(dst, options.sync !== false);
   const timer = setInterval(() => {
     if (onProgress) void report();
     flush.poke();
@@ -201,10 +203,10 @@ async function writeAll(handle: FileHandle, buffer: Buffer, length: number, posi
 }
 
 /**
- * A small file in one thread-pool round trip (`copyFile`), then fsynced: a third of the round
- * trips of the chunked loop, which is what small-file copies are made of.
+ * A small file in one thread-pool round trip (`copyFile`), then fsynced when `sync`: a third of
+ * the round trips of the chunked loop, which is what small-file copies are made of.
  */
-async function copySmallFile(src: string, dst: string): Promise<void> {
+async function copySmallFile(src: string, dst: string, sync: boolean): Promise<void> {
   try {
     // `dst` is replaced, never truncated (see copyLocalFile): refuse an existing one and unlink it
     // only then, which saves a round trip in the usual case where there is none.
@@ -217,6 +219,7 @@ async function copySmallFile(src: string, dst: string): Promise<void> {
     // copyFile's error may be about either file.
     throw fromFsError(err, `${src} -> ${dst}`);
   }
+  if (!sync) return;
   const handle = await open(dst, 'r').catch((err) => {
     throw fromFsError(err, dst);
   });

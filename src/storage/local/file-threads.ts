@@ -111,10 +111,15 @@ export class FileThreads {
 
   /**
    * Copy the local file `src` to `temp` (replacing a leftover temp file, never writing through
-   * it), fsync it, then put it at `final` as `write` does. For small files: the thread is busy
-   * for the whole copy.
+   * it), fsync it (unless `sync` is false), then put it at `final` as `write` does. For small
+   * files: the thread is busy for the whole copy.
    */
-  async copy(src: string, temp: string, final: string, options: { overwrite: boolean }): Promise<void> {
+  async copy(
+    src: string,
+    temp: string,
+    final: string,
+    options: { overwrite: boolean; sync?: boolean },
+  ): Promise<void> {
     await this.send({
       temp,
       final,
@@ -122,7 +127,7 @@ export class FileThreads {
       length: 0,
       copyFrom: src,
       overwrite: options.overwrite,
-      sync: true,
+      sync: options.sync !== false,
     });
   }
 

@@ -206,7 +206,7 @@ export class LocalDriver implements Driver {
       await pipeline(source, counter, createWriteStream(temp, { highWaterMark: 1 << 20 }), {
         ...(options.signal && { signal: options.signal }),
       });
-      await fsyncFile(temp);
+      if (options.sync !== false) await fsyncFile(temp);
       // A cancel that lands after the last byte still cancels: the task will say "canceled".
       options.signal?.throwIfAborted();
       await place(temp, at.abs, options.overwrite === true);
@@ -269,7 +269,7 @@ export class LocalDriver implements Driver {
   /**
    * Copy one file on this disk through a temp sibling, renamed into place when complete. The
    * bytes go through `copyLocalFile` rather than `fs.copyFile`, so the copy reports progress,
-   * stops within one chunk on abort and is fsynced. `E_IS_A_DIRECTORY` for a folder source.
+   * stops within one chunk on abort and is fsynced (unless `sync` is false). `E_IS_A_DIRECTORY` for a folder source.
    */
   async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
     const src = this.paths.existing(from);
@@ -284,6 +284,7 @@ export class LocalDriver implements Driver {
         ...(options.signal && { signal: options.signal }),
         ...(options.onProgress && { onProgress: options.onProgress }),
         sizeHint: src.info.size,
+        sync: options.sync !== false,
       });
       options.signal?.throwIfAborted();
       await place(temp, dst.abs, options.overwrite === true);

@@ -44,6 +44,8 @@ const MAX_QUEUED = 512;
  * source) before it is durable. `add` returns once the file is queued (a failure to copy it is
  * reported through its `failed`); `finish` copies, flushes and places what is left; `abandon`
  * removes the temp files not yet in place. Flushes run one after another, beside the copying.
+ * With `sync` false (`syncFiles`), the batches are placed the same way without the `sync -f`, and
+ * each file is done once it is in place.
  */
 export class StagedCopies {
   /** Files to copy, in order. */
@@ -66,6 +68,7 @@ export class StagedCopies {
     /** A folder on the file system the copies go to. */
     private readonly root: string,
     private readonly signal: AbortSignal,
+    private readonly sync: boolean,
   ) {}
 
   /**
@@ -155,7 +158,7 @@ export class StagedCopies {
   private async flush(batch: StagedFile[]): Promise<void> {
     if (batch.length === 0 && this.placed.length === 0) return;
     // The batch's bytes, and the names placed by the flush before.
-    await syncFileSystem(this.root, this.signal);
+    if (this.sync) await syncFileSystem(this.root, this.signal);
     const durable = this.placed;
     this.placed = [];
     const failures =
@@ -171,6 +174,11 @@ export class StagedCopies {
         file.placed();
         this.placed.push(file);
       }
+    }
+    if (!this.sync) {
+      // Nothing waits for a flush: a file is done once it has its name.
+      durable.push(...this.placed);
+      this.placed = [];
     }
     await Promise.all(durable.map((file) => file.done()));
   }

@@ -161,7 +161,7 @@ export async function copyPlanned(
     const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
     const tree: TreeStaging | undefined = dstRoot
       ? {
-          copies: new StagedCopies(dstRoot, signal),
+          copies: new StagedCopies(dstRoot, signal, mustSync(ctx, afterFile)),
           folders: new LocalFolders(plan.src, { driver: plan.dst.driver, path: plan.dstPath }),
           // Links are not staged: each is copied the general way, one after another, as found.
           links: Promise.resolve(),
@@ -201,6 +201,14 @@ export async function copyPlanned(
   } finally {
     counting.abort();
   }
+}
+
+/**
+ * Whether copies reach the disk before they count as done: always when something runs after each
+ * file (a move deletes its source then), else as the server's `syncFiles` says.
+ */
+function mustSync(ctx: TaskContext, afterFile: AfterFile | undefined): boolean {
+  return ctx.syncFiles || afterFile !== undefined;
 }
 
 /** A tree's batched small local copies (between two local mounts). */
@@ -265,7 +273,13 @@ async function copyOneFile(
   staging?: Staging,
 ): Promise<void> {
   const { signal, progress } = ctx;
-  const options = { signal, progress, overwrite: payload.overwrite, tempKey: ctx.taskId };
+  const options = {
+    signal,
+    progress,
+    overwrite: payload.overwrite,
+    tempKey: ctx.taskId,
+    sync: mustSync(ctx, afterFile),
+  };
   // Nothing to skip: no lookup of the destination first. Every transfer that may not replace a
   // file refuses a taken name itself (that saves two requests per file on S3); transferFile tries
   // the small local copy first. With overwrite, only that copy goes on without the lookup: its

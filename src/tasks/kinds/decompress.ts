@@ -140,8 +140,9 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
         });
         if (progress.failedCount > 0)
           throw new FerryError('E_EXISTS', `${progress.failedCount} entries could not be placed`);
-        // The files are on disk before the task says so (one syncfs, not an fsync per file).
-        await tree.flush();
+        // The files are on disk before the task says so (one syncfs, not an fsync per file),
+        // unless they are left to the OS (`syncFiles`).
+        await (ctx.syncFiles ? tree.flush() : tree.settle());
         progress.setStatus(skippedLinks > 0 ? `done; ${skippedLinks} links not created` : '');
         if (!dstLocal) {
           await rm(uploadArea, { recursive: true, force: true });

@@ -15,6 +15,11 @@ export interface TaskContext {
   mounts: MountRegistry;
   /** Absolute data directory (spool and temp areas live below it). */
   dataDir: string;
+  /**
+   * The server's `syncFiles`: flush the files this task writes before it succeeds. A kind that
+   * deletes the only other copy of what it wrote (a move, an upload) flushes whatever this says.
+   */
+  syncFiles: boolean;
   /** True when this task ran before (a retry, or its worker died): skip work already done. */
   resumed: boolean;
   /** Persist kind-specific resume state into the task's payload. */

@@ -69,7 +69,7 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
           else {
             await downloadAria2(tools, payload, area, doneDir, ctx, save);
             // aria2 does not fsync: the download is durable before the task may succeed.
-            await syncFileSystem(doneDir, ctx.signal);
+            if (ctx.syncFiles) await syncFileSystem(doneDir, ctx.signal);
           }
         }
         await handOff(task, payload, doneDir, ctx);
@@ -120,6 +120,7 @@ async function downloadHttp(
       if (offset > 0) ctx.log.info({ offset }, 'resuming download');
     },
     onBytes: (n) => ctx.progress.addBytes(n),
+    sync: ctx.syncFiles,
   });
   await mkdir(doneDir, { recursive: true });
   await rename(partPath, join(doneDir, fileName));
@@ -142,7 +143,7 @@ async function downloadAria2(
   let reported = 0;
   // aria2 does not flush: the disk writes what has arrived while the rest comes, so the flush at
   // the end waits for the tail only.
-  const writeback = new FileSystemFlush(dir);
+  const writeback = ctx.syncFiles ? new FileSystemFlush(dir) : null;
   await tools.aria2Download({
     url: payload.url,
     dir,
@@ -153,7 +154,7 @@ async function downloadAria2(
       if (total > 0) ctx.progress.setTotals({ bytes: total, files: 1 });
       if (completed > reported) {
         ctx.progress.addBytes(completed - reported);
-        writeback.wrote(completed - reported);
+        writeback?.wrote(completed - reported);
       }
       reported = Math.max(reported, completed);
     },

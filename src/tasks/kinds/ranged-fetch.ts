@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
-import { BackgroundFlush } from '../../storage/local/background-flush.ts';
+import { writebackOf } from '../../storage/local/background-flush.ts';
 import { ChunkWriter } from '../../storage/local/chunk-writer.ts';
 import { received } from '../../storage/young-garbage.ts';
 import type { Endpoint } from './transfer.ts';
@@ -18,12 +18,14 @@ const RANGE_BYTES = 16 * 1024 * 1024;
 export interface RangedFetchOptions {
   signal: AbortSignal;
   onProgress: (bytes: number) => void;
+  /** Flush the file to disk as it is written and at the end; false leaves that to the OS. */
+  sync: boolean;
 }
 
 /**
  * Fill the local file `temp` (created or truncated) with the `size` bytes of `src`, fetched as
  * ranges of 16 MiB, four at a time, each written at its own offset, flushed to disk as it goes
- * and fsynced at the end. A range that delivers more or fewer bytes than asked (a server that
+ * and fsynced at the end (when `sync`). A range that delivers more or fewer bytes than asked (a server that
  * ignores `Range`, a file that changed) fails the fetch rather than writing a wrong file. On
  * abort every stream is destroyed at once.
  */
@@ -40,7 +42,7 @@ export async function fetchRangesInto(
   const file = await open(temp, 'w');
   // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
   // the tail only.
-  const writeback = new BackgroundFlush(temp);
+  const writeback = writebackOf(temp, options.sync);
   const writers: ChunkWriter[] = [];
   try {
     await file.truncate(size);

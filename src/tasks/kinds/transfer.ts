@@ -33,6 +33,8 @@ export interface TransferOptions {
   overwrite: boolean;
   /** The task's id: temp names derive from it, so a resumed task replaces its own leftovers. */
   tempKey: string;
+  /** Flush a local destination to disk before it takes its name; false leaves that to the OS. */
+  sync: boolean;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function transferFile(
   size: number,
   options: TransferOptions,
 ): Promise<void> {
-  const { signal, progress, overwrite } = options;
+  const { signal, progress, overwrite, sync } = options;
   signal.throwIfAborted();
   if (await copySmallLocal(src, dst, size, options)) return;
   const srcLocal = src.driver.localPath(src.path);
@@ -57,22 +59,22 @@ export async function transferFile(
   const onProgress = (n: number) => progress.addBytes(n);
   if (srcLocal && dstLocal) {
     await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
-      copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size }),
+      copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size, sync }),
     );
     return;
   }
   if (src.driver === dst.driver && src.driver.capabilities.serverSideCopy) {
-    await dst.driver.copy(src.path, dst.path, { signal, overwrite, size, tempKey: options.tempKey });
+    await dst.driver.copy(src.path, dst.path, { signal, overwrite, size, tempKey: options.tempKey, sync });
     progress.addBytes(size);
     return;
   }
   if (dstLocal && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
     await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
-      fetchRangesInto(src, temp, size, { signal, onProgress }),
+      fetchRangesInto(src, temp, size, { signal, onProgress, sync }),
     );
     return;
   }
-  const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress };
+  const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress, sync };
   const ranged = size > 0 && (srcLocal !== null || size >= RANGED_WRITE_MIN);
   if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && ranged) {
     await dst.driver.writeRanges(dst.path, size, rangeReaderOf(src), writeOptions);
@@ -83,7 +85,7 @@ export async function transferFile(
 }
 
 /**
- * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them), then put it
+ * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them if asked), then put it
  * in place: `rename` when overwriting, else `link` + `unlink`, which refuses an existing name
  * atomically. On any failure the temp file is removed and nothing appears under `dst`.
  */
@@ -109,8 +111,8 @@ async function writeLocalAtomically(
 
 /**
  * `transferFile` of a file of at most `SMALL_LOCAL_COPY` bytes between two local mounts, done by
- * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync, put in
- * place): false, having done nothing, for a larger file or a remote end. The thread also finds
+ * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync unless
+ * `sync` is false, put in place): false, having done nothing, for a larger file or a remote end. The thread also finds
  * out whether the name is taken (`link` refuses it; with `overwrite`, a folder there is refused),
  * so nothing here looks the new name up: on this thread, that lookup waits on the folder's lock
  * while the threads create files in it. The caller has made the destination folder.
