@@ -36,8 +36,9 @@ export interface CopyLocalOptions {
  *
  * `dst` is replaced, never truncated in place: it is unlinked first, so a temp name still
  * hard-linked to a finished file by an interrupted attempt cannot corrupt that file. `dst` is
- * fsynced before the promise resolves, unless `sync` is false. The caller writes to a temporary name, renames it into
- * place and removes it on failure (a failed or canceled copy leaves `dst` partial).
+ * fsynced before the promise resolves, unless `sync` is false. The caller writes to a temporary
+ * name, renames it into place and removes it on failure (a failed or canceled copy leaves `dst`
+ * partial).
  *
  * Throws `E_CANCELED` when `signal` aborts, `E_NOT_FOUND`/`E_IS_A_DIRECTORY`/`E_NO_SPACE`…
  * (via `fromFsError`) for file-system errors.
@@ -92,8 +93,8 @@ async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions)
  * A large file copied by `cp`, whose bytes never leave the kernel (`copy_file_range`, or a reflink
  * where the file system shares blocks): about twice as fast as the read/write loop for multi-GiB
  * files here, and no buffers in this process. A cancel kills the child at once; progress is the
- * destination's size, read every 200 ms. The copy is fsynced like the loop's (unless `sync` is false). Falls back to the
- * loop when `cp` cannot be started.
+ * destination's size, read every 200 ms. The copy is fsynced like the loop's (unless `sync` is
+ * false). Falls back to the loop when `cp` cannot be started.
  */
 async function copyInKernel(src: string, dst: string, options: CopyLocalOptions): Promise<void> {
   const { signal, onProgress } = options;

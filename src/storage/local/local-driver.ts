@@ -269,7 +269,8 @@ export class LocalDriver implements Driver {
   /**
    * Copy one file on this disk through a temp sibling, renamed into place when complete. The
    * bytes go through `copyLocalFile` rather than `fs.copyFile`, so the copy reports progress,
-   * stops within one chunk on abort and is fsynced (unless `sync` is false). `E_IS_A_DIRECTORY` for a folder source.
+   * stops within one chunk on abort and is fsynced (unless `sync` is false). `E_IS_A_DIRECTORY`
+   * for a folder source.
    */
   async copy(from: string, to: string, options: WriteOptions = {}): Promise<void> {
     const src = this.paths.existing(from);

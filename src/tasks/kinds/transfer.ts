@@ -112,8 +112,8 @@ async function writeLocalAtomically(
 /**
  * `transferFile` of a file of at most `SMALL_LOCAL_COPY` bytes between two local mounts, done by
  * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync unless
- * `sync` is false, put in place): false, having done nothing, for a larger file or a remote end. The thread also finds
- * out whether the name is taken (`link` refuses it; with `overwrite`, a folder there is refused),
+ * `sync` is false, put in place): false, having done nothing, for a larger file or a remote end.
+ * The thread also finds out whether the name is taken (`link` refuses it; with `overwrite`, a folder there is refused),
  * so nothing here looks the new name up: on this thread, that lookup waits on the folder's lock
  * while the threads create files in it. The caller has made the destination folder.
  */
