@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -43,7 +43,8 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
 
   /**
    * Copy a tree (small files, a 2 MiB one, and one of 130 MiB, which `cp` copies), copy one small
-   * file, download a URL with SimpleHttp and move a tree to another mount, all under strace;
+   * file, extract a tar, download a URL with SimpleHttp and move a tree to another mount, all
+   * under strace;
    * returns the paths every flush call named, and the data directory.
    */
   async function runTasks(syncFiles: string): Promise<{ flushed: string[]; dataDir: string }> {
@@ -58,6 +59,11 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
     await writeFile(join(files, 'one.txt'), 'one small file\n');
     await writeRandomFile(join(files, 'moving', 'moved.bin'), MiB);
     for (let i = 0; i < 3; i++) await writeFile(join(files, 'moving', `m-${i}.txt`), `moved ${i}\n`);
+    const pack = join(dataDir, 'pack');
+    await mkdir(pack);
+    for (let i = 0; i < 3; i++) await writeFile(join(pack, `packed-${i}.txt`), `packed ${i}\n`);
+    await mkdir(join(files, 'arc'));
+    execFileSync('tar', ['-cf', join(files, 'arc', 'packed.tar'), '-C', pack, '.']);
 
     const server = await spawnFerry(dataDir, { FERRY_ADMIN_PASSWORD: PASSWORD, FERRY_SYNC_FILES: syncFiles });
     cleanups.push(() => server.kill9());
@@ -93,6 +99,14 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
         dst_dir: '/other/moved',
         names: ['moving'],
       });
+      await created('decompress', '/api/fs/archive/decompress', {
+        src_dir: '/local/arc',
+        name: ['packed.tar'],
+        dst_dir: '/local/unpacked',
+        overwrite: false,
+        put_into_new_dir: false,
+        inner_path: '/',
+      });
       await created('offline_download', '/api/fs/add_offline_download', {
         urls: [url],
         path: '/local/dl',
@@ -103,7 +117,8 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
         const task = await server.finished(token, type, id, 60_000);
         assert.equal(task.state, 'succeeded', `${type} ${id}: ${task.error}`);
       }
-      const transfer = await server.finished(token, 'offline_download_transfer', `${ids[3]?.[1]}-t0`, 60_000);
+      const download = ids.find(([type]) => type === 'offline_download')?.[1];
+      const transfer = await server.finished(token, 'offline_download_transfer', `${download}-t0`, 60_000);
       assert.equal(transfer.state, 'succeeded', `transfer: ${transfer.error}`);
     } finally {
       await detach(tracer);
@@ -113,6 +128,7 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
     assert.equal(await sha256File(join(files, 'copy', 'tree', 'mid.bin')), midHash);
     assert.equal(await readFile(join(files, 'copy1', 'one.txt'), 'utf8'), 'one small file\n');
     assert.deepEqual(await readFile(join(files, 'dl', 'download.bin')), body);
+    assert.equal(await readFile(join(files, 'unpacked', 'packed-2.txt'), 'utf8'), 'packed 2\n');
     const flushed: string[] = [];
     for (const line of (await readFile(trace, 'utf8')).split('\n')) {
       const path = FLUSH_CALL.exec(line)?.[1];
@@ -123,12 +139,12 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
 
   const under = (paths: string[], dir: string) => paths.filter((p) => p === dir || p.startsWith(`${dir}/`));
 
-  it('by default every file a task writes is flushed: copies, downloads and moves', {
+  it('by default every file a task writes is flushed: copies, downloads, extractions and moves', {
     skip: !ready,
     timeout: 180_000,
   }, async () => {
     const { flushed, dataDir } = await runTasks('true');
-    for (const dir of ['files/copy/tree', 'files/copy1', 'offline', 'other/moved']) {
+    for (const dir of ['files/copy/tree', 'files/copy1', 'offline', 'files/unpacked', 'other/moved']) {
       assert.ok(under(flushed, join(dataDir, dir)).length > 0, `nothing under ${dir} was flushed`);
     }
     // mid.bin and big.bin (copied by cp) were each fsynced under its temp name before taking its
@@ -139,12 +155,12 @@ describe('syncFiles: what a task flushes to disk before it succeeds', () => {
     assert.ok(flushed.includes(tree), 'the small files were not flushed');
   });
 
-  it('with FERRY_SYNC_FILES=false copies and downloads are left to the OS, and a move still flushes', {
+  it('with FERRY_SYNC_FILES=false copies, downloads and extractions are left to the OS, a move still flushes', {
     skip: !ready,
     timeout: 180_000,
   }, async () => {
     const { flushed, dataDir } = await runTasks('false');
-    for (const dir of ['files/copy', 'files/copy1', 'offline', 'files/dl']) {
+    for (const dir of ['files/copy', 'files/copy1', 'offline', 'files/dl', 'files/unpacked']) {
       assert.deepEqual(under(flushed, join(dataDir, dir)), [], `flushed under ${dir}`);
     }
     // A move deletes its source: its copy reaches the disk first whatever syncFiles says.
