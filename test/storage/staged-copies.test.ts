@@ -3,7 +3,23 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { StagedCopies } from '../../src/storage/local/staged-copies.ts';
+import { StagedCopies, type StagedFile } from '../../src/storage/local/staged-copies.ts';
+
+/** The file `f<i>` of `src`, copied to `dst` (temp name beside it), reporting to `callbacks`. */
+function fileOf(
+  src: string,
+  dst: string,
+  i: number,
+  callbacks: Pick<StagedFile, 'placed' | 'failed' | 'done'>,
+): StagedFile {
+  return {
+    src: join(src, `f${i}`),
+    temp: join(dst, `.ferry-tmp-f${i}`),
+    final: join(dst, `f${i}`),
+    overwrite: false,
+    ...callbacks,
+  };
+}
 
 describe('staged small-file copies', () => {
   let dir: string;
@@ -27,17 +43,13 @@ describe('staged small-file copies', () => {
     let placed = 0;
     for (let i = 0; i < count; i++) {
       await copies.add(
-        {
-          src: join(src, `f${i}`),
-          temp: join(dst, `.ferry-tmp-f${i}`),
-          final: join(dst, `f${i}`),
-          overwrite: false,
+        fileOf(src, dst, i, {
           placed: () => {
             placed++;
           },
           failed: () => undefined,
           done: async () => undefined,
-        },
+        }),
         `file ${i}`.length,
       );
     }
@@ -65,18 +77,14 @@ describe('staged small-file copies', () => {
     const done: number[] = [];
     for (let i = 0; i < count; i++) {
       await copies.add(
-        {
-          src: join(src, `f${i}`),
-          temp: join(dst, `.ferry-tmp-f${i}`),
-          final: join(dst, `f${i}`),
-          overwrite: false,
+        fileOf(src, dst, i, {
           placed: () => placed.add(i),
           failed: (failure) => assert.fail(`f${i} failed: ${failure.message}`),
           done: async () => {
             assert.ok(placed.has(i), `f${i} done before it was placed`);
             done.push(i);
           },
-        },
+        }),
         `file ${i}`.length,
       );
     }
