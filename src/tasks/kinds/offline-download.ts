@@ -68,7 +68,8 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
           if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, area, doneDir, ctx, save);
           else {
             await downloadAria2(tools, payload, area, doneDir, ctx, save);
-            // aria2 does not fsync: the download is durable before the task may succeed.
+            // aria2 does not fsync: the download is durable before the task may succeed (unless
+            // left to the OS, `syncFiles`).
             if (ctx.syncFiles) await syncFileSystem(doneDir, ctx.signal);
           }
         }
@@ -142,7 +143,7 @@ async function downloadAria2(
   ctx.progress.setStatus('downloading with aria2');
   let reported = 0;
   // aria2 does not flush: the disk writes what has arrived while the rest comes, so the flush at
-  // the end waits for the tail only.
+  // the end waits for the tail only (none of this when the files are left to the OS).
   const writeback = ctx.syncFiles ? new FileSystemFlush(dir) : null;
   await tools.aria2Download({
     url: payload.url,

@@ -25,9 +25,9 @@ export interface RangedFetchOptions {
 /**
  * Fill the local file `temp` (created or truncated) with the `size` bytes of `src`, fetched as
  * ranges of 16 MiB, four at a time, each written at its own offset, flushed to disk as it goes
- * and fsynced at the end (when `sync`). A range that delivers more or fewer bytes than asked (a server that
- * ignores `Range`, a file that changed) fails the fetch rather than writing a wrong file. On
- * abort every stream is destroyed at once.
+ * and fsynced at the end (when `sync`). A range that delivers more or fewer bytes than asked (a
+ * server that ignores `Range`, a file that changed) fails the fetch rather than writing a wrong
+ * file. On abort every stream is destroyed at once.
  */
 export async function fetchRangesInto(
   src: Endpoint,

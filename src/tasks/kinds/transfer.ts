@@ -85,9 +85,9 @@ export async function transferFile(
 }
 
 /**
- * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them if asked), then put it
- * in place: `rename` when overwriting, else `link` + `unlink`, which refuses an existing name
- * atomically. On any failure the temp file is removed and nothing appears under `dst`.
+ * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them if asked),
+ * then put it in place: `rename` when overwriting, else `link` + `unlink`, which refuses an
+ * existing name atomically. On any failure the temp file is removed and nothing appears under `dst`.
  */
 async function writeLocalAtomically(
   dst: string,
@@ -113,9 +113,10 @@ async function writeLocalAtomically(
  * `transferFile` of a file of at most `SMALL_LOCAL_COPY` bytes between two local mounts, done by
  * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync unless
  * `sync` is false, put in place): false, having done nothing, for a larger file or a remote end.
- * The thread also finds out whether the name is taken (`link` refuses it; with `overwrite`, a folder there is refused),
- * so nothing here looks the new name up: on this thread, that lookup waits on the folder's lock
- * while the threads create files in it. The caller has made the destination folder.
+ * The thread also finds out whether the name is taken (`link` refuses it; with `overwrite`, a
+ * folder there is refused), so nothing here looks the new name up: on this thread, that lookup
+ * waits on the folder's lock while the threads create files in it. The caller has made the
+ * destination folder.
  */
 export async function copySmallLocal(
   src: Endpoint,
