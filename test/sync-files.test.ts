@@ -198,8 +198,8 @@ async function attachStrace(pid: number, out: string): Promise<ChildProcess> {
   await new Promise<void>((resolve, reject) => {
     tracer.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
-      // One line per thread; the main thread's comes first, the others right after it.
-      if (stderr.includes(`Process ${pid} attached`)) setTimeout(resolve, 300);
+      // "Process <pid> attached with <n> threads": printed once every thread is attached.
+      if (stderr.includes(`Process ${pid} attached`)) resolve();
     });
     tracer.once('exit', (code) => reject(new Error(`strace exited (${code}): ${stderr}`)));
   });
