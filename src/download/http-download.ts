@@ -1,13 +1,13 @@
-import { open, rm, stat } from 'node:fs/promises';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { Agent, type Dispatcher, errors, request } from 'undici';
+import type { LookupAddress } from 'node:dns';
+import { rm, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError, fromFsError } from '../errors.ts';
 import { writebackOf } from '../storage/local/background-flush.ts';
-import { ChunkWriter } from '../storage/local/chunk-writer.ts';
 import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
+import { HttpTimeoutError } from './http-get.ts';
+import { HttpThread, type ThreadResponse } from './http-threads.ts';
 import type { HostPolicy } from './url-policy.ts';
 
 /** What a download remembers between attempts (kept in the task's payload): resume validators. */
@@ -36,28 +36,25 @@ export interface HttpDownloadOptions {
 }
 
 /**
- * SimpleHttp: one file over HTTP(S) with undici. Redirects are followed by hand (at most
- * `maxRedirects`), so every hop's URL is checked, and every connection's resolved address is
- * checked by the policy's `lookup`. A partial file with validators is resumed with `Range` +
- * `If-Range`; a server that answers 200 (no ranges, or the file changed) starts it over.
+ * SimpleHttp: one file over HTTP(S), each request on a connection of its own, in SimpleHttp's
+ * thread (`HttpThread`), which writes the body to the file straight from the buffer the socket
+ * reads into (`HttpGet`). Redirects are
+ * followed by hand (at most `maxRedirects`), so every hop's URL is checked, and every
+ * connection's resolved address is checked by the policy's `lookup`. A partial file with
+ * validators is resumed with `Range` + `If-Range`; a server that answers 200 (no ranges, or the
+ * file changed) starts it over.
  */
 export class HttpDownloader {
-  private readonly agent: Agent;
+  private readonly thread = new HttpThread();
 
   constructor(
     private readonly config: OfflineDownloadConfig,
     private readonly policy: HostPolicy,
-  ) {
-    this.agent = new Agent({
-      connect: { lookup: policy.lookup, timeout: config.connectTimeoutMs },
-      headersTimeout: config.connectTimeoutMs,
-      bodyTimeout: config.idleTimeoutMs,
-    });
-  }
+  ) {}
 
   /** Drop every connection at once; called at shutdown, after the running downloads were aborted. */
   async close(): Promise<void> {
-    await this.agent.destroy();
+    await this.thread.close();
   }
 
   /** Download to `partPath` until complete; returns the file name and size. Errors: see `downloadError`. */
@@ -70,18 +67,18 @@ export class HttpDownloader {
     );
     // Resume only what can be verified: a validator for If-Range is required.
     let offset = have > 0 && (state.etag || state.lastModified) ? have : 0;
-    // The response being read: destroyed on any failure, so no body keeps its connection busy.
-    let current: Dispatcher.ResponseData | null = null;
+    // The response being read: dropped on any failure, so no connection stays open.
+    let current: ThreadResponse | null = null;
     try {
       let res = await this.fetch(options.url, signal, offset > 0 ? rangeHeaders(offset, state) : {});
       current = res.response;
       if (offset > 0 && res.response.statusCode === 416 && state.size === offset) {
-        await res.response.body.dump();
+        res.response.drop();
         return { fileName: state.fileName ?? nameFromUrl(res.url), size: offset };
       }
       if (offset > 0 && !resumable(res.response, offset, state)) {
         // The file changed, or the server ignores ranges: start over.
-        await res.response.body.dump().catch(() => undefined);
+        res.response.drop();
         offset = 0;
         res = await this.fetch(options.url, signal, {});
         current = res.response;
@@ -97,7 +94,7 @@ export class HttpDownloader {
           `file is ${total} bytes, over offlineDownload.maxBytes (${max})`,
         );
       const fileName =
-        nameFromDisposition(response.headers['content-disposition']) ??
+        nameFromDisposition(header(response, 'content-disposition')) ??
         state.fileName ??
         nameFromUrl(res.url);
       state = {
@@ -108,40 +105,25 @@ export class HttpDownloader {
       await options.saveState(state);
       if (offset === 0) await rm(partPath, { force: true });
       options.onStart({ offset, total, fileName });
-      let written = offset;
       // The file goes to disk while it downloads, so the fsync at the end is short.
       const flush = writebackOf(partPath, options.sync);
       // Resumed: written on from the end of the partial file (O_APPEND would ignore positions).
-      const file = await open(partPath, offset > 0 ? 'r+' : 'w');
-      const writer = new ChunkWriter(file, offset, (bytes) => flush.wrote(bytes));
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          written += chunk.length;
-          if (max > 0 && written > max)
-            return done(
-              new FerryError('E_BAD_REQUEST', `download exceeds offlineDownload.maxBytes (${max})`),
-            );
-          options.onBytes(chunk.length);
-          writer.add(chunk).then(() => done(), done);
-        },
-        final(done) {
-          writer.end().then(() => done(), done);
-        },
+      const saved = await response.save(partPath, offset, max, signal, (bytes) => {
+        options.onBytes(bytes);
+        flush.wrote(bytes);
       });
-      try {
-        await pipeline(response.body, sink, { signal });
-      } finally {
-        await writer.settle();
-        await file.close();
-        writer.free();
-      }
-      if (total > 0 && written !== total)
-        throw new FerryError('E_BACKEND', `connection closed after ${written} of ${total} bytes`);
+      current = null;
+      const written = offset + saved.bytes;
+      if (!saved.complete || (total > 0 && written !== total))
+        throw new FerryError(
+          'E_BACKEND',
+          `connection closed after ${written}${total > 0 ? ` of ${total}` : ''} bytes`,
+        );
       // Durable before the task may say it succeeded (unless left to the OS).
       await flush.finish();
       return { fileName, size: written };
     } catch (err) {
-      current?.body.destroy();
+      current?.drop();
       throw downloadError(err, signal, options.url);
     }
   }
@@ -151,29 +133,51 @@ export class HttpDownloader {
     start: URL,
     signal: AbortSignal,
     headers: Record<string, string>,
-  ): Promise<{ url: URL; response: Dispatcher.ResponseData }> {
+  ): Promise<{ url: URL; response: ThreadResponse }> {
     let url = start;
     for (let hop = 0; ; hop++) {
       if (url.protocol !== 'http:' && url.protocol !== 'https:')
         throw new FerryError('E_BAD_REQUEST', `redirected to an unsupported scheme ${url.protocol}`);
       this.policy.checkName(url.hostname);
-      const response = await request(url, {
-        dispatcher: this.agent,
-        method: 'GET',
+      const response = await this.thread.open(url, {
+        addresses: await this.addressesOf(url.hostname),
         headers: { 'user-agent': 'ferry', ...headers },
         signal,
+        connectTimeoutMs: this.config.connectTimeoutMs,
+        idleTimeoutMs: this.config.idleTimeoutMs,
       });
-      const location = response.headers.location;
+      const location = header(response, 'location');
       if (response.statusCode >= 300 && response.statusCode < 400 && location) {
-        await response.body.dump();
+        response.drop();
         if (hop >= this.config.maxRedirects)
           throw new FerryError('E_REMOTE_REFUSED', `more than ${this.config.maxRedirects} redirects`);
-        url = new URL(String(location), url);
+        url = new URL(location, url);
         continue;
       }
       return { url, response };
     }
   }
+
+  /**
+   * Where `hostname` resolves to, through the policy's lookup, which refuses blocked addresses:
+   * the thread connects to these only, so what was checked is what is reached.
+   */
+  private addressesOf(hostname: string): Promise<LookupAddress[]> {
+    const host = hostname.replace(/^\[(.*)\]$/, '$1');
+    const family = isIP(host);
+    if (family !== 0) return Promise.resolve([{ address: host, family }]);
+    return new Promise((resolve, reject) =>
+      this.policy.lookup(host, { all: true }, (err, addresses) =>
+        err ? reject(err) : resolve(addresses as LookupAddress[]),
+      ),
+    );
+  }
+}
+
+/** A response header as one string (repeated ones joined), or undefined. */
+function header(response: ThreadResponse, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 function rangeHeaders(offset: number, state: HttpResumeState): Record<string, string> {
@@ -182,7 +186,7 @@ function rangeHeaders(offset: number, state: HttpResumeState): Record<string, st
 }
 
 /** A 206 that continues exactly at `offset` of the same representation. */
-function resumable(response: Dispatcher.ResponseData, offset: number, state: HttpResumeState): boolean {
+function resumable(response: ThreadResponse, offset: number, state: HttpResumeState): boolean {
   if (response.statusCode !== 206) return false;
   const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(String(response.headers['content-range'] ?? ''));
   if (!m || Number(m[1]) !== offset) return false;
@@ -193,7 +197,7 @@ function resumable(response: Dispatcher.ResponseData, offset: number, state: Htt
 }
 
 /** Strong validators only: a weak ETag may not be used with If-Range. */
-function validators(response: Dispatcher.ResponseData): Pick<HttpResumeState, 'etag' | 'lastModified'> {
+function validators(response: ThreadResponse): Pick<HttpResumeState, 'etag' | 'lastModified'> {
   const etag = response.headers.etag;
   const lastModified = response.headers['last-modified'];
   return {
@@ -203,10 +207,9 @@ function validators(response: Dispatcher.ResponseData): Pick<HttpResumeState, 'e
 }
 
 /** 2xx passes; 4xx (but 408, 429) fails the task at once; 5xx and the rest are retried. */
-function checkStatus(response: Dispatcher.ResponseData, url: URL): void {
+function checkStatus(response: ThreadResponse, url: URL): void {
   const status = response.statusCode;
   if (status >= 200 && status < 300) return;
-  response.body.dump().catch(() => undefined);
   const what = `HTTP ${status} from ${url.host}${url.pathname}`;
   if (status >= 400 && status < 500 && status !== 408 && status !== 429)
     throw new FerryError('E_REMOTE_REFUSED', `download refused: ${what}`);
@@ -223,11 +226,7 @@ function downloadError(err: unknown, signal: AbortSignal, url: URL): Error {
   const host = url.host;
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
     return new FerryError('E_BACKEND', `cannot resolve ${host}`, { cause: err });
-  if (
-    err instanceof errors.ConnectTimeoutError ||
-    err instanceof errors.HeadersTimeoutError ||
-    err instanceof errors.BodyTimeoutError
-  )
+  if (err instanceof HttpTimeoutError)
     return new FerryError('E_BACKEND', `timed out talking to ${host}: ${e.message}`, { cause: err });
   // Our own side failing (disk full, permissions) says so, with ferry's code for it.
   if (e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EACCES' || e.code === 'EROFS')

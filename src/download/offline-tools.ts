@@ -30,8 +30,8 @@ export interface Aria2DownloadOptions {
 
 /**
  * The download tools offline-download tasks use, shared by all of them: the host policy, the
- * SimpleHttp downloader (one undici Agent, loaded on first use), and aria2 — a configured RPC endpoint, or ferry's
- * own aria2c started on first use and stopped by `close()`.
+ * SimpleHttp downloader (its module and thread start on first use), and aria2 — a configured
+ * RPC endpoint, or ferry's own aria2c started on first use and stopped by `close()`.
  */
 export class OfflineTools {
   readonly policy: HostPolicy;
@@ -48,7 +48,7 @@ export class OfflineTools {
     this.policy = new HostPolicy(config);
   }
 
-  /** SimpleHttp, loaded on first use: undici costs memory a server without offline downloads should not hold. */
+  /** SimpleHttp, loaded on first use: a server without offline downloads holds none of it. */
   http(): Promise<HttpDownloader> {
     this.httpDownloader ??= import('./http-download.ts').then(
       (m) => new m.HttpDownloader(this.config, this.policy),

@@ -82,8 +82,8 @@ export class HostPolicy {
 
   /**
    * A `lookup` for `net.connect` that refuses blocked addresses: the socket never opens to them.
-   * Used through undici's `connect` options, so every connection — every redirect hop too — is
-   * checked on the address it really goes to.
+   * SimpleHttp resolves each hop's host through it and connects only to the addresses it let
+   * through, so every connection — every redirect hop too — goes where it was checked.
    */
   readonly lookup = (
     hostname: string,

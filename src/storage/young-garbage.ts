@@ -18,9 +18,8 @@ import { runInNewContext } from 'node:vm';
  * Only where it was measured to help: ranges read from drivers whose `youngReadChunks` says so
  * (S3 and WebDAV, both on Node's HTTP client: a 512 MiB WebDAV download peaked at 134–136 MB
  * instead of 151–156; best runs a tenth slower, medians no slower). Not SFTP, whose client holds
- * chunks longer (higher peaks, slower), nor SimpleHttp: undici hands out slices of its socket
- * reads without a copy, and collecting there lowered no peak while its cost swung from nothing to
- * a second of system time per GiB between runs.
+ * chunks longer (higher peaks, slower), nor SimpleHttp, whose thread reads into one buffer it
+ * keeps (http-get.ts) and makes no garbage per chunk.
  */
 const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
 
