@@ -123,7 +123,7 @@ export class HttpGet {
   /** Connect, send the GET, and resolve with the response once its head is in. */
   static open(url: URL, options: HttpGetOptions): Promise<HttpGet> {
     for (const value of Object.values(options.headers))
-      if (/[\r\n]/.test(value)) throw new TypeError('a header value holds a line break');
+      if (/[\r\n]/.test(value)) return Promise.reject(new TypeError('a header value holds a line break'));
     return new Promise((resolve, reject) => {
       const get = new HttpGet(url, options);
       get.headReceived = resolve;

@@ -65,15 +65,21 @@ export class HttpThread {
           reject(err);
         },
       });
-      this.post({
-        op: 'open',
-        id,
-        url: url.href,
-        addresses: options.addresses,
-        headers: options.headers,
-        connectTimeoutMs: options.connectTimeoutMs,
-        idleTimeoutMs: options.idleTimeoutMs,
-      });
+      try {
+        this.post({
+          op: 'open',
+          id,
+          url: url.href,
+          addresses: options.addresses,
+          headers: options.headers,
+          connectTimeoutMs: options.connectTimeoutMs,
+          idleTimeoutMs: options.idleTimeoutMs,
+        });
+      } catch (err) {
+        // The thread could not start.
+        settled();
+        reject(err);
+      }
     });
   }
 
