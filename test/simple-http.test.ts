@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Harness, startHarness } from './helpers/harness.ts';
+import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type FerryProcess, PROJECT_ROOT, spawnFerry } from './helpers/process.ts';
 import { sha256 } from './helpers/tree.ts';
 
@@ -48,6 +48,8 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
   let httpBase = '';
   let rawBase = '';
   const hits = new Map<string, number>();
+  /** Connections to /silent, which is never answered: closed once ferry lets go of them. */
+  const silent: Socket[] = [];
   const hit = (path: string) => {
     const n = (hits.get(path) ?? 0) + 1;
     hits.set(path, n);
@@ -88,6 +90,7 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
     await h?.close();
     http?.closeAllConnections();
     await new Promise((r) => http?.close(r));
+    for (const socket of silent) socket.destroy();
     await new Promise((r) => raw?.close(r));
   });
 
@@ -103,6 +106,8 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
         await new Promise((r) => setTimeout(r, 1));
       }
       socket.end(BODY);
+    } else if (path === '/silent') {
+      silent.push(socket);
     } else {
       socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
     }
@@ -148,6 +153,29 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
     assert.equal(task.retries, 1, 'the cut cost one attempt');
     assert.equal(hits.get('/chunked-cut'), 2);
     assert.equal(await landed(id, 'cut/chunked-cut'), BODY_SHA);
+  });
+
+  it('cancel while the server has not answered yet: canceled within 1 s, connection closed', async () => {
+    const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+      token: h.adminToken,
+      body: { urls: [`${rawBase}/silent`], path: '/local/silent', tool: 'SimpleHttp' },
+    });
+    assert.equal(res.code, 200, res.message);
+    const id = res.data.tasks[0]?.id ?? '';
+    const socket = await waitFor(async () => silent[0], 10_000, 'the request to /silent');
+    const asked = Date.now();
+    const canceled = await h.json('POST', `/api/task/offline_download/cancel?tid=${id}`, {
+      token: h.adminToken,
+    });
+    assert.equal(canceled.code, 200, canceled.message);
+    const task = await h.finished('offline_download', id, 5000);
+    assert.equal(task.state, 'canceled');
+    assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
+    await waitFor(
+      async () => (socket.readableEnded || socket.destroyed ? true : undefined),
+      5000,
+      'ferry to close it',
+    );
   });
 
   it('an answer that is not HTTP fails the download with a clear message', async () => {

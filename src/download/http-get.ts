@@ -71,6 +71,8 @@ export class HttpGet {
   private complete = false;
   private ended = false;
   private failure: unknown = null;
+  /** Resolves once the response's head is in (status and headers); rejects on a failure before. */
+  readonly head: Promise<HttpGet>;
   private headReceived!: (get: HttpGet) => void;
   private headFailed!: (err: unknown) => void;
 
@@ -78,6 +80,12 @@ export class HttpGet {
     url: URL,
     private readonly options: HttpGetOptions,
   ) {
+    this.head = new Promise((resolve, reject) => {
+      this.headReceived = resolve;
+      this.headFailed = reject;
+    });
+    // Whoever holds the connection may never look at `head` (it was dropped first).
+    this.head.catch(() => undefined);
     this.parser[HTTPParser.kOnHeadersComplete] = (info) => this.onHead(info.statusCode, info.headers);
     this.parser[HTTPParser.kOnBody] = (chunk, offset, length) =>
       this.onBody(chunk.subarray(offset, offset + length));
@@ -120,15 +128,14 @@ export class HttpGet {
     this.socket.on('close', () => this.onEnd());
   }
 
-  /** Connect, send the GET, and resolve with the response once its head is in. */
-  static open(url: URL, options: HttpGetOptions): Promise<HttpGet> {
+  /**
+   * Connect and send the GET at once; `head` tells when the answer's head is in. `destroy` stops
+   * it at any time, also before the head. Throws on a header value that holds a line break.
+   */
+  static open(url: URL, options: HttpGetOptions): HttpGet {
     for (const value of Object.values(options.headers))
-      if (/[\r\n]/.test(value)) return Promise.reject(new TypeError('a header value holds a line break'));
-    return new Promise((resolve, reject) => {
-      const get = new HttpGet(url, options);
-      get.headReceived = resolve;
-      get.headFailed = reject;
-    });
+      if (/[\r\n]/.test(value)) throw new TypeError('a header value holds a line break');
+    return new HttpGet(url, options);
   }
 
   /**

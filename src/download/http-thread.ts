@@ -77,17 +77,26 @@ function open(req: Extract<ThreadRequest, { op: 'open' }>): void {
     else if (first) callback(null, first.address, first.family);
     else callback(Object.assign(new Error('no address'), { code: 'ENOTFOUND' }), '', 0);
   };
-  HttpGet.open(new URL(req.url), {
-    headers: req.headers,
-    lookup,
-    connectTimeoutMs: req.connectTimeoutMs,
-    idleTimeoutMs: req.idleTimeoutMs,
-  }).then(
-    (get) => {
-      gets.set(req.id, get);
-      reply({ op: 'head', id: req.id, statusCode: get.statusCode, headers: get.headers });
+  let get: HttpGet;
+  try {
+    get = HttpGet.open(new URL(req.url), {
+      headers: req.headers,
+      lookup,
+      connectTimeoutMs: req.connectTimeoutMs,
+      idleTimeoutMs: req.idleTimeoutMs,
+    });
+  } catch (err) {
+    reply({ op: 'failed', id: req.id, error: threadError(err) });
+    return;
+  }
+  // Held from the start, so a `drop` closes it even before the server answered.
+  gets.set(req.id, get);
+  get.head.then(
+    () => reply({ op: 'head', id: req.id, statusCode: get.statusCode, headers: get.headers }),
+    (err: unknown) => {
+      gets.delete(req.id);
+      reply({ op: 'failed', id: req.id, error: threadError(err) });
     },
-    (err: unknown) => reply({ op: 'failed', id: req.id, error: threadError(err) }),
   );
 }
 
