@@ -38,11 +38,10 @@ export interface HttpDownloadOptions {
 /**
  * SimpleHttp: one file over HTTP(S), each request on a connection of its own, in SimpleHttp's
  * thread (`HttpThread`), which writes the body to the file straight from the buffer the socket
- * reads into (`HttpGet`). Redirects are
- * followed by hand (at most `maxRedirects`), so every hop's URL is checked, and every
- * connection's resolved address is checked by the policy's `lookup`. A partial file with
- * validators is resumed with `Range` + `If-Range`; a server that answers 200 (no ranges, or the
- * file changed) starts it over.
+ * reads into (`HttpGet`). Redirects are followed by hand (at most `maxRedirects`), so every hop's
+ * URL is checked, and every hop's host is resolved through the policy's `lookup`: the thread
+ * connects only to the addresses it let through. A partial file with validators is resumed with
+ * `Range` + `If-Range`; a server that answers 200 (no ranges, or the file changed) starts it over.
  */
 export class HttpDownloader {
   private readonly thread = new HttpThread();

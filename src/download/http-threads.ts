@@ -47,7 +47,7 @@ export class HttpThread {
       const onAbort = () => {
         // The head may still come: the connection is then dropped, as nothing waits for it.
         this.forget(id);
-        this.post({ op: 'drop', id });
+        this.drop(id);
         reject(options.signal.reason);
       };
       options.signal.addEventListener('abort', onAbort, { once: true });
@@ -109,6 +109,14 @@ export class HttpThread {
     this.start().postMessage(req);
   }
 
+  /**
+   * @internal for ThreadResponse: close a connection, if the thread that holds it still runs
+   * (none is started for it: a thread that ended took its connections with it).
+   */
+  drop(id: number): void {
+    this.worker?.postMessage({ op: 'drop', id } satisfies ThreadRequest);
+  }
+
   private start(): Worker {
     if (this.worker) return this.worker;
     const worker = THREAD_URL.pathname.endsWith('.ts')
@@ -123,7 +131,7 @@ export class HttpThread {
       const waiter = this.waiting.get(reply.id);
       if (!waiter) {
         // A head nobody waits for any more (canceled while connecting): close it.
-        if (reply.op === 'head') worker.postMessage({ op: 'drop', id: reply.id } satisfies ThreadRequest);
+        if (reply.op === 'head') this.drop(reply.id);
         return;
       }
       if (reply.op === 'head') waiter.head?.(reply);
@@ -197,7 +205,7 @@ export class ThreadResponse {
 
   /** Close the connection (the body is not wanted, or no more). */
   drop(): void {
-    this.thread.post({ op: 'drop', id: this.id });
+    this.thread.drop(this.id);
   }
 }
 
