@@ -75,11 +75,12 @@ describe('ferry CLI', () => {
 
   it('serve logs a stray rejected promise and keeps serving instead of dying with every transfer', async () => {
     // A preload rejects a promise that nothing handles once the server runs (a bug of the kind
-    // Node's default answers by ending the process).
+    // Node's default answers by ending the process): on SIGUSR2, sent once /ping answers, so
+    // however long the start takes, the rejection comes while the server serves.
     const preload = join(dataDir, 'reject-later.mjs');
     await writeFile(
       preload,
-      "setTimeout(() => { Promise.reject(new Error('a stray rejection')); }, 1500).unref();\n",
+      "process.on('SIGUSR2', () => { Promise.reject(new Error('a stray rejection')); });\n",
     );
     const server = await spawnFerry(join(dataDir, 'stray'), {
       FERRY_ADMIN_PASSWORD: 'first-start',
@@ -87,6 +88,7 @@ describe('ferry CLI', () => {
       NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${pathToFileURL(preload).href}`.trim(),
     });
     try {
+      server.child.kill('SIGUSR2');
       await waitFor(
         async () => (server.output().includes('a stray rejection') ? true : undefined),
         10_000,
