@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { type FerryProcess, PROJECT_ROOT, spawnFerry } from './helpers/process.ts';
-import { sha256 } from './helpers/tree.ts';
+import { sha256, sha256File } from './helpers/tree.ts';
 
 /**
  * SimpleHttp's own HTTP/1.1 client (src/download/http-get.ts, run in its thread) against the
@@ -126,7 +126,7 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
   const landed = async (id: string, file: string) => {
     const transfer = await h.finished('offline_download_transfer', `${id}-t0`, 60_000);
     assert.equal(transfer.state, 'succeeded', transfer.error);
-    return sha256(await readFile(join(h.dataDir, 'files', file)));
+    return sha256File(join(h.dataDir, 'files', file));
   };
 
   it('a chunked body lands byte-identical', async () => {
@@ -244,6 +244,6 @@ describe('SimpleHttp over HTTPS (ferry serve trusting the test certificate)', ()
     assert.equal(task.state, 'succeeded', `${task.error}\n${ferry.output()}`);
     const transfer = await ferry.finished(token, 'offline_download_transfer', `${id}-t0`, 60_000);
     assert.equal(transfer.state, 'succeeded', transfer.error);
-    assert.equal(sha256(await readFile(join(dataDir, 'files', 'tls', 'secure.bin'))), BODY_SHA);
+    assert.equal(await sha256File(join(dataDir, 'files', 'tls', 'secure.bin')), BODY_SHA);
   });
 });

@@ -8,7 +8,7 @@ import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
 import { HttpTimeoutError } from './http-get.ts';
 import { HttpThread, type ThreadResponse } from './http-threads.ts';
-import type { HostPolicy } from './url-policy.ts';
+import { bareHost, type HostPolicy } from './url-policy.ts';
 
 /** What a download remembers between attempts (kept in the task's payload): resume validators. */
 export interface HttpResumeState {
@@ -93,7 +93,7 @@ export class HttpDownloader {
           `file is ${total} bytes, over offlineDownload.maxBytes (${max})`,
         );
       const fileName =
-        nameFromDisposition(header(response, 'content-disposition')) ??
+        nameFromDisposition(response.headers['content-disposition']) ??
         state.fileName ??
         nameFromUrl(res.url);
       state = {
@@ -145,7 +145,7 @@ export class HttpDownloader {
         connectTimeoutMs: this.config.connectTimeoutMs,
         idleTimeoutMs: this.config.idleTimeoutMs,
       });
-      const location = header(response, 'location');
+      const location = response.headers.location;
       if (response.statusCode >= 300 && response.statusCode < 400 && location) {
         response.drop();
         if (hop >= this.config.maxRedirects)
@@ -162,7 +162,7 @@ export class HttpDownloader {
    * the thread connects to these only, so what was checked is what is reached.
    */
   private addressesOf(hostname: string): Promise<LookupAddress[]> {
-    const host = hostname.replace(/^\[(.*)\]$/, '$1');
+    const host = bareHost(hostname);
     const family = isIP(host);
     if (family !== 0) return Promise.resolve([{ address: host, family }]);
     return new Promise((resolve, reject) =>
@@ -171,12 +171,6 @@ export class HttpDownloader {
       ),
     );
   }
-}
-
-/** A response header as one string (repeated ones joined), or undefined. */
-function header(response: ThreadResponse, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 function rangeHeaders(offset: number, state: HttpResumeState): Record<string, string> {

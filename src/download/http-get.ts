@@ -2,6 +2,7 @@ import { writeSync } from 'node:fs';
 import { isIP, type LookupFunction, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { HTTPParser } from 'http-parser-js';
+import { bareHost } from './url-policy.ts';
 
 /**
  * The socket reads into this one buffer, again and again, and each read's body bytes are written
@@ -50,15 +51,16 @@ interface Sink {
 
 /**
  * One HTTP/1.1 GET on a connection of its own (`Connection: close`), for SimpleHttp's big files:
- * `open` resolves once the response's head is in (status and headers); `saveTo` then writes the
- * body into a file at a position, straight from the buffer the socket reads into. The response
+ * `open` connects and sends it, `head` resolves once the response's status and headers are in,
+ * and `saveTo` then writes the body into a file at a position, straight from the buffer the
+ * socket reads into. The response
  * is parsed by http-parser-js, which hands out the body as views of that buffer; redirects,
  * validators and retries are the caller's. Any failure, and `destroy`, closes the connection.
  */
 export class HttpGet {
   statusCode = 0;
-  /** Response headers by lower-case name; repeated ones joined with ", " (set-cookie: a list). */
-  headers: Record<string, string | string[]> = {};
+  /** Response headers by lower-case name; repeated ones joined with ", ". */
+  headers: Record<string, string> = {};
 
   private readonly socket: Socket;
   private readonly parser = new HTTPParser(HTTPParser.RESPONSE);
@@ -93,7 +95,7 @@ export class HttpGet {
       this.complete = true;
     };
 
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const host = bareHost(url.hostname);
     const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
     const onread = { buffer: this.buffer, callback: (bytes: number) => this.onRead(bytes) };
     const request = requestHead(url, options.headers);
@@ -181,9 +183,7 @@ export class HttpGet {
       const name = (raw[i] as string).toLowerCase();
       const value = raw[i + 1] as string;
       const had = this.headers[name];
-      if (had === undefined) this.headers[name] = name === 'set-cookie' ? [value] : value;
-      else if (Array.isArray(had)) had.push(value);
-      else this.headers[name] = `${had}, ${value}`;
+      this.headers[name] = had === undefined ? value : `${had}, ${value}`;
     }
     this.socket.setTimeout(this.options.idleTimeoutMs);
     // The body waits for saveTo.

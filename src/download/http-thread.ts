@@ -43,7 +43,7 @@ export interface ThreadError {
 }
 
 export type ThreadReply =
-  | { op: 'head'; id: number; statusCode: number; headers: Record<string, string | string[]> }
+  | { op: 'head'; id: number; statusCode: number; headers: Record<string, string> }
   /** Bytes written since the last such reply (a few per second, not one per write). */
   | { op: 'bytes'; id: number; bytes: number }
   | { op: 'saved'; id: number; bytes: number; complete: boolean }

@@ -164,7 +164,7 @@ export class ThreadResponse {
     private readonly thread: HttpThread,
     private readonly id: number,
     readonly statusCode: number,
-    readonly headers: Record<string, string | string[]>,
+    readonly headers: Record<string, string>,
   ) {}
 
   /**

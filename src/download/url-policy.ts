@@ -60,7 +60,7 @@ export class HostPolicy {
 
   /** `E_FORBIDDEN` when the host name itself is denied (or not allowed, when an allow list exists). */
   checkName(hostname: string): void {
-    const host = bare(hostname);
+    const host = bareHost(hostname);
     if (isIP(host)) {
       this.checkAddress(host, host);
       return;
@@ -72,7 +72,7 @@ export class HostPolicy {
   checkAddress(address: string, hostname: string): void {
     const ip = unmapped(address);
     const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    const host = bare(hostname);
+    const host = bareHost(hostname);
     if (this.denyAddresses.check(ip, family) || matchesName(host, this.denyNames))
       throw blocked(ip === host ? ip : `${host} (${ip})`, 'denyHosts');
     if (this.allowAll) return;
@@ -110,7 +110,7 @@ export class HostPolicy {
 
   /** Resolve `hostname` and check every address (for tools that connect by themselves: aria2). */
   async checkResolved(hostname: string): Promise<void> {
-    const host = bare(hostname);
+    const host = bareHost(hostname);
     this.checkName(host);
     if (isIP(host)) return;
     const addresses = await new Promise<LookupAddress[]>((resolve, reject) =>
@@ -124,7 +124,7 @@ export class HostPolicy {
 
 function addRule(entry: string, names: string[], addresses: BlockList): void {
   const [base = '', prefix] = entry.trim().split('/');
-  const host = bare(base).toLowerCase();
+  const host = bareHost(base).toLowerCase();
   const family = isIP(host);
   if (family === 0) {
     names.push(host.replace(/^\*?\./, ''));
@@ -140,8 +140,8 @@ function matchesName(host: string, names: readonly string[]): boolean {
   return names.some((n) => h === n || h.endsWith(`.${n}`));
 }
 
-/** `[::1]` (URL spelling) → `::1`. */
-function bare(hostname: string): string {
+/** A URL's hostname without the brackets of an IPv6 literal: `[::1]` (URL spelling) → `::1`. */
+export function bareHost(hostname: string): string {
   return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
 }
 
