@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { alistAdminRoutes } from './api/alist/admin-routes.ts';
 import { alistAuthRoutes } from './api/alist/auth-routes.ts';
 import { errorEnvelope } from './api/alist/envelope.ts';
+import { CURRENT_PREFIX } from './api/alist/flavour.ts';
 import { alistTaskRoutes } from './api/alist/task-routes.ts';
 import { archiveRoutes } from './api/archive.ts';
 import { downloadRoutes } from './api/download.ts';
@@ -11,6 +12,7 @@ import { eventRoutes } from './api/events.ts';
 import { fsRoutes } from './api/fs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
 import { offlineRoutes } from './api/offline.ts';
+import type { AlistFlavour } from './config.ts';
 import type { Core } from './core.ts';
 
 /**
@@ -27,6 +29,7 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   });
   app.decorate('core', core);
   app.decorateRequest('principal', null);
+  app.decorateRequest('alistFlavour', 'seed');
 
   app.setErrorHandler((err, request, reply) => {
     const envelope = errorEnvelope(err);
@@ -54,16 +57,28 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   });
 
   app.get('/ping', { schema: { hide: true } }, async () => 'pong');
-  await app.register(alistAuthRoutes);
-  await app.register(alistAdminRoutes);
-  await app.register(alistTaskRoutes);
+  await app.register(alistDialect, { flavour: core.config.alistCompat });
+  await app.register(alistDialect, { prefix: CURRENT_PREFIX, flavour: 'current' });
   await app.register(eventRoutes);
-  await app.register(fsRoutes);
-  await app.register(offlineRoutes);
-  await app.register(archiveRoutes);
-  await app.register(downloadRoutes);
   await app.register(efileRoutes);
   await app.register(koodriveRoutes);
   app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
   return app;
+}
+
+/**
+ * AList's routes (`/api/…`, `/d/…`), registered once at the root in the configured flavour and
+ * once under `CURRENT_PREFIX` in today's AList flavour (`api/alist/flavour.ts`).
+ */
+async function alistDialect(app: FastifyInstance, options: { flavour: AlistFlavour }): Promise<void> {
+  app.addHook('onRequest', async (request) => {
+    request.alistFlavour = options.flavour;
+  });
+  await app.register(alistAuthRoutes);
+  await app.register(alistAdminRoutes);
+  await app.register(alistTaskRoutes);
+  await app.register(fsRoutes);
+  await app.register(offlineRoutes);
+  await app.register(archiveRoutes);
+  await app.register(downloadRoutes);
 }

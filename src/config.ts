@@ -15,6 +15,10 @@ export const TASK_KINDS = [
 ] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
+/** The two forms of AList's API ferry speaks (see `api/alist/flavour.ts`). */
+export const ALIST_FLAVOURS = ['seed', 'current'] as const;
+export type AlistFlavour = (typeof ALIST_FLAVOURS)[number];
+
 export interface MountConfig {
   mount_path: string;
   driver: string;
@@ -45,6 +49,13 @@ export interface Config {
   tokenExpiresHours: number;
   /** Whether requests without a token act as the built-in guest. */
   guestEnabled: boolean;
+  /**
+   * How the AList routes at the root answer where the seed and today's AList differ
+   * (`api/alist/flavour.ts`): `seed` (the contract, default) or `current`.
+   */
+  alistCompat: AlistFlavour;
+  /** Serve the OpenList web UI at `/`. */
+  webUi: boolean;
   tasks: {
     workers: Record<TaskKind, number>;
     maxRetry: Record<TaskKind, number>;
@@ -170,6 +181,8 @@ function defaults(): Config {
     logLevel: 'info',
     tokenExpiresHours: 48,
     guestEnabled: false,
+    alistCompat: 'seed',
+    webUi: true,
     tasks: {
       workers: { ...DEFAULT_WORKERS },
       maxRetry: { ...DEFAULT_MAX_RETRY },
@@ -219,6 +232,8 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_LOG_LEVEL) config.logLevel = env.FERRY_LOG_LEVEL;
   if (env.FERRY_SQLITE_SYNCHRONOUS) config.sqliteSynchronous = env.FERRY_SQLITE_SYNCHRONOUS as 'FULL';
   if (env.FERRY_SYNC_FILES) config.syncFiles = toBool('FERRY_SYNC_FILES', env.FERRY_SYNC_FILES);
+  if (env.FERRY_ALIST_COMPAT) config.alistCompat = env.FERRY_ALIST_COMPAT as AlistFlavour;
+  if (env.FERRY_WEB_UI) config.webUi = toBool('FERRY_WEB_UI', env.FERRY_WEB_UI);
   if (env.FERRY_RETENTION_HOURS) config.tasks.retentionHours = Number(env.FERRY_RETENTION_HOURS);
   if (env.FERRY_LEASE_MS) config.tasks.leaseMs = toInt('FERRY_LEASE_MS', env.FERRY_LEASE_MS);
   if (env.FERRY_ARCHIVE_MAX_BYTES)
@@ -251,6 +266,8 @@ function validate(config: Config): void {
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) bad('port', 'not a port');
   if (!['FULL', 'NORMAL'].includes(config.sqliteSynchronous)) bad('sqliteSynchronous', 'FULL or NORMAL');
   if (typeof config.syncFiles !== 'boolean') bad('syncFiles', 'true or false');
+  if (!ALIST_FLAVOURS.includes(config.alistCompat)) bad('alistCompat', 'seed or current');
+  if (typeof config.webUi !== 'boolean') bad('webUi', 'true or false');
   for (const kind of TASK_KINDS) {
     const workers = config.tasks.workers[kind];
     if (!Number.isInteger(workers) || workers < 0 || workers > 256) bad(`tasks.workers.${kind}`, '0..256');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CURRENT_PREFIX } from '../src/api/alist/flavour.ts';
 import { type Harness, startHarness } from './helpers/harness.ts';
 
 /**
@@ -230,12 +231,16 @@ function seeded(seed: number): () => number {
   };
 }
 
-/** The routes Fastify prints, one per method (HEAD answers as GET does). */
+/**
+ * The routes Fastify prints, one per method (HEAD answers as GET does). The AList routes under
+ * `CURRENT_PREFIX` are the same handlers as those at the root, only rendering some fields in
+ * today's AList form, so they are left out here to keep this test's time.
+ */
 function routesOf(h: Harness): { method: 'GET' | 'POST' | 'PUT'; url: string }[] {
   const routes: { method: 'GET' | 'POST' | 'PUT'; url: string }[] = [];
   for (const line of h.app.printRoutes({ commonPrefix: false }).split('\n')) {
     const m = line.match(/([/*]\S*) \(([A-Z, ]+)\)/);
-    if (!m?.[1] || !m[2]) continue;
+    if (!m?.[1] || !m[2] || m[1].startsWith(CURRENT_PREFIX)) continue;
     for (const method of m[2].split(', '))
       if (method === 'GET' || method === 'POST' || method === 'PUT') routes.push({ method, url: m[1] });
   }
