@@ -133,7 +133,7 @@ describe('AList file API: fs/get, fs/list, fs/dirs', () => {
     }
   });
 
-  it('fs/get of a file names its related files (subtitles), each signed', async () => {
+  it('fs/get of a video names its related files (subtitles), each signed', async () => {
     await mkdir(join(files, 'film'), { recursive: true });
     for (const name of ['movie.mp4', 'movie.srt', 'movie.en.ass', 'other.srt'])
       await writeFile(join(files, 'film', name), name);
@@ -143,6 +143,9 @@ describe('AList file API: fs/get, fs/list, fs/dirs', () => {
     assert.ok(got.data.related?.every((e) => e.sign !== '' && e.type === 4));
     const alone = await post<GetData>('/api/fs/get', { path: '/local/film/other.srt' });
     assert.equal(alone.data.related, null);
+    // Only videos look for related files (nothing else reads them).
+    const subtitle = await post<GetData>('/api/fs/get', { path: '/local/film/movie.srt' });
+    assert.equal(subtitle.data.related, null);
   });
 
   it('fs/dirs lists folders only, mounts included, at /, in a mount and below a virtual folder', async () => {

@@ -7,7 +7,7 @@ import type { MountRegistry, Resolved } from '../storage/mounts.ts';
 import { baseName, isWithin, normalizePath, parentPath } from '../storage/paths.ts';
 import { ok, sendError } from './alist/envelope.ts';
 import { flavourOf } from './alist/flavour.ts';
-import { type ObjFacts, type ObjView, objView } from './alist/obj-view.ts';
+import { OBJ_TYPE, type ObjFacts, type ObjView, objType, objView } from './alist/obj-view.ts';
 import { encodePath, publicOrigin } from './alist/public-origin.ts';
 import { principalOf } from './context.ts';
 import { childPath, toVirtual } from './user-path.ts';
@@ -108,12 +108,14 @@ async function findObject(mounts: MountRegistry, path: string): Promise<Found> {
 
 /**
  * Files next to `found` whose names start with its name without the extension (`film.srt` for
- * `film.mp4`): AList's `related`, which the web UI's video preview takes subtitles from. null
- * when there are none or the folder cannot be listed, as AList answers.
+ * `film.mp4`): AList's `related`, which the web UI's video preview takes subtitles and danmaku
+ * from. null when there are none or the folder cannot be listed, as AList answers. Only videos
+ * get them: nothing else reads them, and listing the folder on every `fs/get` (the SDKs' `exists()`
+ * calls it for each path) would cost a listing of a possibly huge folder each time.
  */
 async function relatedTo(found: Found, signer: LinkSigner, path: string): Promise<ObjView[] | null> {
   const r = found.resolved;
-  if (!r || found.facts.isDir || r.path === '/') return null;
+  if (!r || objType(found.facts.name, found.facts.isDir) !== OBJ_TYPE.VIDEO) return null;
   const dot = found.facts.name.lastIndexOf('.');
   const stem = dot < 0 ? found.facts.name : found.facts.name.slice(0, dot);
   const dir = parentPath(path);
