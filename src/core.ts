@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { AuthService } from './auth/auth-service.ts';
+import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
@@ -23,6 +24,8 @@ export interface Core {
   config: Config;
   log: Logger;
   auth: AuthService;
+  /** Signs and checks the `sign` of download links (`/d`, `/p`). */
+  links: LinkSigner;
   mounts: MountRegistry;
   tasks: TaskService;
   runner: Runner;
@@ -90,6 +93,7 @@ export async function startCore(
     const database = await openDatabase(config.databaseUrl, { synchronous: config.sqliteSynchronous });
     const users = new UserStore(database.db);
     const auth = await AuthService.open(database.db, users, config.tokenExpiresHours);
+    const links = await LinkSigner.open(database.db);
     const generated = await auth.ensureDefaultUsers(config.adminPassword);
     if (generated)
       log.warn(
@@ -125,6 +129,7 @@ export async function startCore(
       config,
       log,
       auth,
+      links,
       mounts,
       tasks,
       runner,

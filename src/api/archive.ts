@@ -11,10 +11,12 @@ import type { MountRegistry } from '../storage/mounts.ts';
 import { baseName, checkName, joinPath, normalizePath, parentPath, relativeTo } from '../storage/paths.ts';
 import type { CreateTask } from '../tasks/service.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { type ObjView, objView } from './alist/obj-view.ts';
+import { encodePath, publicOrigin } from './alist/public-origin.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
-import { toVirtual } from './fs.ts';
 import { bracketed, mapLimit } from './task-specs.ts';
+import { toVirtual } from './user-path.ts';
 
 /** Most archive names one decompress request takes. */
 const MAX_NAMES = 1000;
@@ -42,35 +44,8 @@ function archivePassword(b: Record<string, unknown>): string {
   return text(b.archive_pass, 'archive_pass') || text(b.password, 'password');
 }
 
-interface ObjView {
-  name: string;
-  size: number;
-  is_dir: boolean;
-  modified: string;
-  created: string;
-  sign: string;
-  thumb: string;
-  type: number;
-  hashinfo: string;
-}
-
 interface TreeNode extends ObjView {
   children?: TreeNode[];
-}
-
-function objView(name: string, e: Pick<ArchiveEntry, 'isDir' | 'size' | 'modified'>): ObjView {
-  const time = new Date(e.modified).toISOString();
-  return {
-    name,
-    size: e.size,
-    is_dir: e.isDir,
-    modified: time,
-    created: time,
-    sign: '',
-    thumb: '',
-    type: e.isDir ? 1 : 0,
-    hashinfo: 'null',
-  };
 }
 
 /** The archive's entries as a tree; folders only implied by deeper entries are added. */
@@ -82,7 +57,8 @@ function buildTree(entries: readonly ArchiveEntry[]): Map<string, TreeNode[]> {
     if (existing) return existing;
     const parent = parentPath(path);
     if (parent !== '/') ensure(parent, { isDir: true, size: 0, modified: e.modified });
-    const node: TreeNode = objView(baseName(path), e);
+    // AList signs no archive entry: they are fetched through the archive's own sign.
+    const node: TreeNode = objView({ ...e, name: baseName(path) });
     nodes.set(path, node);
     children.get(parent)?.push(node);
     if (e.isDir) {
@@ -101,7 +77,7 @@ function buildTree(entries: readonly ArchiveEntry[]): Map<string, TreeNode[]> {
  * for listing and removed afterwards.
  */
 export async function archiveRoutes(app: FastifyInstance): Promise<void> {
-  const { mounts, tasks, config } = app.core;
+  const { mounts, tasks, config, links } = app.core;
   const route = (url: string, run: (request: FastifyRequest, principal: Principal) => Promise<unknown>) =>
     app.post(url, async (request, reply) => {
       try {
@@ -137,16 +113,21 @@ export async function archiveRoutes(app: FastifyInstance): Promise<void> {
     }
   };
 
+  /**
+   * `raw_url` is the archive's own download link and `sign` its sign, apart: the web UI appends
+   * `?inner=…&sign=…` to `raw_url` to fetch one entry (AList's `/ae`), so `raw_url` carries no
+   * query. ferry serves no single entries (`/d` refuses `inner` with a clear error); with its sign
+   * the link downloads the whole archive. Both point where the request came in, as `fs/get`'s do.
+   */
   route('/api/fs/archive/meta', async (request, principal) => {
     const { virtual, listing } = await readListing(request, principal);
-    const origin = `${request.protocol}://${request.headers.host ?? 'localhost'}`;
     return {
       comment: listing.comment,
       encrypted: listing.encrypted,
       content: buildTree(listing.entries).get('/') ?? [],
       sort: { order_by: '', order_direction: '', extract_folder: '' },
-      raw_url: `${origin}/d${encodeURI(relativeTo(virtual, principal.basePath))}`,
-      sign: '',
+      raw_url: `${publicOrigin(request)}${app.prefix}/d${encodePath(virtual)}`,
+      sign: links.sign(virtual),
     };
   });
 

@@ -1,24 +1,23 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { can, type Permission, type Principal } from '../auth/roles.ts';
 import { FerryError } from '../errors.ts';
-import type { Entry } from '../storage/driver.ts';
-import { baseName, checkName, joinPath, normalizePath, parentPath, relativeTo } from '../storage/paths.ts';
+import { checkName, joinPath, parentPath } from '../storage/paths.ts';
 import type { Task } from '../tasks/model.ts';
 import { ok, sendError } from './alist/envelope.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
+import { fsReadRoutes } from './fs-read.ts';
 import { deleteSpec, mapLimit, transferSpec } from './task-specs.ts';
 import { spoolUploads } from './upload.ts';
+import { toVirtual } from './user-path.ts';
 
 /** Most names one copy/move/remove request takes. */
 const MAX_NAMES = 1000;
 /** How long `fs/remove` waits for its delete tasks before answering with the tasks instead. */
 const REMOVE_WAIT_MS = 10_000;
 
-/** A user's path (relative to their base path) as a virtual path, refusing traversal. */
-export function toVirtual(principal: Principal, userPath: unknown): string {
-  return joinPath(principal.basePath, normalizePath(userPath));
-}
+// Re-exported: the upload, offline and efile routes import it from here.
+export { toVirtual };
 
 function require(principal: Principal, permission: Permission): void {
   if (!can(principal, permission))
@@ -39,22 +38,8 @@ function names(value: unknown): string[] {
   return value.map(checkName);
 }
 
-function entryView(e: Entry) {
-  return {
-    name: e.name,
-    size: e.size,
-    is_dir: e.isDir,
-    modified: new Date(e.modified).toISOString(),
-    created: new Date(e.modified).toISOString(),
-    sign: '',
-    thumb: '',
-    type: e.isDir ? 1 : 0,
-    hashinfo: 'null',
-  };
-}
-
 /**
- * AList's file API. Reads answer directly; copy, move, remove and uploads become tasks.
+ * AList's file API. Reads answer directly (`fs-read.ts`); copy, move, remove and uploads become tasks.
  * Every path is the caller's (below their base path), normalised, and refused when it tries to
  * climb out.
  */
@@ -69,54 +54,6 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
         return sendError(reply, err);
       }
     });
-
-  route('/api/fs/list', async (request, principal) => {
-    const b = body(request);
-    const path = toVirtual(principal, b.path ?? '/');
-    const content: ReturnType<typeof entryView>[] = [];
-    let provider = 'unknown';
-    let found = false;
-    const virtual = mounts.virtualChildren(path);
-    for (const name of virtual)
-      content.push(entryView({ name, path: '', isDir: true, size: 0, modified: 0 }));
-    try {
-      const r = mounts.resolve(path);
-      provider = r.mount.record.driver;
-      for (const e of await r.driver.list(r.path)) if (!virtual.includes(e.name)) content.push(entryView(e));
-      found = true;
-    } catch (err) {
-      if (!(err instanceof FerryError && err.code === 'E_NO_STORAGE' && virtual.length > 0)) throw err;
-      found = virtual.length > 0;
-    }
-    if (!found) throw new FerryError('E_NOT_FOUND', 'object not found');
-    const perPage = Math.max(0, Number(b.per_page) || 0);
-    const page = Math.max(1, Number(b.page) || 1);
-    const slice = perPage ? content.slice((page - 1) * perPage, page * perPage) : content;
-    return {
-      content: slice,
-      total: content.length,
-      readme: '',
-      header: '',
-      write: can(principal, 'WRITE'),
-      provider,
-    };
-  });
-
-  route('/api/fs/get', async (request, principal) => {
-    const path = toVirtual(principal, body(request).path ?? '/');
-    const r = mounts.resolve(path);
-    const entry = await r.driver.stat(r.path);
-    if (!entry) throw new FerryError('E_NOT_FOUND', 'object not found');
-    const userPath = relativeTo(path, principal.basePath);
-    const origin = `${request.protocol}://${request.headers.host ?? 'localhost'}`;
-    return {
-      ...entryView({ ...entry, name: baseName(path) || entry.name }),
-      raw_url: entry.isDir ? '' : `${origin}/d${encodeURI(userPath)}`,
-      readme: '',
-      provider: r.mount.record.driver,
-      related: null,
-    };
-  });
 
   route('/api/fs/mkdir', async (request, principal) => {
     require(principal, 'WRITE');
@@ -175,5 +112,6 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
   route('/api/fs/copy', transfer('copy'));
   route('/api/fs/move', transfer('move'));
 
+  await app.register(fsReadRoutes);
   await app.register(spoolUploads);
 }
