@@ -5,6 +5,7 @@ import type { Entry } from '../storage/driver.ts';
 import { baseName, checkName, joinPath, normalizePath, parentPath, relativeTo } from '../storage/paths.ts';
 import type { Task } from '../tasks/model.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { flavourOf } from './alist/flavour.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
 import { deleteSpec, mapLimit, transferSpec } from './task-specs.ts';
@@ -146,7 +147,7 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
     );
     const failed = finished.find((t) => t.state === 'failed');
     if (failed) throw new FerryError('E_BAD_REQUEST', failed.error || 'delete failed');
-    return { tasks: finished.map((t) => alistTask(t)) };
+    return { tasks: finished.map((t) => alistTask(t, flavourOf(request))) };
   });
 
   const transfer = (kind: 'copy' | 'move') => async (request: FastifyRequest, principal: Principal) => {
@@ -170,7 +171,7 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
       }),
     );
     const created: Task[] = await tasks.create(principal, specs);
-    return { tasks: created.map((t) => alistTask(t)) };
+    return { tasks: created.map((t) => alistTask(t, flavourOf(request))) };
   };
   route('/api/fs/copy', transfer('copy'));
   route('/api/fs/move', transfer('move'));
