@@ -184,9 +184,15 @@ export class MountRegistry {
   /**
    * AList's storage enable/disable. Disabling stores the flag and closes the driver: from then on
    * every path on the mount is refused (`E_NO_STORAGE`, "storage … is disabled") to requests and
-   * to tasks alike, until it is enabled again. Enabling starts the driver first: one that cannot
-   * start leaves the storage disabled and the error is thrown. `E_BAD_REQUEST` when the storage
-   * already is in that state (as AList answers), `E_NOT_FOUND` for an unknown id.
+   * to tasks alike, until it is enabled again. That error is unrecoverable, so a task that starts
+   * or retries on the mount fails at once and can be retried once the storage is back. A task
+   * already running keeps the driver it holds: a remote one fails on its next request (the driver
+   * is closed, then the retry is refused); a Local one usually finishes, as closing a Local
+   * driver ends nothing it uses. (Failing running tasks at once would need the runner to know which
+   * mounts a task uses; AList does no better: it drops the driver under them.)
+   * Enabling starts the driver first: one that cannot start leaves the storage disabled and the
+   * error is thrown. `E_BAD_REQUEST` when the storage already is in that state (as AList
+   * answers), `E_NOT_FOUND` for an unknown id.
    */
   async setDisabled(id: number, disabled: boolean): Promise<Mount> {
     const existing = this.byId(id);
