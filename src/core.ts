@@ -1,5 +1,5 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AuthService } from './auth/auth-service.ts';
 import { LinkSigner } from './auth/link-signer.ts';
@@ -7,6 +7,7 @@ import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
+import { localRoot } from './storage/local/settings.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
@@ -43,15 +44,7 @@ export interface Core {
  */
 export function driverFactories(): Map<string, DriverFactory> {
   return new Map<string, DriverFactory>([
-    [
-      'Local',
-      async (addition, { dataDir }) => {
-        const root = addition.root_folder_path;
-        if (typeof root !== 'string' || root === '')
-          throw new FerryError('E_STORAGE_CONFIG', 'Local needs root_folder_path');
-        return LocalDriver.open(isAbsolute(root) ? root : resolve(dataDir, root));
-      },
-    ],
+    ['Local', async (addition, { dataDir }) => LocalDriver.open(localRoot(addition, dataDir))],
     [
       'S3',
       async (addition) => {

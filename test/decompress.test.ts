@@ -257,13 +257,13 @@ t.close()
       cases.map(async ([name, pass]) => {
         const [task] = await decompress({ name: [name], dst_dir: `/local/out/${name}`, archive_pass: pass });
         assert.ok(task);
-        if (pass) assert.match(task.name, new RegExp(`with password ${pass}$`));
+        if (pass) assert.match(task.name, new RegExp(`with password <${pass}>$`));
         return { name, task };
       }),
     );
     assert.equal(
       tasks[0]?.task.name,
-      'decompress [/local](/arc/tree.zip)[/] to [/local](/out/tree.zip) with password ',
+      'decompress [/local](/arc/tree.zip)[/] to [/local](/out/tree.zip) with password <>',
     );
     for (const { name, task } of tasks) {
       const done = await finished('decompress', task.id);

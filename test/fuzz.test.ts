@@ -152,6 +152,9 @@ const TEMPLATES: Record<string, { body?: unknown; query?: Record<string, string>
     body: { id: 1, mount_path: '/local', driver: 'Local', addition: '{"root_folder_path":"files"}' },
   },
   '/api/admin/storage/delete': { query: { id: '2' } },
+  '/api/admin/storage/disable': { query: { id: '1' } },
+  '/api/admin/storage/enable': { query: { id: '1' } },
+  '/api/admin/driver/info': { query: { driver: 'Local' } },
   '/api/admin/task/workers': { body: { copy: 4 } },
   '/api/task/:type/:action': {
     body: ['a', 'b'],

@@ -11,6 +11,7 @@ import type { MountRegistry } from '../storage/mounts.ts';
 import { baseName, checkName, joinPath, normalizePath, parentPath, relativeTo } from '../storage/paths.ts';
 import type { CreateTask } from '../tasks/service.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { flavourOf } from './alist/flavour.ts';
 import { type ObjView, objView } from './alist/obj-view.ts';
 import { encodePath, publicOrigin } from './alist/public-origin.ts';
 import { alistTask } from './alist/task-view.ts';
@@ -170,14 +171,17 @@ export async function archiveRoutes(app: FastifyInstance): Promise<void> {
       decompressSpec(mounts, principal, { src: joinPath(srcDir, name), dstDir, ...options }),
     );
     const created = await tasks.create(principal, specs);
-    return { tasks: created.map((t) => alistTask(t)) };
+    return { tasks: created.map((t) => alistTask(t, flavourOf(request))) };
   });
 }
 
 /**
  * Check one archive and describe its decompress task. `E_NOT_FOUND` for a missing archive,
  * `E_ARCHIVE_FORMAT` for a name ferry cannot read. The name follows the seed:
- * `decompress [<mount>](<path>)[<inner path>] to [<mount>](<path>) with password <password>`.
+ * `decompress [<mount>](<path>)[<inner path>] to [<mount>](<path>) with password <<password>>`
+ * (the angle brackets are written, as AList writes them and the OpenList UI parses them). The
+ * password shows in the name as in AList: only its creator and admins ever see a task, and the
+ * task keeps the password anyway, to extract (and retry) without asking again.
  */
 async function decompressSpec(
   mounts: MountRegistry,
@@ -201,7 +205,7 @@ async function decompressSpec(
     throw new FerryError('E_ARCHIVE_FORMAT', `not an archive ferry can read: ${baseName(src.path)}`);
   return {
     kind: 'decompress',
-    name: `decompress ${bracketed(src.mountPath, src.path)}[${req.innerPath}] to ${bracketed(dst.mountPath, dst.path)} with password ${req.password}`,
+    name: `decompress ${bracketed(src.mountPath, src.path)}[${req.innerPath}] to ${bracketed(dst.mountPath, dst.path)} with password <${req.password}>`,
     payload: { ...req },
     totalBytes: 0,
   };

@@ -40,9 +40,10 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
       else res.write(text);
     };
     send(': connected\n\n');
-    const { events } = app.core;
+    const { events, config } = app.core;
+    // This route is not one of the AList dialect's (no `/@openlist` twin): it speaks the root's flavour.
     const offChange = events.on((task) => {
-      if (mine(task)) send(`event: task\ndata: ${JSON.stringify(alistTask(task))}\n\n`);
+      if (mine(task)) send(`event: task\ndata: ${JSON.stringify(alistTask(task, config.alistCompat))}\n\n`);
     });
     const offRemoved = events.onRemoved((tasks) => {
       const ids = tasks.filter(mine).map((t) => t.id);

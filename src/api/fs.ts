@@ -4,6 +4,7 @@ import { FerryError } from '../errors.ts';
 import { checkName, joinPath, parentPath } from '../storage/paths.ts';
 import type { Task } from '../tasks/model.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { flavourOf } from './alist/flavour.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
 import { fsReadRoutes } from './fs-read.ts';
@@ -83,7 +84,7 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
     );
     const failed = finished.find((t) => t.state === 'failed');
     if (failed) throw new FerryError('E_BAD_REQUEST', failed.error || 'delete failed');
-    return { tasks: finished.map((t) => alistTask(t)) };
+    return { tasks: finished.map((t) => alistTask(t, flavourOf(request))) };
   });
 
   const transfer = (kind: 'copy' | 'move') => async (request: FastifyRequest, principal: Principal) => {
@@ -107,7 +108,7 @@ export async function fsRoutes(app: FastifyInstance): Promise<void> {
       }),
     );
     const created: Task[] = await tasks.create(principal, specs);
-    return { tasks: created.map((t) => alistTask(t)) };
+    return { tasks: created.map((t) => alistTask(t, flavourOf(request))) };
   };
   route('/api/fs/copy', transfer('copy'));
   route('/api/fs/move', transfer('move'));

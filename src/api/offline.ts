@@ -6,6 +6,7 @@ import { FerryError } from '../errors.ts';
 import { readDeletePolicy } from '../tasks/kinds/offline-transfer.ts';
 import type { CreateTask } from '../tasks/service.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { flavourOf } from './alist/flavour.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
 import { toVirtual } from './fs.ts';
@@ -65,7 +66,7 @@ export async function offlineRoutes(app: FastifyInstance): Promise<void> {
         };
       });
       const created = await tasks.create(principal, specs);
-      return ok({ tasks: created.map((t) => alistTask(t)) });
+      return ok({ tasks: created.map((t) => alistTask(t, flavourOf(request))) });
     } catch (err) {
       return sendError(reply, err);
     }

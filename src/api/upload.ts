@@ -11,6 +11,7 @@ import { FerryError } from '../errors.ts';
 import { baseName, parentPath } from '../storage/paths.ts';
 import { spoolPath } from '../tasks/kinds/upload.ts';
 import { ok, sendError } from './alist/envelope.ts';
+import { flavourOf } from './alist/flavour.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
 import { toVirtual } from './fs.ts';
@@ -125,7 +126,7 @@ async function accept(
       },
     ]);
     if (!task) throw new FerryError('E_INTERNAL', 'task was not created');
-    if (target.asTask) return { task: alistTask(task) };
+    if (target.asTask) return { task: alistTask(task, flavourOf(request)) };
     const [finished] = await tasks.waitFinished([task.id], SYNC_UPLOAD_WAIT_MS);
     if (finished?.state === 'failed')
       throw new FerryError('E_BAD_REQUEST', finished.error || 'upload failed');

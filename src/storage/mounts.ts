@@ -153,6 +153,7 @@ export class MountRegistry {
       }
     }
     if (kept) record.addition = JSON.stringify(next);
+    record.options ??= existing.record.options;
     if (this.mounts.some((m) => m !== existing && m.record.mountPath === record.mountPath)) {
       throw new FerryError('E_EXISTS', `a storage is already mounted at ${record.mountPath}`);
     }
@@ -180,6 +181,47 @@ export class MountRegistry {
     });
   }
 
+  /**
+   * AList's storage enable/disable. Disabling stores the flag and closes the driver: from then on
+   * every path on the mount is refused (`E_NO_STORAGE`, "storage … is disabled") to requests and
+   * to tasks alike, until it is enabled again. That error is unrecoverable, so a task that starts
+   * or retries on the mount fails at once and can be retried once the storage is back. A task
+   * already running keeps the driver it holds: a remote one fails on its next request (the driver
+   * is closed, then the retry is refused); a Local one usually finishes, as closing a Local
+   * driver ends nothing it uses. (Failing running tasks at once would need the runner to know which
+   * mounts a task uses; AList does no better: it drops the driver under them.)
+   * Enabling starts the driver first: one that cannot start leaves the storage disabled and the
+   * error is thrown. `E_BAD_REQUEST` when the storage already is in that state (as AList
+   * answers), `E_NOT_FOUND` for an unknown id.
+   */
+  async setDisabled(id: number, disabled: boolean): Promise<Mount> {
+    const existing = this.byId(id);
+    if (!existing) throw new FerryError('E_NOT_FOUND', 'storage not found');
+    const { id: _id, modified: _modified, ...record } = existing.record;
+    if (record.disabled === disabled) {
+      throw new FerryError(
+        'E_BAD_REQUEST',
+        `storage ${record.mountPath} is already ${disabled ? 'disabled' : 'enabled'}`,
+      );
+    }
+    return this.update(id, { ...record, disabled });
+  }
+
+  /**
+   * AList's `load_all`: stop every driver and start each stored storage again, all at once (a
+   * storage whose server was down comes back once it answers). This process only: on a shared
+   * store the other nodes keep their drivers. A storage that cannot start is kept with its error
+   * as `status`, as at start-up.
+   */
+  reloadAll(): Promise<void> {
+    return this.exclusive(async () => {
+      const records = await this.store.list();
+      await Promise.allSettled(this.mounts.map((m) => m.driver?.close()));
+      this.mounts = await Promise.all(records.map((r) => this.start(r)));
+      this.sort();
+    });
+  }
+
   /** The mount holding `virtualPath` (already normalised). `E_NO_STORAGE` when none does. */
   resolve(virtualPath: string): Resolved {
     let best: Mount | undefined;
@@ -192,8 +234,15 @@ export class MountRegistry {
       }
     }
     if (!best) throw new FerryError('E_NO_STORAGE', `no storage is mounted at ${virtualPath}`);
-    if (!best.driver)
-      throw new FerryError('E_NO_STORAGE', `storage ${best.record.mountPath} is not working: ${best.status}`);
+    if (!best.driver) {
+      const mp = best.record.mountPath;
+      // A disabled mount still owns its paths: falling through to a mount above it would read or
+      // write the wrong storage.
+      throw new FerryError(
+        'E_NO_STORAGE',
+        best.record.disabled ? `storage ${mp} is disabled` : `storage ${mp} is not working: ${best.status}`,
+      );
+    }
     return {
       mount: best,
       driver: best.driver,
@@ -202,10 +251,14 @@ export class MountRegistry {
     };
   }
 
-  /** Names of virtual folders directly below `virtualPath` that lead to mounts (for listing `/`). */
+  /**
+   * Names of virtual folders directly below `virtualPath` that lead to mounts (for listing `/`).
+   * Disabled mounts are left out, as AList hides them.
+   */
   virtualChildren(virtualPath: string): string[] {
     const names = new Set<string>();
     for (const m of this.mounts) {
+      if (m.record.disabled) continue;
       const mp = m.record.mountPath;
       if (mp !== virtualPath && isWithin(mp, virtualPath)) {
         const rest = relativeTo(mp, virtualPath).split('/')[1];
@@ -273,7 +326,8 @@ function sameRecord(a: StorageRecord, b: StorageRecord): boolean {
     a.addition === b.addition &&
     a.order === b.order &&
     a.remark === b.remark &&
-    a.disabled === b.disabled
+    a.disabled === b.disabled &&
+    JSON.stringify(a.options) === JSON.stringify(b.options)
   );
 }
 

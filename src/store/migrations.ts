@@ -123,6 +123,15 @@ const MIGRATIONS: Migration[] = [
       .addColumn('interruptions', 'integer', (c) => c.notNull().defaultTo(0))
       .execute();
   },
+  // 3: taken by the users migration of the auth branch; empty here until the branches meet
+  async () => undefined,
+  // 4: AList's storage settings beyond the driver's own (cache, proxy, sort, sign), kept as JSON
+  async (db) => {
+    await db.schema
+      .alterTable('storages')
+      .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
+      .execute();
+  },
 ];
 
 /**

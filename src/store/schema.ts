@@ -61,6 +61,8 @@ export interface StoragesTable {
   remark: string;
   disabled: number;
   modified: number;
+  /** AList's common storage fields ferry keeps but does not act on (`StorageOptions`), as JSON. */
+  options: string;
 }
 
 export interface MetaTable {

@@ -5,9 +5,10 @@ import { FerryError } from '../../errors.ts';
 import { isSecretSetting, type Mount } from '../../storage/mounts.ts';
 import type { NewStorage } from '../../store/mount-store.ts';
 import { principalOf } from '../context.ts';
+import { driverInfo, driverNames } from './driver-info.ts';
 import { ok, sendError } from './envelope.ts';
 
-/** A storage in AList's shape, with secret settings blanked. */
+/** A storage in AList's shape (`model.Storage`: every field AList's clients read), with secret settings blanked. */
 export function storageView(m: Mount) {
   let addition: Record<string, unknown> = {};
   try {
@@ -16,16 +17,29 @@ export function storageView(m: Mount) {
     // stored settings are validated on write; show nothing rather than fail
   }
   for (const key of Object.keys(addition)) if (isSecretSetting(key)) addition[key] = '';
+  const o = m.record.options;
   return {
     id: m.record.id,
     mount_path: m.record.mountPath,
-    driver: m.record.driver,
-    addition: JSON.stringify(addition),
     order: m.record.order,
-    remark: m.record.remark,
-    disabled: m.record.disabled,
+    driver: m.record.driver,
+    cache_expiration: o.cacheExpiration,
+    custom_cache_policies: o.customCachePolicies,
     status: m.status,
+    addition: JSON.stringify(addition),
+    remark: m.record.remark,
     modified: new Date(m.record.modified).toISOString(),
+    disabled: m.record.disabled,
+    disable_index: o.disableIndex,
+    enable_sign: o.enableSign,
+    order_by: o.orderBy,
+    order_direction: o.orderDirection,
+    extract_folder: o.extractFolder,
+    web_proxy: o.webProxy,
+    webdav_policy: o.webdavPolicy,
+    proxy_range: o.proxyRange,
+    down_proxy_url: o.downProxyUrl,
+    disable_proxy_sign: o.disableProxySign,
   };
 }
 
@@ -34,6 +48,11 @@ async function requireAdmin(request: FastifyRequest): Promise<void> {
   if (!isAdmin(p)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
 }
 
+/**
+ * A storage as AList's clients send it (the OpenList form, its backups, alist-sdk). Fields ferry
+ * does not know (`id`, `status`, `modified`, …) are passed over; a known field of the wrong type
+ * is `E_BAD_REQUEST`; a missing or null one takes its zero value, as AList's binding does.
+ */
 function storageInput(body: unknown): NewStorage {
   const b = (body ?? {}) as Record<string, unknown>;
   if (typeof b.mount_path !== 'string') throw new FerryError('E_BAD_REQUEST', 'mount_path must be a string');
@@ -44,13 +63,38 @@ function storageInput(body: unknown): NewStorage {
       : typeof b.addition === 'string'
         ? b.addition
         : JSON.stringify(b.addition);
+  const field = <T extends number | string | boolean>(key: string, zero: T): T => {
+    const value = b[key];
+    if (value === undefined || value === null) return zero;
+    const fits = typeof zero === 'number' ? Number.isInteger(value) : typeof value === typeof zero;
+    if (!fits) {
+      const kind =
+        typeof zero === 'number' ? 'an integer' : typeof zero === 'boolean' ? 'true or false' : 'a string';
+      throw new FerryError('E_BAD_REQUEST', `${key} must be ${kind}`);
+    }
+    return value as T;
+  };
   return {
     mountPath: b.mount_path,
     driver: b.driver,
     addition,
-    order: typeof b.order === 'number' && Number.isInteger(b.order) ? b.order : 0,
-    remark: typeof b.remark === 'string' ? b.remark : '',
-    disabled: b.disabled === true,
+    order: field('order', 0),
+    remark: field('remark', ''),
+    disabled: field('disabled', false),
+    options: {
+      cacheExpiration: field('cache_expiration', 0),
+      customCachePolicies: field('custom_cache_policies', ''),
+      webProxy: field('web_proxy', false),
+      webdavPolicy: field('webdav_policy', ''),
+      proxyRange: field('proxy_range', false),
+      downProxyUrl: field('down_proxy_url', ''),
+      disableProxySign: field('disable_proxy_sign', false),
+      orderBy: field('order_by', ''),
+      orderDirection: field('order_direction', ''),
+      extractFolder: field('extract_folder', ''),
+      disableIndex: field('disable_index', false),
+      enableSign: field('enable_sign', false),
+    },
   };
 }
 
@@ -79,9 +123,14 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
       },
     });
 
-  route('GET', '/api/admin/storage/list', async () => {
+  // AList pages this list with `page` and `per_page`; without them it is whole.
+  route('GET', '/api/admin/storage/list', async (request) => {
     const all = mounts.all();
-    return { content: all.map(storageView), total: all.length };
+    const q = request.query as { page?: string; per_page?: string };
+    const perPage = Math.max(0, Math.trunc(Number(q.per_page)) || 0);
+    const page = Math.max(1, Math.trunc(Number(q.page)) || 1);
+    const shown = perPage ? all.slice((page - 1) * perPage, page * perPage) : all;
+    return { content: shown.map(storageView), total: all.length };
   });
   route('GET', '/api/admin/storage/get', async (request) => {
     const m = mounts.byId(idParam(request));
@@ -98,6 +147,32 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
   route('POST', '/api/admin/storage/delete', async (request) => {
     await mounts.delete(idParam(request));
     return null;
+  });
+  route('POST', '/api/admin/storage/enable', async (request) => {
+    await mounts.setDisabled(idParam(request), false);
+    return null;
+  });
+  route('POST', '/api/admin/storage/disable', async (request) => {
+    await mounts.setDisabled(idParam(request), true);
+    return null;
+  });
+  // AList answers at once and loads in the background; ferry answers once every storage has
+  // started (or failed to), so the list right after shows each one's status.
+  route('POST', '/api/admin/storage/load_all', async () => {
+    await mounts.reloadAll();
+    return null;
+  });
+
+  // The Add Storage form: each driver's fields in AList's driver-info shape.
+  route('GET', '/api/admin/driver/list', async () =>
+    Object.fromEntries(driverNames().map((name) => [name, driverInfo(name)])),
+  );
+  route('GET', '/api/admin/driver/names', async () => driverNames());
+  route('GET', '/api/admin/driver/info', async (request) => {
+    const name = (request.query as { driver?: string }).driver ?? '';
+    const info = driverInfo(name);
+    if (!info) throw new FerryError('E_NOT_FOUND', `driver [${name}] not found`);
+    return info;
   });
 
   // Worker limits per task kind, changeable while running: {"copy": 8, "upload": 2}.

@@ -8,6 +8,7 @@ import { TASK_STATES, type TaskState } from '../../tasks/model.ts';
 import type { TaskService } from '../../tasks/service.ts';
 import { principalOf } from '../context.ts';
 import { ok, sendError } from './envelope.ts';
+import { flavourOf } from './flavour.ts';
 import { alistTask } from './task-view.ts';
 
 type Method = 'GET' | 'POST';
@@ -24,9 +25,14 @@ interface ActionArgs {
 const ACTIONS: Record<string, { method: Method; run: (a: ActionArgs) => Promise<unknown> }> = {
   info: {
     method: 'POST',
-    // The seed's reply for info is a one-element array.
-    run: async ({ tasks, principal, request, kind }) =>
-      ok([alistTask(await tasks.get(principal, query(request).tid, kind), { withFailures: true })]),
+    // The seed's reply for info is a one-element array; today's AList answers the task itself.
+    run: async ({ tasks, principal, request, kind }) => {
+      const flavour = flavourOf(request);
+      const task = alistTask(await tasks.get(principal, query(request).tid, kind), flavour, {
+        withFailures: true,
+      });
+      return ok(flavour === 'current' ? task : [task]);
+    },
   },
   done: { method: 'GET', run: (a) => listTasks(a, true) },
   undone: { method: 'GET', run: (a) => listTasks(a, false) },
@@ -96,7 +102,7 @@ export async function alistTaskRoutes(app: FastifyInstance): Promise<void> {
             per_page: { type: 'string' },
             limit: { type: 'string', description: 'done/undone: page size, with cursor' },
             cursor: { type: 'string', description: 'done/undone: X-Next-Cursor of the previous page' },
-            state: { type: 'string', description: 'done/undone: comma-separated states' },
+            state: { type: 'string', description: 'done/undone: comma-separated states (names or 0–9)' },
             creator: { type: 'string', description: 'done/undone: creator username (admins)' },
           },
         },
@@ -149,6 +155,7 @@ async function single(a: ActionArgs, action: (id: string) => Promise<void>) {
  */
 async function listTasks(a: ActionArgs, done: boolean) {
   const q = query(a.request);
+  const flavour = flavourOf(a.request);
   const filter: TaskFilter = { kinds: [a.kind], done };
   if (q.state) filter.states = parseStates(q.state);
   if (q.creator !== undefined) {
@@ -167,7 +174,7 @@ async function listTasks(a: ActionArgs, done: boolean) {
     });
     const last = tasks[tasks.length - 1];
     if (tasks.length === limit && last) a.reply.header('x-next-cursor', String(last.seq));
-    return ok(tasks.map((t) => alistTask(t)));
+    return ok(tasks.map((t) => alistTask(t, flavour)));
   }
   const pages = a.tasks.iterate(a.principal, filter, 'desc');
   // Pull the first page before answering, so a refused caller gets an error envelope, not a broken stream.
@@ -177,11 +184,11 @@ async function listTasks(a: ActionArgs, done: boolean) {
     let sep = '';
     if (!first.done) {
       for (const t of first.value) {
-        yield sep + JSON.stringify(alistTask(t));
+        yield sep + JSON.stringify(alistTask(t, flavour));
         sep = ',';
       }
       for await (const page of pages) {
-        yield page.map((t) => sep + JSON.stringify(alistTask(t))).join('');
+        yield page.map((t) => sep + JSON.stringify(alistTask(t, flavour))).join('');
         sep = ',';
       }
     }
@@ -190,13 +197,14 @@ async function listTasks(a: ActionArgs, done: boolean) {
   return a.reply.type('application/json; charset=utf-8').send(Readable.from(body()));
 }
 
+/** Comma-separated states, by name (`failed`) or by tache's number (`7`), in either flavour. */
 function parseStates(value: string): TaskState[] {
-  const states = value.split(',').map((s) => s.trim());
-  for (const s of states) {
-    if (!(TASK_STATES as readonly string[]).includes(s))
-      throw new FerryError('E_BAD_REQUEST', `unknown state "${s}"`);
-  }
-  return states as TaskState[];
+  return value.split(',').map((raw) => {
+    const s = raw.trim();
+    const state = /^\d$/.test(s) ? TASK_STATES[Number(s)] : TASK_STATES.find((name) => name === s);
+    if (!state) throw new FerryError('E_BAD_REQUEST', `unknown state "${s}"`);
+    return state;
+  });
 }
 
 function intParam(value: string, name: string, min: number, max: number): number {
