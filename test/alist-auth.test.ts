@@ -1,0 +1,423 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import SQLite from 'better-sqlite3';
+import { testDatabases } from './helpers/databases.ts';
+import { ADMIN_PASSWORD, type Harness, startHarness } from './helpers/harness.ts';
+
+/**
+ * Logins, logouts, profiles and users as today's AList clients use them: the OpenList web UI
+ * (hashed login, the profile page, the user edit form) and the Python SDKs (alist-sdk's `Me` and
+ * `User` models, alist3's hashed login and bodiless JSON POSTs).
+ */
+
+/** AList's static hash, as its clients compute it (spelled out here, not taken from src). */
+const hashOf = (password: string) =>
+  createHash('sha256').update(`${password}-https://github.com/alist-org/alist`).digest('hex');
+
+/** The one answer to every failed login. */
+const LOGIN_FAILED = { code: 400, message: 'password is incorrect or user does not exist', data: null };
+
+interface UserView {
+  id: number;
+  username: string;
+  password: string;
+  base_path: string;
+  role: number;
+  disabled: boolean;
+  permission: number;
+  sso_id: string;
+  allow_ldap: boolean;
+  otp: boolean;
+}
+
+describe('AList auth and users', () => {
+  let h: Harness;
+  /** The SQLite file under the harness, for what no API shows (a password set before migration 3). */
+  let db: SQLite.Database;
+  const loginHash = (username: string, password: string, extra: Record<string, unknown> = {}) =>
+    h.json<{ token: string }>('POST', '/api/auth/login/hash', { body: { username, password, ...extra } });
+  const me = (token: string | null) => h.json<UserView>('GET', '/api/me', { token });
+  const idOf = async (username: string) => {
+    const list = await h.json<{ content: UserView[] }>('GET', '/api/admin/user/list', {
+      token: h.adminToken,
+    });
+    return list.data.content.find((u) => u.username === username)?.id as number;
+  };
+
+  before(async () => {
+    h = await startHarness();
+    db = new SQLite(join(h.dataDir, 'ferry.db'));
+  });
+  after(async () => {
+    db?.close();
+    await h?.close();
+  });
+
+  it('logs in with the static hash, as the web UI and the SDKs do, with one answer for every failure', async () => {
+    const res = await loginHash('admin', hashOf(ADMIN_PASSWORD), { otp_code: '' });
+    assert.equal(res.code, 200, res.message);
+    assert.equal((await me(res.data.token)).data.username, 'admin');
+    // alist3 sends `otp_code: null`; hex in upper case is the same hash.
+    assert.equal((await loginHash('admin', hashOf(ADMIN_PASSWORD), { otp_code: null })).code, 200);
+    assert.equal((await loginHash('admin', hashOf(ADMIN_PASSWORD).toUpperCase())).code, 200);
+
+    await h.user('hana');
+    assert.equal((await loginHash('hana', hashOf('hana-pw'))).code, 200, 'a user created through the API');
+    const failures = [
+      await loginHash('admin', hashOf('wrong')),
+      await loginHash('admin', ADMIN_PASSWORD), // the password itself is not its hash
+      await loginHash('nobody', hashOf(ADMIN_PASSWORD)),
+      await loginHash('guest', hashOf('')),
+      await loginHash('admin', ''),
+    ];
+    await h.json('POST', '/api/admin/user/update', {
+      token: h.adminToken,
+      body: { id: await idOf('hana'), disabled: true },
+    });
+    failures.push(await loginHash('hana', hashOf('hana-pw')));
+    for (const failure of failures) assert.deepEqual(failure, LOGIN_FAILED);
+    // The plain login says the same.
+    assert.deepEqual(
+      await h.json('POST', '/api/auth/login', { body: { username: 'nobody', password: 'x' } }),
+      LOGIN_FAILED,
+    );
+    assert.equal((await loginHash('admin', 42 as unknown as string)).code, 400);
+  });
+
+  it('learns the static hash of a password set before it kept one at the next plain login', async () => {
+    await h.user('old');
+    // As migration 3 leaves a user whose password was set before it.
+    db.prepare("UPDATE users SET static_hash = '' WHERE username = 'old'").run();
+    assert.deepEqual(await loginHash('old', hashOf('old-pw')), LOGIN_FAILED);
+    assert.deepEqual(await loginHash('old', hashOf('')), LOGIN_FAILED);
+    await h.login('old', 'old-pw');
+    assert.equal((await loginHash('old', hashOf('old-pw'))).code, 200);
+    assert.deepEqual(await loginHash('old', hashOf('other')), LOGIN_FAILED);
+  });
+
+  it('keeps the hashed login in step with every password change, and a wrong plain login learns nothing', async () => {
+    const token = await h.user('pat');
+    const id = await idOf('pat');
+    // By the admin.
+    await h.json('POST', '/api/admin/user/update', { token: h.adminToken, body: { id, password: 'pat-2' } });
+    assert.deepEqual(await loginHash('pat', hashOf('pat-pw')), LOGIN_FAILED);
+    assert.equal((await loginHash('pat', hashOf('pat-2'))).code, 200);
+    assert.equal((await me(token)).code, 401, 'the old session ended');
+    // By the user itself.
+    const token2 = await h.login('pat', 'pat-2');
+    const upd = await h.json('POST', '/api/me/update', {
+      token: token2,
+      body: { username: 'pat', password: 'pat-3', sso_id: '' },
+    });
+    assert.deepEqual(upd, { code: 200, message: 'success', data: null });
+    assert.equal((await me(token2)).code, 401, 'a password change ends the sessions, as AList');
+    assert.deepEqual(await loginHash('pat', hashOf('pat-2')), LOGIN_FAILED);
+    assert.equal((await loginHash('pat', hashOf('pat-3'))).code, 200);
+    await h.login('pat', 'pat-3');
+    // A wrong plain password never becomes the static hash of a user who has none.
+    db.prepare("UPDATE users SET static_hash = '' WHERE username = 'pat'").run();
+    await assert.rejects(h.login('pat', 'not-pat'));
+    assert.deepEqual(await loginHash('pat', hashOf('not-pat')), LOGIN_FAILED);
+  });
+
+  it('answers /api/me with the fields of AList and its SDKs', async () => {
+    const token = await h.user('mia', { base_path: '/local/mia', permission: 0x48 });
+    const res = await me(token);
+    assert.deepEqual(res, {
+      code: 200,
+      message: 'success',
+      data: {
+        id: await idOf('mia'),
+        username: 'mia',
+        password: '',
+        base_path: '/local/mia',
+        role: 0,
+        disabled: false,
+        permission: 0x48,
+        sso_id: '',
+        allow_ldap: false,
+        otp: false,
+      },
+    });
+    assert.equal((await me(null)).code, 401, 'no token, guest disabled');
+  });
+
+  it('logs out exactly the token it is called with', async () => {
+    const first = await h.user('leo');
+    const second = await h.login('leo', 'leo-pw');
+    const out = await h.json('GET', '/api/auth/logout', { token: first });
+    assert.deepEqual(out, { code: 200, message: 'success', data: null });
+    assert.deepEqual(await me(first), { code: 401, message: 'token is invalidated', data: null });
+    assert.equal((await h.json('GET', '/api/task/copy/done', { token: first })).code, 401);
+    assert.equal((await h.json('GET', '/api/auth/logout', { token: first })).code, 401, 'already out');
+    assert.equal((await me(second)).data.username, 'leo', 'another session of the same user stays');
+    assert.equal((await h.json('GET', '/api/auth/logout', { token: `Bearer ${second}` })).code, 200);
+    assert.equal((await me(second)).code, 401);
+    assert.equal((await h.json('GET', '/api/auth/logout')).code, 401, 'no token: the disabled guest');
+    assert.equal((await h.json('GET', '/api/auth/logout', { token: 'forged.token.here' })).code, 401);
+  });
+
+  it('lets a user change its own name and password, and refuses guests and renaming admin', async () => {
+    const token = await h.user('ned');
+    const update = (t: string | null, body: unknown) => h.json('POST', '/api/me/update', { token: t, body });
+    assert.deepEqual(await update(token, { username: 'ned2', password: '', sso_id: '' }), {
+      code: 200,
+      message: 'success',
+      data: null,
+    });
+    assert.equal((await me(token)).code, 401, 'a renamed user logs in again, as with AList');
+    assert.equal((await loginHash('ned2', hashOf('ned-pw'))).code, 200, 'an empty password is unchanged');
+    const ned2 = await h.login('ned2', 'ned-pw');
+    assert.equal((await update(ned2, { username: 'admin', password: '' })).code, 403, 'name taken');
+    assert.equal((await update(ned2, { username: '', password: 'x' })).code, 400);
+    assert.equal((await update(ned2, [{ username: 'x' }])).code, 400);
+    assert.equal((await update(ned2, { password: 'x' })).code, 400, 'AList requires the username');
+    assert.equal((await me(ned2)).code, 200, 'refused updates change nothing');
+    const adminRename = await update(h.adminToken, { username: 'root', password: '' });
+    assert.equal(adminRename.code, 403);
+    assert.equal((await me(h.adminToken)).code, 200);
+
+    const guestId = await idOf('guest');
+    await h.json('POST', '/api/admin/user/update', {
+      token: h.adminToken,
+      body: { id: guestId, disabled: false },
+    });
+    try {
+      assert.equal((await me(null)).data.username, 'guest');
+      assert.deepEqual(await update(null, { username: 'intruder', password: 'x' }), {
+        code: 403,
+        message: 'Guest user can not update profile',
+        data: null,
+      });
+      assert.equal((await h.json('GET', '/api/me/sshkey/list')).code, 401, 'AList refuses a guest here');
+    } finally {
+      await h.json('POST', '/api/admin/user/update', {
+        token: h.adminToken,
+        body: { id: guestId, disabled: true },
+      });
+    }
+  });
+
+  it('lists no SSH keys, in AList’s shape', async () => {
+    const token = await h.user('sky');
+    const empty = { code: 200, message: 'success', data: { content: [], total: 0 } };
+    assert.deepEqual(await h.json('GET', '/api/me/sshkey/list', { token }), empty);
+    const id = await idOf('sky');
+    assert.deepEqual(
+      await h.json('GET', `/api/admin/user/sshkey/list?uid=${id}`, { token: h.adminToken }),
+      empty,
+    );
+    assert.equal(
+      (await h.json('GET', '/api/admin/user/sshkey/list?uid=99999', { token: h.adminToken })).code,
+      404,
+    );
+    assert.equal(
+      (await h.json('GET', '/api/admin/user/sshkey/list?uid=x', { token: h.adminToken })).code,
+      400,
+    );
+    assert.equal((await h.json('GET', `/api/admin/user/sshkey/list?uid=${id}`, { token })).code, 403);
+    const add = await h.json('POST', '/api/me/sshkey/add', {
+      token,
+      body: { title: 'k', key: 'ssh-ed25519 AAAA' },
+    });
+    assert.equal(add.code, 400);
+    assert.match(add.message, /no SFTP server/);
+  });
+
+  it('gets a user for the edit form, and saving the whole form back changes only what was edited', async () => {
+    await h.user('eve', { base_path: '/local/eve' });
+    const id = await idOf('eve');
+    const got = await h.json<UserView>('GET', `/api/admin/user/get?id=${id}`, { token: h.adminToken });
+    assert.deepEqual(got.data, {
+      id,
+      username: 'eve',
+      password: '',
+      base_path: '/local/eve',
+      role: 0,
+      disabled: false,
+      permission: 0xfc,
+      sso_id: '',
+      allow_ldap: false,
+      otp: false,
+    });
+    // What the web UI's form posts: the user as it got it, with the edited fields.
+    const saved = await h.json<UserView>('POST', '/api/admin/user/update', {
+      token: h.adminToken,
+      body: { ...got.data, base_path: '/local/eve2', permission: 0x8 },
+    });
+    assert.equal(saved.code, 200, saved.message);
+    const again = await h.json<UserView>('GET', `/api/admin/user/get?id=${id}`, { token: h.adminToken });
+    assert.deepEqual([again.data.base_path, again.data.permission], ['/local/eve2', 0x8]);
+    assert.ok(await h.login('eve', 'eve-pw'), 'password: "" left the password as it was');
+
+    assert.deepEqual(await h.json('GET', '/api/admin/user/get?id=99999', { token: h.adminToken }), {
+      code: 404,
+      message: 'user not found',
+      data: null,
+    });
+    for (const bad of ['x', '', '-1', '1.5', '0'])
+      assert.equal((await h.json('GET', `/api/admin/user/get?id=${bad}`, { token: h.adminToken })).code, 400);
+    assert.equal((await h.json('GET', '/api/admin/user/get', { token: h.adminToken })).code, 400);
+    assert.equal(
+      (await h.json('GET', `/api/admin/user/get?id=${id}`, { token: await h.user('nosy') })).code,
+      403,
+    );
+
+    // The built-in users saved through the same form.
+    const form = async (username: string) =>
+      (
+        await h.json<UserView>('GET', `/api/admin/user/get?id=${await idOf(username)}`, {
+          token: h.adminToken,
+        })
+      ).data;
+    const post = (body: unknown) => h.json('POST', '/api/admin/user/update', { token: h.adminToken, body });
+    const admin = await form('admin');
+    assert.equal((await post(admin)).code, 200, 'the admin saved unchanged');
+    assert.equal((await post({ ...admin, disabled: true })).code, 403);
+    assert.equal((await post({ ...admin, role: 0 })).code, 403);
+    assert.equal((await post({ ...admin, username: 'boss' })).code, 403);
+    const guest = await form('guest');
+    assert.equal((await post({ ...guest, username: 'visitor' })).code, 403);
+    assert.equal((await post({ ...guest, role: 0 })).code, 403);
+    assert.equal((await post({ ...guest, base_path: '/local' })).code, 200);
+    assert.equal((await form('guest')).base_path, '/local');
+    assert.equal((await me(h.adminToken)).code, 200);
+  });
+
+  it('lists users with AList’s fields, a page at a time when asked', async () => {
+    const list = (query = '') =>
+      h.json<{ content: UserView[]; total: number }>('GET', `/api/admin/user/list${query}`, {
+        token: h.adminToken,
+      });
+    const all = await list();
+    assert.equal(all.data.total, all.data.content.length);
+    assert.ok(all.data.total >= 3);
+    for (const u of all.data.content) {
+      assert.deepEqual(Object.keys(u).sort(), [
+        'allow_ldap',
+        'base_path',
+        'disabled',
+        'id',
+        'otp',
+        'password',
+        'permission',
+        'role',
+        'sso_id',
+        'username',
+      ]);
+      assert.equal(u.password, '');
+    }
+    const ids = all.data.content.map((u) => u.id);
+    const page2 = await list('?page=2&per_page=2');
+    assert.deepEqual(
+      page2.data.content.map((u) => u.id),
+      ids.slice(2, 4),
+    );
+    assert.equal(page2.data.total, all.data.total);
+    assert.deepEqual(
+      (await list('?page=0&per_page=1')).data.content.map((u) => u.id),
+      ids.slice(0, 1),
+    );
+    assert.equal((await list('?per_page=0')).data.content.length, ids.length, 'per_page below 1: all');
+    assert.equal((await list('?page=99999999999&per_page=99999999999')).data.content.length, 0);
+    assert.equal((await list('?page=x')).code, 400);
+    assert.equal((await list('?per_page=1.5')).code, 400);
+  });
+
+  it('takes an empty JSON body as no body in every dialect, and still refuses malformed JSON', async () => {
+    const empty = (url: string, token: string | null = h.adminToken, headers: Record<string, string> = {}) =>
+      h.call('POST', url, {
+        token,
+        body: '',
+        headers: { 'content-type': 'application/json', ...headers },
+      });
+    const alist = await empty('/api/task/copy/clear_done');
+    assert.deepEqual(alist.json(), { code: 200, message: 'success', data: null });
+    const info = await empty('/api/task/copy/info?tid=nope');
+    assert.equal(info.json().code, 404);
+    const login = await empty('/api/auth/login/hash', null);
+    assert.deepEqual(login.json(), {
+      code: 400,
+      message: 'username and password must be strings',
+      data: null,
+    });
+    const userDelete = await empty('/api/admin/user/delete?id=99999');
+    assert.deepEqual(userDelete.json(), { code: 400, message: 'user not found', data: null });
+    const current = await empty('/@openlist/api/task/copy/clear_succeeded');
+    assert.equal(current.json().code, 200);
+    const efile = await empty('/efile/openapi/v2/file/task/list', null, { token: h.adminToken });
+    assert.equal(efile.statusCode, 200);
+    assert.doesNotMatch(efile.body, /Body cannot be empty|FST_ERR/);
+    // Whitespace is no body either; anything else must be JSON.
+    assert.equal(
+      (
+        await h.call('POST', '/api/task/copy/clear_done', {
+          token: h.adminToken,
+          body: ' \r\n',
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+        })
+      ).json().code,
+      200,
+    );
+    for (const body of ['{', 'nul', '{"__proto__": {"x": 1}}']) {
+      const res = await h.call('POST', '/api/task/copy/clear_done', {
+        token: h.adminToken,
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
+      assert.equal(res.statusCode, 200, body);
+      assert.equal(res.json().code, 400, body);
+    }
+  });
+});
+
+const postgres = (await testDatabases()).find((d) => d.dialect === 'postgres');
+
+describe('logout on two nodes of one PostgreSQL store', {
+  skip: postgres ? false : 'PostgreSQL unreachable',
+}, () => {
+  let a: Harness;
+  let b: Harness;
+  let drop: () => Promise<void>;
+  before(async () => {
+    if (!postgres) return;
+    const db = await postgres.create();
+    drop = db.drop;
+    a = await startHarness({ databaseUrl: db.url });
+    b = await startHarness({ databaseUrl: db.url });
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await drop?.();
+  });
+
+  it('refuses a token logged out on one node on the other at once, though that node had just accepted it', async () => {
+    const login = await a.json<{ token: string }>('POST', '/api/auth/login/hash', {
+      body: { username: 'admin', password: hashOf(ADMIN_PASSWORD), otp_code: '' },
+    });
+    assert.equal(login.code, 200, login.message);
+    const token = login.data.token;
+    const other = await b.login('admin', ADMIN_PASSWORD);
+    for (const node of [a, b]) assert.equal((await node.json('GET', '/api/me', { token })).code, 200);
+    assert.equal((await a.json('GET', '/api/auth/logout', { token })).code, 200);
+    for (const node of [b, a])
+      assert.deepEqual(await node.json('GET', '/api/me', { token }), {
+        code: 401,
+        message: 'token is invalidated',
+        data: null,
+      });
+    for (const node of [a, b]) assert.equal((await node.json('GET', '/api/me', { token: other })).code, 200);
+    // A password set through one node is the one the other checks, in both logins.
+    const mid = await a.user('mid');
+    const id = (await a.json<UserView>('GET', '/api/me', { token: mid })).data.id;
+    await a.json('POST', '/api/admin/user/update', { token: a.adminToken, body: { id, password: 'mid-2' } });
+    const hashed = await b.json('POST', '/api/auth/login/hash', {
+      body: { username: 'mid', password: hashOf('mid-2') },
+    });
+    assert.equal(hashed.code, 200);
+    assert.equal((await b.json('GET', '/api/me', { token: mid })).code, 401);
+  });
+});
