@@ -121,6 +121,18 @@ interface UploadTarget {
   path: string;
   asTask: boolean;
   overwrite: boolean;
+  /** The file's modification time (ms) from `Last-Modified`, when given. */
+  modified: number | undefined;
+}
+
+/**
+ * AList's `Last-Modified` upload header: the file's modification time in ms since the epoch, as
+ * its clients send it (a number, not an HTTP date). Anything else is ignored, as AList ignores it:
+ * the file then gets the time it is written.
+ */
+function lastModifiedOf(request: FastifyRequest): number | undefined {
+  const header = request.headers['last-modified'];
+  return typeof header === 'string' && /^\d{1,15}$/.test(header.trim()) ? Number(header.trim()) : undefined;
 }
 
 async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
@@ -144,6 +156,7 @@ async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
     asTask: String(request.headers['as-task']).toLowerCase() === 'true',
     // AList overwrites unless told `Overwrite: false`.
     overwrite: String(request.headers.overwrite ?? 'true').toLowerCase() !== 'false',
+    modified: lastModifiedOf(request),
   };
 }
 
@@ -172,7 +185,11 @@ async function accept(
         id,
         kind: 'upload',
         name: `upload ${baseName(target.path)} to ${bracketed(dst.mountPath, parentPath(dst.path))}`,
-        payload: { dst: target.path, overwrite: target.overwrite },
+        payload: {
+          dst: target.path,
+          overwrite: target.overwrite,
+          ...(target.modified !== undefined && { modified: target.modified }),
+        },
         totalBytes: size,
         totalFiles: 1,
       },
