@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import SQLite from 'better-sqlite3';
+import { SignJWT } from 'jose';
+import pino from 'pino';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { startCore } from '../src/core.ts';
 import { testDatabases } from './helpers/databases.ts';
 import { ADMIN_PASSWORD, type Harness, startHarness } from './helpers/harness.ts';
 
@@ -369,6 +376,69 @@ describe('AList auth and users', () => {
       });
       assert.equal(res.statusCode, 200, body);
       assert.equal(res.json().code, 400, body);
+    }
+  });
+});
+
+describe('a store made before migration 3', () => {
+  let dataDir: string;
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'ferry-upgrade-'));
+  });
+  after(() => rm(dataDir, { recursive: true, force: true }));
+
+  it('upgrades: passwords stand, hashed logins start at the next plain login, old tokens can log out', async () => {
+    const config = await loadConfig({ FERRY_DATA_DIR: dataDir, FERRY_ADMIN_PASSWORD: 'set-long-ago' });
+    await (await startCore(config, pino({ level: 'silent' }), { runWorkers: false })).close();
+    // Back to what migrations 1 and 2 made, and a token as ferry issued them then (no jti).
+    const db = new SQLite(join(dataDir, 'ferry.db'));
+    db.exec(`DROP TABLE revoked_tokens;
+      ALTER TABLE users DROP COLUMN static_hash;
+      DELETE FROM ferry_migrations WHERE version = 3;`);
+    const { value: secret } = db.prepare("SELECT value FROM meta WHERE key = 'token_secret'").get() as {
+      value: string;
+    };
+    const { password_ts } = db.prepare("SELECT password_ts FROM users WHERE username = 'admin'").get() as {
+      password_ts: number;
+    };
+    db.close();
+    const oldToken = await new SignJWT({ username: 'admin', pwd_ts: Number(password_ts) })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(Buffer.from(secret, 'base64url'));
+
+    const core = await startCore(config, pino({ level: 'silent' }), { runWorkers: false });
+    const app = await buildApp(core);
+    try {
+      const call = async (method: 'GET' | 'POST', url: string, token?: string, body?: unknown) =>
+        (
+          await app.inject({
+            method,
+            url,
+            headers: token ? { authorization: token } : {},
+            ...(body !== undefined && { payload: body as Record<string, unknown> }),
+          })
+        ).json() as { code: number; message: string; data: { token?: string; username?: string } };
+      assert.equal((await call('GET', '/api/me', oldToken)).data.username, 'admin', 'the old token works');
+      const hashed = { username: 'admin', password: hashOf('set-long-ago') };
+      assert.deepEqual(await call('POST', '/api/auth/login/hash', undefined, hashed), LOGIN_FAILED);
+      const plain = await call('POST', '/api/auth/login', undefined, {
+        username: 'admin',
+        password: 'set-long-ago',
+      });
+      assert.equal(plain.code, 200, 'the password set before the upgrade');
+      assert.equal((await call('POST', '/api/auth/login/hash', undefined, hashed)).code, 200);
+      assert.equal((await call('GET', '/api/auth/logout', oldToken)).code, 200);
+      assert.equal(
+        (await call('GET', '/api/me', oldToken)).code,
+        401,
+        'an old token is logged out by its digest',
+      );
+      assert.equal((await call('GET', '/api/me', plain.data.token)).code, 200);
+    } finally {
+      await app.close();
+      await core.close();
     }
   });
 });
