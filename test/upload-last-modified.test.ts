@@ -121,7 +121,15 @@ describe('an upload’s Last-Modified', () => {
   });
 
   it('ignores a value that is not a time in ms, as AList does: the file gets the time it is written', async () => {
-    for (const bad of ['yesterday', '-5', '1.5e12', 'Tue, 18 May 2021 08:30:15 GMT', '', '9'.repeat(30)]) {
+    for (const bad of [
+      'yesterday',
+      '-5',
+      '1.5e12',
+      'Tue, 18 May 2021 08:30:15 GMT',
+      '',
+      '9'.repeat(30),
+      '4294967296000',
+    ]) {
       const before = Date.now() - 2000;
       const got = await uploaded('put', '/local/lm/bad.bin', { 'last-modified': bad });
       const at = Date.parse(got.modified);

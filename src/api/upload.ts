@@ -126,13 +126,22 @@ interface UploadTarget {
 }
 
 /**
+ * The latest `Last-Modified` taken (ms): SFTP keeps times as 32-bit seconds, so 2106 is as far as
+ * every driver that sets times can go.
+ */
+const LATEST_MODIFIED = 0xffffffff * 1000;
+
+/**
  * AList's `Last-Modified` upload header: the file's modification time in ms since the epoch, as
- * its clients send it (a number, not an HTTP date). Anything else is ignored, as AList ignores it:
- * the file then gets the time it is written.
+ * its clients send it (a number, not an HTTP date). Anything else, or a time past
+ * `LATEST_MODIFIED`, is ignored, as AList ignores what it cannot parse: the file then gets the time
+ * it is written.
  */
 function lastModifiedOf(request: FastifyRequest): number | undefined {
   const header = request.headers['last-modified'];
-  return typeof header === 'string' && /^\d{1,15}$/.test(header.trim()) ? Number(header.trim()) : undefined;
+  const text = typeof header === 'string' ? header.trim() : '';
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
+  return ms <= LATEST_MODIFIED ? ms : undefined;
 }
 
 async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
