@@ -380,6 +380,31 @@ describe('AList auth and users', () => {
   });
 });
 
+describe('logged-out tokens', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ tokenExpiresHours: 1 / 3600 });
+  });
+  after(() => h?.close());
+
+  it('are forgotten once they would have expired anyway', async () => {
+    const db = new SQLite(join(h.dataDir, 'ferry.db'));
+    try {
+      const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM revoked_tokens').get() as { n: number }).n;
+      const first = await h.login('admin', ADMIN_PASSWORD);
+      assert.equal((await h.json('GET', '/api/auth/logout', { token: first })).code, 200);
+      assert.equal(rows(), 1);
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      const second = await h.login('admin', ADMIN_PASSWORD);
+      assert.equal((await h.json('GET', '/api/auth/logout', { token: second })).code, 200);
+      assert.equal(rows(), 1, 'the first, expired, was pruned by the second logout');
+      assert.equal((await h.json('GET', '/api/me', { token: first })).code, 401, 'and it stays refused');
+    } finally {
+      db.close();
+    }
+  });
+});
+
 describe('a store made before migration 3', () => {
   let dataDir: string;
   before(async () => {
