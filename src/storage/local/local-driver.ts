@@ -208,7 +208,8 @@ export class LocalDriver implements Driver {
         ...(options.signal && { signal: options.signal }),
       });
       // Before the fsync, which then flushes the time with the bytes.
-      if (options.modified !== undefined) await utimes(temp, options.modified / 1000, options.modified / 1000);
+      if (options.modified !== undefined)
+        await utimes(temp, options.modified / 1000, options.modified / 1000);
       if (options.sync !== false) await fsyncFile(temp);
       // A cancel that lands after the last byte still cancels: the task will say "canceled".
       options.signal?.throwIfAborted();
