@@ -31,6 +31,19 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   app.decorateRequest('principal', null);
   app.decorateRequest('alistFlavour', 'seed');
 
+  // An empty body sent as `Content-Type: application/json` is no body, as AList takes it (the
+  // alist3 SDK sends that header with every request, bodiless POSTs included); Fastify alone would
+  // refuse it as invalid JSON. Every other body is parsed by Fastify's own parser, so malformed
+  // JSON and prototype poisoning are still a 400. Registered before the routes, so every dialect
+  // inherits it.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') done(null, undefined);
+    else parseJson(request, text, done);
+  });
+
   app.setErrorHandler((err, request, reply) => {
     const envelope = errorEnvelope(err);
     if (envelope.code >= 500) request.log.error({ err }, 'request failed');

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CURRENT_PREFIX } from '../src/api/alist/flavour.ts';
-import { type Harness, startHarness } from './helpers/harness.ts';
+import { ADMIN_PASSWORD, type Harness, startHarness } from './helpers/harness.ts';
 
 /**
  * Every route the server has, found by asking Fastify (so a new route is covered without a
@@ -137,6 +137,16 @@ const REQUESTS_PER_ROUTE = 100;
  */
 const TEMPLATES: Record<string, { body?: unknown; query?: Record<string, string> }> = {
   '/api/auth/login': { body: { username: 'fuzzed', password: 'fuzzed-pw' } },
+  '/api/auth/login/hash': {
+    body: {
+      username: 'fuzzed',
+      password: 'd6e2f4c2a4b1f0e1c1a5b1e3d2c4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0',
+      otp_code: '',
+    },
+  },
+  '/api/admin/user/get': { query: { id: '2' } },
+  '/api/admin/user/list': { query: { page: '1', per_page: '10' } },
+  '/api/admin/user/sshkey/list': { query: { uid: '2' } },
   '/api/admin/user/create': {
     body: { username: 'u1', password: 'p', role: 0, permission: 0xfc, base_path: '/', disabled: false },
   },
@@ -241,11 +251,18 @@ function seeded(seed: number): () => number {
  */
 function routesOf(h: Harness): { method: 'GET' | 'POST' | 'PUT'; url: string }[] {
   const routes: { method: 'GET' | 'POST' | 'PUT'; url: string }[] = [];
+  // A route whose path extends another's is printed under it (`/api/me` then `│   ├── /update`):
+  // its path is its parents' and its own, one level per four characters of indent.
+  const parents: string[] = [];
   for (const line of h.app.printRoutes({ commonPrefix: false }).split('\n')) {
-    const m = line.match(/([/*]\S*) \(([A-Z, ]+)\)/);
-    if (!m?.[1] || !m[2] || m[1].startsWith(CURRENT_PREFIX)) continue;
-    for (const method of m[2].split(', '))
-      if (method === 'GET' || method === 'POST' || method === 'PUT') routes.push({ method, url: m[1] });
+    const m = line.match(/^([│ ]*)[├└]── ([/*]\S*)(?: \(([A-Z, ]+)\))?/);
+    if (!m?.[2]) continue;
+    parents.length = (m[1] ?? '').length / 4;
+    parents.push(m[2]);
+    const url = parents.join('');
+    if (!m[3] || url.startsWith(CURRENT_PREFIX)) continue;
+    for (const method of m[3].split(', '))
+      if (method === 'GET' || method === 'POST' || method === 'PUT') routes.push({ method, url });
   }
   return routes;
 }
@@ -379,7 +396,11 @@ describe('every route under malformed input', () => {
           headers['file-path'] = encodeURIComponent(String(pick(VALUES)).slice(0, 300));
           if (random() < 0.5) headers['as-task'] = 'true';
         }
-        const token = pick([h.adminToken, h.adminToken, userToken, userToken, null, 'not-a-token']);
+        let token = pick([h.adminToken, h.adminToken, userToken, userToken, null, 'not-a-token']);
+        // A logout would end the session every later request of this test rides on: log out a
+        // session of its own instead.
+        if (route.url === '/api/auth/logout' && token !== null && token !== 'not-a-token')
+          token = await h.login('admin', ADMIN_PASSWORD);
         await send(route, fillPath(route.url), query, body, token, headers);
       }
     }

@@ -21,8 +21,12 @@ export async function principalOf(
   header = request.headers.authorization,
 ): Promise<Principal> {
   if (request.principal) return request.principal;
-  const raw = Array.isArray(header) ? header[0] : header;
-  const token = raw?.replace(/^Bearer[\s+]+/i, '').trim() || undefined;
-  request.principal = await request.server.core.auth.authenticate(token);
+  request.principal = await request.server.core.auth.authenticate(tokenOf(header));
   return request.principal;
+}
+
+/** The token in an `Authorization` header value (see `principalOf`), or undefined for none. */
+export function tokenOf(header: string | string[] | undefined): string | undefined {
+  const raw = Array.isArray(header) ? header[0] : header;
+  return raw?.replace(/^Bearer[\s+]+/i, '').trim() || undefined;
 }

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { nanoid } from 'nanoid';
 import { can, isGuest, type Principal } from '../auth/roles.ts';
 import { FerryError } from '../errors.ts';
@@ -21,6 +21,16 @@ import { bracketed } from './task-specs.ts';
 const SYNC_UPLOAD_WAIT_MS = 10 * 60_000;
 
 /**
+ * The most of an unread body drained after an early reply (see `settleUnreadBody`) so that the
+ * connection can carry the client's next request. A longer body closes the connection instead:
+ * reading megabytes only to throw them away costs more than a new connection. (Go's net/http, and
+ * so AList, drains 256 KiB.)
+ */
+const DRAIN_BYTES = 4 << 20;
+/** How long that draining may take before the connection is closed anyway (a stalled client). */
+const DRAIN_MS = 5_000;
+
+/**
  * `PUT /api/fs/put` (raw body) and `PUT /api/fs/form` (multipart field `file`). The body is
  * written to the spool in the data directory and fsynced, then the upload task is stored, and
  * only then does the client get its answer: an accepted upload survives a crash. With
@@ -31,6 +41,11 @@ export async function spoolUploads(app: FastifyInstance): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
   await app.register(multipart, { limits: { files: 1, fileSize: Number.MAX_SAFE_INTEGER } });
+  // Every reply of these routes, whatever sent it: an error may come before the body was read.
+  app.addHook('onSend', async (request, reply, payload) => {
+    settleUnreadBody(request, reply);
+    return payload;
+  });
 
   app.put('/api/fs/put', async (request, reply) => {
     try {
@@ -41,7 +56,6 @@ export async function spoolUploads(app: FastifyInstance): Promise<void> {
           : Number(request.headers['content-length']);
       return ok(await accept(app, request, target, request.raw, expected));
     } catch (err) {
-      request.raw.resume(); // drain what is left so the connection can answer
       return sendError(reply, err);
     }
   });
@@ -58,10 +72,49 @@ export async function spoolUploads(app: FastifyInstance): Promise<void> {
       if (file.file.truncated) throw new FerryError('E_BAD_REQUEST', 'upload too large');
       return ok(result);
     } catch (err) {
-      request.raw.resume();
       return sendError(reply, err);
     }
   });
+}
+
+/**
+ * Called as a reply goes out: when the request's body was not read to its end (the upload was
+ * refused before: token, permission, path, an existing file...), make sure the connection does not
+ * hang. Left alone, the unread body would stay in the socket: the multipart parser pauses the
+ * request and nothing resumes it, so the client's next request on that keep-alive connection would
+ * wait forever. A body of at most `DRAIN_BYTES` is read and dropped (within `DRAIN_MS`) and the
+ * connection lives on; a longer one gets `Connection: close` and the connection ends after the
+ * reply.
+ */
+function settleUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
+  const raw = request.raw;
+  if (raw.complete || raw.readableEnded || raw.destroyed) return;
+  raw.unpipe(); // from the multipart parser, which would not read on
+  // Destroying a request that has not ended destroys its socket.
+  const closeAfterReply = () => {
+    if (reply.raw.writableFinished) raw.destroy();
+    else reply.raw.once('finish', () => raw.destroy());
+  };
+  const declared = Number(request.headers['content-length']);
+  if (declared > DRAIN_BYTES) {
+    reply.header('connection', 'close'); // Node ends the socket once the reply is written
+    raw.resume(); // meanwhile, read on, so that a client still sending can read the reply
+    return;
+  }
+  let drained = 0;
+  const timer = setTimeout(closeAfterReply, DRAIN_MS).unref();
+  raw.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_BYTES) {
+      // More than the header said, or no length given: stop here.
+      clearTimeout(timer);
+      raw.pause();
+      closeAfterReply();
+    }
+  });
+  raw.once('end', () => clearTimeout(timer));
+  raw.once('close', () => clearTimeout(timer));
+  raw.resume();
 }
 
 interface UploadTarget {
@@ -69,6 +122,27 @@ interface UploadTarget {
   path: string;
   asTask: boolean;
   overwrite: boolean;
+  /** The file's modification time (ms) from `Last-Modified`, when given. */
+  modified: number | undefined;
+}
+
+/**
+ * The latest `Last-Modified` taken (ms): SFTP keeps times as 32-bit seconds, so 2106 is as far as
+ * every driver that sets times can go.
+ */
+const LATEST_MODIFIED = 0xffffffff * 1000;
+
+/**
+ * AList's `Last-Modified` upload header: the file's modification time in ms since the epoch, as
+ * its clients send it (a number, not an HTTP date). Anything else, or a time past
+ * `LATEST_MODIFIED`, is ignored, as AList ignores what it cannot parse: the file then gets the time
+ * it is written.
+ */
+function lastModifiedOf(request: FastifyRequest): number | undefined {
+  const header = request.headers['last-modified'];
+  const text = typeof header === 'string' ? header.trim() : '';
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) : Number.NaN;
+  return ms <= LATEST_MODIFIED ? ms : undefined;
 }
 
 async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
@@ -92,6 +166,7 @@ async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
     asTask: String(request.headers['as-task']).toLowerCase() === 'true',
     // AList overwrites unless told `Overwrite: false`.
     overwrite: String(request.headers.overwrite ?? 'true').toLowerCase() !== 'false',
+    modified: lastModifiedOf(request),
   };
 }
 
@@ -120,7 +195,11 @@ async function accept(
         id,
         kind: 'upload',
         name: `upload ${baseName(target.path)} to ${bracketed(dst.mountPath, parentPath(dst.path))}`,
-        payload: { dst: target.path, overwrite: target.overwrite },
+        payload: {
+          dst: target.path,
+          overwrite: target.overwrite,
+          ...(target.modified !== undefined && { modified: target.modified }),
+        },
         totalBytes: size,
         totalFiles: 1,
       },

@@ -1,76 +1,45 @@
-import { randomBytes, webcrypto } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Kysely } from 'kysely';
 import { FerryError } from '../errors.ts';
 import { normalizePath } from '../storage/paths.ts';
 import type { Database } from '../store/schema.ts';
-import type { User, UserStore } from '../store/user-store.ts';
-import { generatePassword, hashPassword, verifyPassword } from './passwords.ts';
-import { type Principal, ROLE } from './roles.ts';
+import type { NewUser, User, UserStore } from '../store/user-store.ts';
+import { generatePassword, hashPassword, passwordHashes, staticHash, verifyPassword } from './passwords.ts';
+import { isGuest, type Principal, ROLE } from './roles.ts';
+import { TokenSigner } from './tokens.ts';
+import { optionalInt, optionalRole, requireString, type UserInput } from './user-input.ts';
+
+export type { UserInput } from './user-input.ts';
 
 export const ADMIN_USERNAME = 'admin';
 export const GUEST_USERNAME = 'guest';
 
-export interface UserInput {
-  username?: unknown;
-  password?: unknown;
-  base_path?: unknown;
-  role?: unknown;
-  permission?: unknown;
-  disabled?: unknown;
-}
+/** The one answer to every failed login, whatever failed: nothing tells which names exist. */
+const LOGIN_FAILED = 'password is incorrect or user does not exist';
 
-/** How many verified tokens `authenticate` remembers (about one per active session). */
-const VERIFIED_TOKENS = 1024;
+let noUserHash: Promise<string> | undefined;
 
 /**
- * Users, logins and tokens. Tokens are HS256 JWTs carrying the username and the password's
- * timestamp, so changing a password ends every older session. The signing secret is made on
- * first start and kept in the database.
+ * A hash to check when the user does not exist, so that such a login costs what a wrong password
+ * costs and its timing does not tell which names exist either. Made at the first login.
+ */
+function noUserHashOf(): Promise<string> {
+  noUserHash ??= hashPassword(generatePassword());
+  return noUserHash;
+}
+
+/**
+ * Users, logins and tokens. Tokens carry the username and the password's timestamp (as AList's
+ * do), so a password change or a rename ends every older session, and an id that a logout revokes
+ * in the store, so the logout holds on every node of the store.
  */
 export class AuthService {
-  /**
-   * Tokens whose signature was checked, with their claims: a client sends the same token with
-   * every request, and checking an HMAC through WebCrypto costs more than the rest of a small
-   * request. Keyed by the whole token, so only a byte-identical token hits; expiry is checked
-   * on every hit, and the user (password change, disabled) is still looked up every time.
-   */
-  private readonly verified = new Map<string, Record<string, unknown>>();
-
   private constructor(
     private readonly users: UserStore,
-    /** The signing secret, imported once: jose would import raw bytes again for every token. */
-    private readonly secret: webcrypto.CryptoKey,
-    private readonly tokenHours: number,
+    private readonly tokens: TokenSigner,
   ) {}
 
   static async open(db: Kysely<Database>, users: UserStore, tokenHours: number): Promise<AuthService> {
-    let row = await db
-      .selectFrom('meta')
-      .select('value')
-      .where('key', '=', 'token_secret')
-      .executeTakeFirst();
-    if (!row) {
-      const value = randomBytes(32).toString('base64url');
-      await db
-        .insertInto('meta')
-        .values({ key: 'token_secret', value })
-        .onConflict((oc) => oc.doNothing())
-        .execute();
-      row = await db
-        .selectFrom('meta')
-        .select('value')
-        .where('key', '=', 'token_secret')
-        .executeTakeFirstOrThrow();
-    }
-    const key = await webcrypto.subtle.importKey(
-      'raw',
-      Buffer.from(row.value, 'base64url'),
-      { name: 'HMAC', hash: 'SHA-256' },
-      false,
-      ['sign', 'verify'],
-    );
-    return new AuthService(users, key, tokenHours);
+    return new AuthService(users, await TokenSigner.open(db, tokenHours));
   }
 
   /**
@@ -85,7 +54,7 @@ export class AuthService {
       const password = adminPassword ?? generatePassword();
       const inserted = await this.users.insert({
         username: ADMIN_USERNAME,
-        passwordHash: await hashPassword(password),
+        ...(await passwordHashes(password)),
         passwordTs: Date.now(),
         basePath: '/',
         role: ROLE.ADMIN,
@@ -95,9 +64,11 @@ export class AuthService {
       if (inserted && !adminPassword) generated = password;
     }
     if (!(await this.users.byName(GUEST_USERNAME))) {
+      // The guest has no password: 'none' is no hash, so no login as guest ever succeeds.
       await this.users.insert({
         username: GUEST_USERNAME,
         passwordHash: 'none',
+        staticHash: '',
         passwordTs: Date.now(),
         basePath: '/',
         role: ROLE.GUEST,
@@ -108,28 +79,65 @@ export class AuthService {
     return generated;
   }
 
-  /** Check a username and password; returns a token. One message for every failure. */
+  /**
+   * `POST /api/auth/login`: check a username and password; returns a token. E_BAD_REQUEST with
+   * one message for every failure.
+   *
+   * A user whose password was set before ferry kept AList's static hash (migration 3) gets it
+   * here, at its first plain login since: until then its hashed logins (`loginHash`) fail.
+   */
   async login(username: unknown, password: unknown): Promise<string> {
     if (typeof username !== 'string' || typeof password !== 'string') {
       throw new FerryError('E_BAD_REQUEST', 'username and password must be strings');
     }
     const user = await this.users.byName(username);
-    const ok = user && !user.disabled && (await verifyPassword(password, user.passwordHash));
-    if (!user || !ok) throw new FerryError('E_BAD_REQUEST', 'password is incorrect or user does not exist');
-    return this.issueToken(user);
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await noUserHashOf()));
+    if (!user || user.disabled || !ok) throw new FerryError('E_BAD_REQUEST', LOGIN_FAILED);
+    if (user.staticHash === '')
+      await this.users.fillStaticHash(user.id, user.passwordTs, await hashPassword(staticHash(password)));
+    return this.tokens.sign(user.username, user.passwordTs);
   }
 
-  async issueToken(user: User): Promise<string> {
-    return new SignJWT({ username: user.username, pwd_ts: user.passwordTs })
-      .setProtectedHeader({ alg: 'HS256' })
-      .setIssuedAt()
-      .setExpirationTime(`${this.tokenHours}h`)
-      .sign(this.secret);
+  /**
+   * `POST /api/auth/login/hash`: AList's login with the password's static hash (hex sha256 of
+   * `<password>-https://github.com/alist-org/alist`, see `staticHash`), as the OpenList web UI and
+   * the SDKs send it. Returns a token; E_BAD_REQUEST with `login`'s one message for every failure.
+   * `otpCode` is accepted and ignored: ferry has no two-factor login, so no user ever needs one.
+   */
+  async loginHash(username: unknown, hash: unknown, _otpCode?: unknown): Promise<string> {
+    if (typeof username !== 'string' || typeof hash !== 'string') {
+      throw new FerryError('E_BAD_REQUEST', 'username and password must be strings');
+    }
+    const user = await this.users.byName(username);
+    // Hex is hex in either case; AList's clients send lower case, which is what was hashed.
+    const stored = user && user.staticHash !== '' ? user.staticHash : await noUserHashOf();
+    const ok = await verifyPassword(hash.toLowerCase(), stored);
+    if (!user || user.disabled || user.staticHash === '' || !ok)
+      throw new FerryError('E_BAD_REQUEST', LOGIN_FAILED);
+    return this.tokens.sign(user.username, user.passwordTs);
+  }
+
+  /**
+   * `GET /api/auth/logout`: end the session of `token`, which `authenticate` accepted. It is
+   * refused from then on by every node of the store (the revocation is in the store, and
+   * `authenticate` asks the store on every request). Other sessions of the user stay.
+   */
+  async logout(token: string): Promise<void> {
+    const claims = await this.tokens.verify(token);
+    await this.users.revokeToken(claims.id, claims.expiresAt);
+    this.tokens.forget(token);
+  }
+
+  /** A token for `user` (tests and tools; a login is the way in for people). */
+  issueToken(user: User): Promise<string> {
+    return this.tokens.sign(user.username, user.passwordTs);
   }
 
   /**
    * Who a request is. With no token, the built-in guest when it is enabled, else E_UNAUTHORIZED.
-   * An invalid or expired token, a changed password or a disabled user: E_UNAUTHORIZED.
+   * An invalid, expired or logged-out token, a changed password, a renamed, deleted or disabled
+   * user: E_UNAUTHORIZED. The user and the token's revocation are looked up in one query on every
+   * call, so none of these waits for a cache on any node.
    */
   async authenticate(token: string | undefined): Promise<Principal> {
     if (!token) {
@@ -138,32 +146,12 @@ export class AuthService {
         throw new FerryError('E_UNAUTHORIZED', 'Guest user is disabled, login please');
       return toPrincipal(guest);
     }
-    const claims = await this.claimsOf(token);
-    const user = typeof claims.username === 'string' ? await this.users.byName(claims.username) : null;
-    if (!user || user.passwordTs !== claims.pwd_ts)
+    const claims = await this.tokens.verify(token);
+    const found = await this.users.forToken(claims.username, claims.id);
+    if (!found || found.revoked || found.user.passwordTs !== claims.pwdTs)
       throw new FerryError('E_UNAUTHORIZED', 'token is invalidated');
-    if (user.disabled) throw new FerryError('E_UNAUTHORIZED', 'current user is disabled');
-    return toPrincipal(user);
-  }
-
-  /** The claims of a token signed by this server and not expired; else E_UNAUTHORIZED. */
-  private async claimsOf(token: string): Promise<Record<string, unknown>> {
-    const known = this.verified.get(token);
-    if (known && typeof known.exp === 'number' && known.exp * 1000 > Date.now()) return known;
-    this.verified.delete(token);
-    let claims: Record<string, unknown>;
-    try {
-      ({ payload: claims } = await jwtVerify(token, this.secret, { algorithms: ['HS256'] }));
-    } catch (err) {
-      const expired = err instanceof joseErrors.JWTExpired;
-      throw new FerryError('E_UNAUTHORIZED', expired ? 'token is expired' : 'token is invalidated', {
-        cause: err,
-      });
-    }
-    if (this.verified.size >= VERIFIED_TOKENS)
-      this.verified.delete(this.verified.keys().next().value as string);
-    this.verified.set(token, claims);
-    return claims;
+    if (found.user.disabled) throw new FerryError('E_UNAUTHORIZED', 'current user is disabled');
+    return toPrincipal(found.user);
   }
 
   /** A user's id by name, or null (for list filters). */
@@ -171,8 +159,20 @@ export class AuthService {
     return (await this.users.byName(username))?.id ?? null;
   }
 
-  listUsers(): Promise<User[]> {
-    return this.users.list();
+  /** E_NOT_FOUND for an unknown id. */
+  async getUser(id: number): Promise<User> {
+    const user = await this.users.byId(id);
+    if (!user) throw new FerryError('E_NOT_FOUND', 'user not found');
+    return user;
+  }
+
+  /** Users by id, a page of them when `perPage` is given (pages count from 1). */
+  listUsers(page?: { page: number; perPage: number }): Promise<User[]> {
+    return this.users.list(page && { limit: page.perPage, offset: (page.page - 1) * page.perPage });
+  }
+
+  countUsers(): Promise<number> {
+    return this.users.count();
   }
 
   async createUser(input: UserInput): Promise<User> {
@@ -182,7 +182,7 @@ export class AuthService {
     if (await this.users.byName(username)) throw exists();
     const user = await this.users.insert({
       username,
-      passwordHash: await hashPassword(password),
+      ...(await passwordHashes(password)),
       passwordTs: Date.now(),
       basePath: input.base_path === undefined ? '/' : normalizePath(input.base_path),
       role: optionalRole(input.role) ?? ROLE.GENERAL,
@@ -193,7 +193,14 @@ export class AuthService {
     return user;
   }
 
-  /** Update a user; a non-empty `password` changes it (and ends its sessions). */
+  /**
+   * Update a user. A non-empty `password` changes it (and ends its sessions); an empty or absent
+   * one leaves it as it is, as AList's user form sends the whole user with `password: ""`. Fields
+   * AList has and ferry does not (`sso_id`, `allow_ldap`, `otp`) are ignored. The built-in admin
+   * cannot be disabled, demoted or renamed, nor the guest renamed or given another role: ferry
+   * finds them by name (the first start creates a missing `admin`, a request without a token
+   * acts as `guest`).
+   */
   async updateUser(id: unknown, input: UserInput): Promise<User> {
     const userId = optionalInt(id, 'id');
     const existing = userId === undefined ? null : await this.users.byId(userId);
@@ -203,23 +210,41 @@ export class AuthService {
     if (username && username !== existing.username && (await this.users.byName(username))) {
       throw new FerryError('E_EXISTS', `user ${username} already exists`);
     }
-    const demoted = input.role !== undefined && input.role !== ROLE.ADMIN;
+    const role = optionalRole(input.role);
+    const renamed = username !== undefined && username !== existing.username;
     if (
       existing.username === ADMIN_USERNAME &&
-      (input.disabled === true || demoted || (username && username !== ADMIN_USERNAME))
+      (input.disabled === true || (role !== undefined && role !== ROLE.ADMIN) || renamed)
     ) {
       throw new FerryError('E_FORBIDDEN', 'the admin user cannot be disabled, demoted or renamed');
     }
-    const updated = await this.users.update(existing.id, {
+    if (existing.username === GUEST_USERNAME && ((role !== undefined && role !== ROLE.GUEST) || renamed)) {
+      throw new FerryError('E_FORBIDDEN', 'the guest user cannot be renamed or given another role');
+    }
+    const patch: Partial<NewUser> = {
       ...(username !== undefined && { username }),
-      ...(password !== undefined && { passwordHash: await hashPassword(password), passwordTs: Date.now() }),
+      ...(password !== undefined && { ...(await passwordHashes(password)), passwordTs: Date.now() }),
       ...(input.base_path !== undefined && { basePath: normalizePath(input.base_path) }),
-      ...(input.role !== undefined && { role: optionalRole(input.role) }),
+      ...(role !== undefined && { role }),
       ...(input.permission !== undefined && { permission: optionalInt(input.permission, 'permission') }),
       ...(input.disabled !== undefined && { disabled: input.disabled === true }),
-    });
+    };
+    const updated = await this.users.update(existing.id, patch);
     if (!updated) throw new FerryError('E_BAD_REQUEST', 'user not found');
     return updated;
+  }
+
+  /**
+   * `POST /api/me/update`: the caller changes its own username and password (AList's form sends
+   * `{username, password, sso_id}`; an empty password leaves it as it is). `username` is required,
+   * as AList requires it. Either change ends the caller's sessions, as a password change always
+   * does: the web UI logs in again. Guests may not; the built-in admin keeps its name (see
+   * `updateUser`).
+   */
+  async updateMe(principal: Principal, input: UserInput): Promise<User> {
+    if (isGuest(principal)) throw new FerryError('E_FORBIDDEN', 'Guest user can not update profile');
+    const username = requireString(input.username, 'username');
+    return this.updateUser(principal.id, { username, password: input.password });
   }
 
   async deleteUser(id: unknown): Promise<void> {
@@ -236,7 +261,7 @@ export class AuthService {
   async setPassword(username: string, password: string): Promise<void> {
     const user = await this.users.byName(username);
     if (!user) throw new FerryError('E_BAD_REQUEST', `no user ${username}`);
-    await this.users.update(user.id, { passwordHash: await hashPassword(password), passwordTs: Date.now() });
+    await this.users.update(user.id, { ...(await passwordHashes(password)), passwordTs: Date.now() });
   }
 }
 
@@ -248,26 +273,4 @@ export function toPrincipal(user: User): Principal {
     basePath: user.basePath,
     permission: user.permission,
   };
-}
-
-function requireString(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.trim() === '' || value.length > 256) {
-    throw new FerryError('E_BAD_REQUEST', `${field} must be a non-empty string`);
-  }
-  return value;
-}
-
-function optionalInt(value: unknown, field: string): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value))
-    throw new FerryError('E_BAD_REQUEST', `${field} must be an integer`);
-  return value;
-}
-
-function optionalRole(value: unknown): number | undefined {
-  const role = optionalInt(value, 'role');
-  if (role !== undefined && role !== ROLE.GENERAL && role !== ROLE.GUEST && role !== ROLE.ADMIN) {
-    throw new FerryError('E_BAD_REQUEST', 'role must be 0 (general), 1 (guest) or 2 (admin)');
-  }
-  return role;
 }

@@ -1,4 +1,4 @@
-import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const scrypt = promisify(scryptCb) as (
@@ -36,4 +36,27 @@ export async function verifyPassword(password: string, stored: string): Promise<
 /** A random password for the first start, readable enough to type. */
 export function generatePassword(): string {
   return randomBytes(12).toString('base64url');
+}
+
+/** The suffix AList appends to a password before hashing it for `/api/auth/login/hash`. */
+export const STATIC_HASH_SALT = 'https://github.com/alist-org/alist';
+
+/**
+ * AList's static hash of a password: hex sha256 of `<password>-<STATIC_HASH_SALT>`. AList's web UI
+ * and SDKs compute it in the client and send it to `/api/auth/login/hash` instead of the password.
+ * It is as good as a password to whoever holds it, so ferry stores only a slow hash of it.
+ */
+export function staticHash(password: string): string {
+  return createHash('sha256').update(`${password}-${STATIC_HASH_SALT}`).digest('hex');
+}
+
+/** What the users table keeps of a password: its slow hash, and the slow hash of its static hash. */
+export async function passwordHashes(
+  password: string,
+): Promise<{ passwordHash: string; staticHash: string }> {
+  const [passwordHash, hashOfStatic] = await Promise.all([
+    hashPassword(password),
+    hashPassword(staticHash(password)),
+  ]);
+  return { passwordHash, staticHash: hashOfStatic };
 }

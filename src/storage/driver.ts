@@ -78,6 +78,13 @@ export interface WriteOptions {
    */
   tempKey?: string;
   /**
+   * The file's modification time, ms since the epoch (an upload's `Last-Modified`). Set by the
+   * drivers whose backend keeps a time that can be set: Local and SFTP (to the second on SFTP).
+   * S3 ignores it (the server stamps `LastModified` itself, and a listing shows no other time),
+   * and WebDAV too (RFC 4918 makes `getlastmodified` protected; servers set it on PUT).
+   */
+  modified?: number;
+  /**
    * Flush the file to disk before it takes its name (the default). False leaves that to the
    * operating system (`syncFiles`). Only the Local driver has anything to flush.
    */

@@ -123,8 +123,22 @@ const MIGRATIONS: Migration[] = [
       .addColumn('interruptions', 'integer', (c) => c.notNull().defaultTo(0))
       .execute();
   },
-  // 3: taken by the users migration of the auth branch; empty here until the branches meet
-  async () => undefined,
+  // 3: AList's hashed login (`/api/auth/login/hash`) and logout.
+  // `users.static_hash`: a slow hash of AList's static hash of the password, which is what that
+  // login sends; '' until the password is next set or used in a plain login (see AuthService).
+  // `revoked_tokens`: tokens ended by a logout, by id, until they would have expired anyway.
+  async (db) => {
+    await db.schema
+      .alterTable('users')
+      .addColumn('static_hash', 'text', (c) => c.notNull().defaultTo(''))
+      .execute();
+    await db.schema
+      .createTable('revoked_tokens')
+      .addColumn('token_id', 'text', (c) => c.primaryKey())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('revoked_tokens_expires').on('revoked_tokens').column('expires_at').execute();
+  },
   // 4: AList's storage settings beyond the driver's own (cache, proxy, sort, sign), kept as JSON
   async (db) => {
     await db.schema

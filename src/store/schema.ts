@@ -45,6 +45,11 @@ export interface UsersTable {
   password_hash: string;
   /** Bumped when the password changes: tokens carry it, so old tokens stop working. */
   password_ts: number;
+  /**
+   * scrypt of AList's static hash of the password (`staticHash` in `auth/passwords.ts`), which is
+   * what `/api/auth/login/hash` sends; '' while unknown (set before migration 3, not used since).
+   */
+  static_hash: string;
   base_path: string;
   role: number;
   permission: number;
@@ -70,9 +75,18 @@ export interface MetaTable {
   value: string;
 }
 
+/** A token ended by a logout, kept until the time it would have expired anyway. */
+export interface RevokedTokensTable {
+  /** The token's `jti` (tokens issued before ids existed: `sha256:` and the token's digest). */
+  token_id: string;
+  /** The token's own expiry (ms); the row is pruned after it. */
+  expires_at: number;
+}
+
 export interface Database {
   tasks: TasksTable;
   users: UsersTable;
+  revoked_tokens: RevokedTokensTable;
   storages: StoragesTable;
   meta: MetaTable;
 }

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { CompiledQuery, Kysely, Selectable } from 'kysely';
 import type { Database, UsersTable } from './schema.ts';
 
 export interface User {
@@ -6,6 +6,8 @@ export interface User {
   username: string;
   passwordHash: string;
   passwordTs: number;
+  /** scrypt of AList's static hash of the password (what `login/hash` checks); '' while unknown. */
+  staticHash: string;
   basePath: string;
   role: number;
   permission: number;
@@ -14,9 +16,31 @@ export interface User {
 
 export type NewUser = Omit<User, 'id'>;
 
-/** Users as stored; password checks and roles live in `src/auth/`. */
+/** Stands for the token id while `forToken`'s statement is built. */
+const TOKEN_ID = '\u0000token-id';
+
+/**
+ * Users as stored, and the tokens their logouts ended; password checks, tokens and roles live in
+ * `src/auth/`.
+ */
 export class UserStore {
-  constructor(private readonly db: Kysely<Database>) {}
+  /**
+   * `forToken`'s statement, built once: only its two parameters change from one request to the
+   * next, and building it with Kysely cost more than running it. `tokenAt` is where the token id
+   * goes among the parameters.
+   */
+  private readonly forTokenQuery;
+
+  constructor(private readonly db: Kysely<Database>) {
+    const query = db
+      .selectFrom('users')
+      .leftJoin('revoked_tokens', (join) => join.on('revoked_tokens.token_id', '=', TOKEN_ID))
+      .selectAll('users')
+      .select('revoked_tokens.token_id as revoked_id')
+      .where('users.username', '=', '')
+      .compile();
+    this.forTokenQuery = { query, tokenAt: query.parameters.indexOf(TOKEN_ID) };
+  }
 
   async byName(username: string): Promise<User | null> {
     const row = await this.db
@@ -32,8 +56,51 @@ export class UserStore {
     return row ? toUser(row) : null;
   }
 
-  async list(): Promise<User[]> {
-    return (await this.db.selectFrom('users').selectAll().orderBy('id').execute()).map(toUser);
+  /** Users by id; `limit`/`offset` page through them (AList's `page`/`per_page`). */
+  async list(page: { limit?: number; offset?: number } = {}): Promise<User[]> {
+    let query = this.db.selectFrom('users').selectAll().orderBy('id');
+    if (page.limit !== undefined) query = query.limit(page.limit);
+    if (page.offset) query = query.offset(page.offset);
+    return (await query.execute()).map(toUser);
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /**
+   * The user a token names and whether that token was revoked, in one query: every
+   * authenticated request makes it, so a logout is refused at once on every node of the store.
+   */
+  async forToken(username: string, tokenId: string): Promise<{ user: User; revoked: boolean } | null> {
+    const { query, tokenAt } = this.forTokenQuery;
+    const parameters = tokenAt === 0 ? [tokenId, username] : [username, tokenId];
+    const compiled: CompiledQuery<Selectable<UsersTable> & { revoked_id: string | null }> = {
+      ...query,
+      parameters,
+    };
+    const [row] = (await this.db.executeQuery(compiled)).rows;
+    if (!row) return null;
+    const { revoked_id, ...user } = row;
+    return { user: toUser(user), revoked: revoked_id !== null };
+  }
+
+  /**
+   * Record that the token `tokenId` is ended (logout) until `expiresAt` (ms), when it would stop
+   * working anyway. Rows past their expiry are pruned here: the table grows only by logouts, so
+   * each logout clears what earlier ones left.
+   */
+  async revokeToken(tokenId: string, expiresAt: number, now = Date.now()): Promise<void> {
+    await this.db.deleteFrom('revoked_tokens').where('expires_at', '<', now).execute();
+    await this.db
+      .insertInto('revoked_tokens')
+      .values({ token_id: tokenId, expires_at: expiresAt })
+      .onConflict((oc) => oc.column('token_id').doNothing())
+      .execute();
   }
 
   /** Insert a user; null when the username is taken (also by an insert racing this one). */
@@ -44,6 +111,7 @@ export class UserStore {
         username: user.username,
         password_hash: user.passwordHash,
         password_ts: user.passwordTs,
+        static_hash: user.staticHash,
         base_path: user.basePath,
         role: user.role,
         permission: user.permission,
@@ -63,6 +131,7 @@ export class UserStore {
         ...(patch.username !== undefined && { username: patch.username }),
         ...(patch.passwordHash !== undefined && { password_hash: patch.passwordHash }),
         ...(patch.passwordTs !== undefined && { password_ts: patch.passwordTs }),
+        ...(patch.staticHash !== undefined && { static_hash: patch.staticHash }),
         ...(patch.basePath !== undefined && { base_path: patch.basePath }),
         ...(patch.role !== undefined && { role: patch.role }),
         ...(patch.permission !== undefined && { permission: patch.permission }),
@@ -72,6 +141,21 @@ export class UserStore {
       .returningAll()
       .executeTakeFirst();
     return row ? toUser(row) : null;
+  }
+
+  /**
+   * Store the slow hash of a user's static hash when it has none yet, unless the password changed
+   * meanwhile (`passwordTs` is the timestamp of the password it was made from): a login racing a
+   * password change must not bring the old password back for hashed logins.
+   */
+  async fillStaticHash(id: number, passwordTs: number, staticHash: string): Promise<void> {
+    await this.db
+      .updateTable('users')
+      .set({ static_hash: staticHash })
+      .where('id', '=', id)
+      .where('password_ts', '=', passwordTs)
+      .where('static_hash', '=', '')
+      .execute();
   }
 
   async delete(id: number): Promise<boolean> {
@@ -86,6 +170,7 @@ function toUser(row: Selectable<UsersTable>): User {
     username: row.username,
     passwordHash: row.password_hash,
     passwordTs: Number(row.password_ts),
+    staticHash: row.static_hash,
     basePath: row.base_path,
     role: Number(row.role),
     permission: Number(row.permission),

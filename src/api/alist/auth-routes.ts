@@ -1,99 +1,170 @@
-import type { FastifyInstance } from 'fastify';
-import { isAdmin } from '../../auth/roles.ts';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isAdmin, isGuest } from '../../auth/roles.ts';
 import { FerryError } from '../../errors.ts';
 import type { User } from '../../store/user-store.ts';
-import { principalOf } from '../context.ts';
+import { principalOf, tokenOf } from '../context.ts';
 import { ok, sendError } from './envelope.ts';
 
-/** A user as AList shows it; the password hash never leaves the server. */
-export function userView(user: User) {
+/** What `userView` needs: a stored user, or the principal of a request. */
+type UserFields = Pick<User, 'id' | 'username' | 'basePath' | 'role' | 'permission'> & { disabled?: boolean };
+
+/**
+ * A user as AList shows it (`model.User` and `/api/me`'s `otp`); the password hash never leaves
+ * the server. ferry has no single sign-on, LDAP nor two-factor login: `sso_id` is always "",
+ * `allow_ldap` and `otp` false, as AList shows a user who uses none of them.
+ */
+export function userView(user: UserFields) {
   return {
     id: user.id,
     username: user.username,
     password: '',
     base_path: user.basePath,
     role: user.role,
-    disabled: user.disabled,
+    disabled: user.disabled === true,
     permission: user.permission,
+    sso_id: '',
+    allow_ldap: false,
+    otp: false,
   };
 }
 
-/** Login, the caller's profile, and the admin's user management (AList's paths and shapes). */
+/**
+ * An empty page of SSH public keys, in AList's shape. AList keeps keys for its own SFTP server;
+ * ferry runs none, so no user has any, and the web UI's key lists show empty.
+ */
+const NO_SSH_KEYS = { content: [], total: 0 };
+
+/** Login, logout, the caller's profile, and the admin's user management (AList's paths and shapes). */
 export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
   const { auth } = app.core;
-
-  app.post('/api/auth/login', async (request, reply) => {
-    try {
-      const body = (request.body ?? {}) as { username?: unknown; password?: unknown };
-      return ok({ token: await auth.login(body.username, body.password) });
-    } catch (err) {
-      return sendError(reply, err);
-    }
-  });
-
-  app.get('/api/me', async (request, reply) => {
-    try {
-      const p = await principalOf(request);
-      return ok({
-        id: p.id,
-        username: p.username,
-        base_path: p.basePath,
-        role: p.role,
-        disabled: false,
-        permission: p.permission,
-      });
-    } catch (err) {
-      return sendError(reply, err);
-    }
-  });
-
-  /** Admin-only routes under /api/admin/user/. */
-  const admin = async (request: Parameters<typeof principalOf>[0]) => {
+  /** A route answering in AList's envelope: `run`'s result as `data`, any error as its code. */
+  const route = (
+    method: 'GET' | 'POST',
+    url: string,
+    run: (request: FastifyRequest) => Promise<unknown>,
+  ): void => {
+    app.route({
+      method,
+      url,
+      handler: async (request, reply) => {
+        try {
+          return ok(await run(request));
+        } catch (err) {
+          return sendError(reply, err);
+        }
+      },
+    });
+  };
+  /** The caller, who must be an admin (the /api/admin/user/ routes). */
+  const admin = async (request: FastifyRequest) => {
     const p = await principalOf(request);
     if (!isAdmin(p)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
     return p;
   };
 
-  app.get('/api/admin/user/list', async (request, reply) => {
-    try {
-      await admin(request);
-      const users = await auth.listUsers();
-      return ok({ content: users.map(userView), total: users.length });
-    } catch (err) {
-      return sendError(reply, err);
-    }
+  route('POST', '/api/auth/login', async (request) => {
+    const body = bodyOf(request);
+    return { token: await auth.login(body.username, body.password) };
+  });
+  // What the OpenList web UI and today's SDKs use: `password` is AList's static hash of it.
+  route('POST', '/api/auth/login/hash', async (request) => {
+    const body = bodyOf(request);
+    return { token: await auth.loginHash(body.username, body.password, body.otp_code) };
+  });
+  // A GET, as AList has it. Without a token (the guest, when enabled) there is nothing to end.
+  route('GET', '/api/auth/logout', async (request) => {
+    await principalOf(request);
+    const token = tokenOf(request.headers.authorization);
+    if (token) await auth.logout(token);
+    return null;
   });
 
-  app.post('/api/admin/user/create', async (request, reply) => {
-    try {
-      await admin(request);
-      const user = await auth.createUser((request.body ?? {}) as Record<string, unknown>);
-      return ok(userView(user));
-    } catch (err) {
-      return sendError(reply, err);
-    }
+  route('GET', '/api/me', async (request) => userView(await principalOf(request)));
+  route('POST', '/api/me/update', async (request) => {
+    const body = bodyOf(request);
+    await auth.updateMe(await principalOf(request), { username: body.username, password: body.password });
+    return null;
+  });
+  route('GET', '/api/me/sshkey/list', async (request) => {
+    // AList's answer to a guest here.
+    if (isGuest(await principalOf(request))) throw new FerryError('E_UNAUTHORIZED', 'user invalid');
+    return NO_SSH_KEYS;
+  });
+  route('POST', '/api/me/sshkey/add', async (request) => {
+    if (isGuest(await principalOf(request))) throw new FerryError('E_UNAUTHORIZED', 'user invalid');
+    throw new FerryError('E_BAD_REQUEST', 'ferry runs no SFTP server: it keeps no SSH keys');
   });
 
-  app.post('/api/admin/user/update', async (request, reply) => {
-    try {
-      await admin(request);
-      const body = (request.body ?? {}) as Record<string, unknown>;
-      return ok(userView(await auth.updateUser(body.id, body)));
-    } catch (err) {
-      return sendError(reply, err);
-    }
+  route('GET', '/api/admin/user/list', async (request) => {
+    await admin(request);
+    const [users, total] = await Promise.all([auth.listUsers(pageOf(request)), auth.countUsers()]);
+    return { content: users.map(userView), total };
   });
+  route('GET', '/api/admin/user/get', async (request) => {
+    await admin(request);
+    return userView(await auth.getUser(idOf(request, 'id')));
+  });
+  route('POST', '/api/admin/user/create', async (request) => {
+    await admin(request);
+    return userView(await auth.createUser(bodyOf(request)));
+  });
+  route('POST', '/api/admin/user/update', async (request) => {
+    await admin(request);
+    const body = bodyOf(request);
+    return userView(await auth.updateUser(body.id, body));
+  });
+  route('POST', '/api/admin/user/delete', async (request) => {
+    await admin(request);
+    const id = Number((request.query as { id?: string }).id ?? (request.body as { id?: unknown } | null)?.id);
+    await auth.deleteUser(Number.isInteger(id) ? id : undefined);
+    return null;
+  });
+  route('GET', '/api/admin/user/sshkey/list', async (request) => {
+    await admin(request);
+    await auth.getUser(idOf(request, 'uid'));
+    return NO_SSH_KEYS;
+  });
+  // The users page offers it for every user; with no two-factor login there is nothing to cancel.
+  route('POST', '/api/admin/user/cancel_2fa', async (request) => {
+    await admin(request);
+    await auth.getUser(idOf(request, 'id'));
+    return null;
+  });
+}
 
-  app.post('/api/admin/user/delete', async (request, reply) => {
-    try {
-      await admin(request);
-      const id = Number(
-        (request.query as { id?: string }).id ?? (request.body as { id?: unknown } | null)?.id,
-      );
-      await auth.deleteUser(Number.isInteger(id) ? id : undefined);
-      return ok(null);
-    } catch (err) {
-      return sendError(reply, err);
-    }
-  });
+/** The JSON object body of a request; {} for none or anything else (each field is checked where used). */
+function bodyOf(request: FastifyRequest): Record<string, unknown> {
+  const body = request.body;
+  return typeof body === 'object' && body !== null && !Array.isArray(body)
+    ? (body as Record<string, unknown>)
+    : {};
+}
+
+/** A positive integer id from the query string; E_BAD_REQUEST otherwise. */
+function idOf(request: FastifyRequest, name: string): number {
+  const raw = (request.query as Record<string, unknown>)[name];
+  const id = typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : 0;
+  if (id <= 0) throw new FerryError('E_BAD_REQUEST', `${name} must be a positive integer`);
+  return id;
+}
+
+/** Beyond any real count of users; keeps `(page - 1) * perPage` an exact integer. */
+const MAX_PAGING = 1_000_000;
+
+/**
+ * AList's paging of lists (`page`, `per_page` in the query): page 1 when absent or below 1, every
+ * row when `per_page` is absent or below 1; anything but an integer is E_BAD_REQUEST.
+ */
+function pageOf(request: FastifyRequest): { page: number; perPage: number } | undefined {
+  const query = request.query as Record<string, unknown>;
+  const int = (name: string): number | undefined => {
+    const raw = query[name];
+    if (raw === undefined || raw === '') return undefined;
+    if (typeof raw !== 'string' || !/^-?\d{1,15}$/.test(raw))
+      throw new FerryError('E_BAD_REQUEST', `${name} must be an integer`);
+    return Math.min(Number(raw), MAX_PAGING);
+  };
+  const page = Math.max(1, int('page') ?? 1);
+  const perPage = int('per_page') ?? 0;
+  return perPage < 1 ? undefined : { page, perPage };
 }

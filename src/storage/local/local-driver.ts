@@ -10,6 +10,7 @@ import {
   stat,
   statfs,
   unlink,
+  utimes,
 } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -206,6 +207,9 @@ export class LocalDriver implements Driver {
       await pipeline(source, counter, createWriteStream(temp, { highWaterMark: 1 << 20 }), {
         ...(options.signal && { signal: options.signal }),
       });
+      // Before the fsync, which then flushes the time with the bytes.
+      if (options.modified !== undefined)
+        await utimes(temp, options.modified / 1000, options.modified / 1000);
       if (options.sync !== false) await fsyncFile(temp);
       // A cancel that lands after the last byte still cancels: the task will say "canceled".
       options.signal?.throwIfAborted();

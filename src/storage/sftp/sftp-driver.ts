@@ -158,6 +158,12 @@ export class SftpDriver implements Driver {
         await (signal ? pipeline(source, sink, { signal }) : pipeline(source, sink));
         // A cancel that lands after the last byte still cancels: the task will say "canceled".
         signal?.throwIfAborted();
+        const { modified } = options;
+        if (modified !== undefined) {
+          // SFTP's times are whole seconds; the rename keeps them.
+          const seconds = Math.floor(modified / 1000);
+          await this.sessions.request(p, (sftp, done) => sftp.utimes(temp, seconds, seconds, done));
+        }
         await this.place(temp, remote, p, options.overwrite === true);
       } catch (err) {
         source.destroy();

@@ -1,4 +1,4 @@
-import { link, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
 import { normalizePath, parentPath, TEMP_PREFIX, tempToken } from '../../storage/paths.ts';
@@ -15,13 +15,15 @@ export function spoolPath(dataDir: string, taskId: string): string {
  * Write a spooled upload to its destination. The body was saved (and fsynced) in the data
  * directory before the client got its reply, so the task survives a restart. When the
  * destination is a local folder on the same file system, the spool file is linked into place
- * instead of copied.
+ * instead of copied. The payload's `modified` (ms, the upload's `Last-Modified`) becomes the
+ * file's modification time where the destination's driver keeps one (`WriteOptions.modified`).
  */
 export const uploadKind: TaskKindHandler = {
   kind: 'upload',
   async run(task, ctx) {
     const dst = ctx.mounts.resolve(normalizePath(task.payload.dst));
     const overwrite = task.payload.overwrite === true;
+    const modified = typeof task.payload.modified === 'number' ? task.payload.modified : undefined;
     const spool = spoolPath(ctx.dataDir, task.id);
     const size = await stat(spool).then(
       (s) => s.size,
@@ -35,6 +37,8 @@ export const uploadKind: TaskKindHandler = {
     ctx.progress.setTotals({ bytes: size, files: 1 });
     const local = dst.driver.localPath(dst.path);
     if (local) await dst.driver.mkdir(parentPath(dst.path));
+    // A link shares the spool file's inode, and so its time.
+    if (local && modified !== undefined) await utimes(spool, modified / 1000, modified / 1000);
     if (local && (await placeByLink(spool, local, { overwrite, taskId: task.id }))) {
       ctx.progress.addBytes(size);
     } else {
@@ -42,6 +46,7 @@ export const uploadKind: TaskKindHandler = {
         signal: ctx.signal,
         overwrite,
         tempKey: task.id,
+        ...(modified !== undefined && { modified }),
         onProgress: (n) => ctx.progress.addBytes(n),
       });
     }
