@@ -160,6 +160,7 @@ describe('admin settings', () => {
   });
 
   it('applies worker counts to the runner, in agreement with /api/admin/task/workers', async () => {
+    // Saved as a setting: stored and applied; POST /api/admin/task/workers: this node only.
     const traffic = (await admin<Item[]>('GET', '/api/admin/setting/list?group=11')).data;
     assert.equal(
       traffic.find((i) => i.key === 'copy_task_threads_num')?.value,
@@ -178,6 +179,14 @@ describe('admin settings', () => {
     assert.equal(posted.data.upload, 2);
     const after = (await admin<Item[]>('GET', '/api/admin/setting/list?group=11')).data;
     assert.equal(after.find((i) => i.key === 'upload_task_threads_num')?.value, '2');
+    // Saving the value already stored still sets this node's limit back from its own POST.
+    await admin('POST', '/api/admin/task/workers', { copy: 0 });
+    assert.equal(
+      (await admin<Item>('GET', '/api/admin/setting/get?key=copy_task_threads_num')).data.value,
+      '0',
+    );
+    await admin('POST', '/api/admin/setting/save', [{ key: 'copy_task_threads_num', value: '3' }]);
+    assert.equal(h.core.runner.getLimits().copy, 3);
     const bad = await admin('POST', '/api/admin/task/workers', { copy: '4' });
     assert.equal(bad.code, 400);
     assert.equal(h.core.runner.getLimits().copy, 3);
@@ -267,6 +276,9 @@ for (const database of await testDatabases()) {
         { key: 'move_task_threads_num', value: '5' },
       ]);
       assert.equal(saved.code, 200);
+      // POST /api/admin/task/workers is this node's limit until it restarts, and is not stored.
+      await first.call('POST', '/api/admin/task/workers', { move: 1 });
+      assert.equal(first.core.runner.getLimits().move, 1);
       await first.close();
       const second = await node(first.dir);
       try {
@@ -299,6 +311,21 @@ for (const database of await testDatabases()) {
           );
           const pub = await b.call<Record<string, string>>('GET', '/api/public/settings');
           assert.equal(pub.data.site_title, 'Pier');
+          // A node drained through /api/admin/task/workers stays drained while settings change.
+          await b.call('POST', '/api/admin/task/workers', { copy: 0 });
+          await a.call('POST', '/api/admin/setting/save', [{ key: 'site_title', value: 'Jetty' }]);
+          await waitFor(
+            async () =>
+              (await b.call<Record<string, string>>('GET', '/api/public/settings')).data.site_title ===
+              'Jetty'
+                ? true
+                : undefined,
+            15_000,
+            'node b to take the new title',
+            100,
+          );
+          assert.equal(b.core.runner.getLimits().copy, 0);
+          assert.equal(a.core.runner.getLimits().copy, a.core.config.tasks.workers.copy);
         } finally {
           await a.close();
           await b.close();

@@ -23,8 +23,10 @@ export interface SettingChange {
  * of `setting-catalogue.ts`. Saved values are stored (`SettingStore`) and take effect at once: a
  * worker count goes to the runner, everything else is read from here by the HTTP layer.
  *
- * Worker counts have one truth, the runner's limits: saving `copy_task_threads_num` and
- * `POST /api/admin/task/workers` both come here, and both read back what the runner runs.
+ * Worker counts have one truth, the runner's limits: a snapshot reads them live, so the settings
+ * pages and `GET /api/admin/task/workers` always agree. `POST /api/admin/task/workers` stays what
+ * it was, this node's limit until it restarts (a way to drain one node of several); a saved
+ * worker setting is stored and applies to every node, now and after restarts.
  *
  * With several nodes on one database (`refreshMs` > 0) each node reloads the stored values that
  * often, so a change made through one node reaches the others.
@@ -103,15 +105,6 @@ export class SiteSettings {
     if (!d.readOnly) await this.write(new Map([[key, d.default]]));
   }
 
-  /** Set a task kind's worker count (`POST /api/admin/task/workers`), as saving its setting does. */
-  async setWorkers(kind: TaskKind, workers: unknown): Promise<void> {
-    const d = this.byKind.get(kind);
-    if (!d) throw new FerryError('E_BAD_REQUEST', `unknown task kind "${kind}"`);
-    if (typeof workers !== 'number' || !isValid(d, String(workers)))
-      throw new FerryError('E_BAD_REQUEST', 'workers must be an integer 0..256 for a known kind');
-    await this.write(new Map([[d.key, String(workers)]]));
-  }
-
   /** Stop reloading (multi-node). */
   close(): void {
     clearInterval(this.timer);
@@ -130,7 +123,9 @@ export class SiteSettings {
     const stored = new Map(this.stored);
     for (const [key, value] of set) stored.set(key, value);
     for (const key of unset) stored.delete(key);
-    this.apply(stored);
+    // A worker count saved through this node applies here even when the stored value did not
+    // change (this node's limit may have been set apart by POST /api/admin/task/workers).
+    this.apply(stored, new Set(values.keys()));
   }
 
   private async reload(): Promise<void> {
@@ -143,19 +138,32 @@ export class SiteSettings {
         stored.delete(key);
       }
     }
-    if (!sameMap(stored, this.stored) || this.current.revision === 0) this.apply(stored);
+    if (this.current.revision === 0 || !sameMap(stored, this.stored)) this.apply(stored);
   }
 
-  private apply(stored: Map<string, string>): void {
-    this.stored = stored;
+  /**
+   * Make `stored` current. A worker count goes to the runner only when its stored value changed,
+   * at start, or when it is in `saved`, so saving other settings leaves a node's own
+   * `POST /api/admin/task/workers` alone.
+   */
+  private apply(stored: Map<string, string>, saved: ReadonlySet<string> = new Set()): void {
+    const first = this.current.revision === 0;
     for (const [kind, d] of this.byKind) {
-      const workers = Number(stored.get(d.key) ?? d.default);
-      if (this.runner.getLimits()[kind] !== workers) this.runner.setLimit(kind, workers);
+      const value = stored.get(d.key) ?? d.default;
+      if (first || saved.has(d.key) || value !== (this.stored.get(d.key) ?? d.default))
+        this.runner.setLimit(kind, Number(value));
     }
-    const limits = this.runner.getLimits();
+    this.stored = stored;
     const values = new Map(this.definitions.map((d) => [d.key, stored.get(d.key) ?? d.default]));
-    for (const [kind, d] of this.byKind) values.set(d.key, String(limits[kind]));
-    this.current = { revision: this.current.revision + 1, get: (key) => values.get(key) ?? '' };
+    const kinds = new Map([...this.byKind].map(([kind, d]) => [d.key, kind]));
+    const runner = this.runner;
+    this.current = {
+      revision: this.current.revision + 1,
+      get(key) {
+        const kind = kinds.get(key);
+        return kind ? String(runner.getLimits()[kind]) : (values.get(key) ?? '');
+      },
+    };
   }
 }
 

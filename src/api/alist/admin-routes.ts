@@ -64,7 +64,7 @@ function idParam(request: FastifyRequest): number {
 
 /** Storage management and engine settings (admins only). */
 export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
-  const { mounts, runner, settings } = app.core;
+  const { mounts, runner } = app.core;
   const route = (method: 'GET' | 'POST', url: string, run: (request: FastifyRequest) => Promise<unknown>) =>
     app.route({
       method,
@@ -109,7 +109,7 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
     for (const [kind, n] of Object.entries(body)) {
       if (!(TASK_KINDS as readonly string[]).includes(kind))
         throw new FerryError('E_BAD_REQUEST', `unknown task kind "${kind}"`);
-      await settings.setWorkers(kind as TaskKind, n); // stored, as the settings pages do
+      runner.setLimit(kind as TaskKind, n as number);
     }
     return runner.getLimits();
   });
