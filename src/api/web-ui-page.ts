@@ -62,6 +62,8 @@ export function renderIndex(
     else html = html.slice(0, at) + to + html.slice(at + from.length);
   };
   replace('cdn: undefined', "cdn: ''");
+  // Served at `/` only: behind a reverse proxy under a sub-path, the download links ferry makes
+  // (`/d/…`) would miss the sub-path too, so a base path setting would only half work.
   replace('base_path: undefined', "base_path: '/'");
   replace('api: undefined', `api: location.origin + ${jsString(CURRENT_PREFIX)}`);
   replace('main_color: undefined', `main_color: ${jsString(settings.get('main_color'))}`);
