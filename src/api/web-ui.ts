@@ -100,8 +100,9 @@ export async function webUiRoutes(app: FastifyInstance, options: { ui: WebUi }):
   const { ui } = options;
   // A refused file (a path climbing out of its folder) keeps its HTTP status, as downloads do:
   // browsers and caches look at it, not at the envelope's code.
-  app.setErrorHandler((err, _request, reply) => {
+  app.setErrorHandler((err, request, reply) => {
     const envelope = errorEnvelope(err);
+    if (envelope.code >= 500) request.log.error({ err }, 'web UI file failed');
     return reply.code(envelope.code >= 400 && envelope.code < 500 ? envelope.code : 500).send(envelope);
   });
   for (const folder of FOLDERS) {
