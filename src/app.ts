@@ -1,9 +1,11 @@
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { alistAbsentFeatureRoutes } from './api/alist/absent-feature-routes.ts';
 import { alistAdminRoutes } from './api/alist/admin-routes.ts';
 import { alistAuthRoutes } from './api/alist/auth-routes.ts';
 import { errorEnvelope } from './api/alist/envelope.ts';
 import { CURRENT_PREFIX } from './api/alist/flavour.ts';
+import { alistSettingsRoutes } from './api/alist/settings-routes.ts';
 import { alistTaskRoutes } from './api/alist/task-routes.ts';
 import { archiveRoutes } from './api/archive.ts';
 import { downloadRoutes } from './api/download.ts';
@@ -12,6 +14,7 @@ import { eventRoutes } from './api/events.ts';
 import { fsRoutes } from './api/fs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
 import { offlineRoutes } from './api/offline.ts';
+import { WebUi, webUiRoutes } from './api/web-ui.ts';
 import type { AlistFlavour } from './config.ts';
 import type { Core } from './core.ts';
 
@@ -49,12 +52,17 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
     if (envelope.code >= 500) request.log.error({ err }, 'request failed');
     return reply.code(200).send(envelope);
   });
+  // With the web UI on, a page no route serves is one of its client routes (`/@login`,
+  // `/local/x`): index.html. The APIs' own paths keep the JSON 404.
+  const webUi = await WebUi.load(core);
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({
-      code: 404,
-      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
-      data: null,
-    }),
+    webUi?.isPage(request)
+      ? webUi.sendPage(request, reply)
+      : reply.code(404).send({
+          code: 404,
+          message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+          data: null,
+        }),
   );
 
   // The OpenAPI document is built from the route schemas below (served at /api/docs).
@@ -76,6 +84,7 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   await app.register(efileRoutes);
   await app.register(koodriveRoutes);
   app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
+  if (webUi) await app.register(webUiRoutes, { ui: webUi });
   return app;
 }
 
@@ -89,6 +98,8 @@ async function alistDialect(app: FastifyInstance, options: { flavour: AlistFlavo
   });
   await app.register(alistAuthRoutes);
   await app.register(alistAdminRoutes);
+  await app.register(alistSettingsRoutes);
+  await app.register(alistAbsentFeatureRoutes);
   await app.register(alistTaskRoutes);
   await app.register(fsRoutes);
   await app.register(offlineRoutes);

@@ -6,12 +6,15 @@ import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+import { settingCatalogue } from './settings/setting-catalogue.ts';
+import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
 import { localRoot } from './storage/local/settings.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
+import { SettingStore } from './store/setting-store.ts';
 import { TaskStore } from './store/task-store.ts';
 import { UserStore } from './store/user-store.ts';
 import { TaskEvents } from './tasks/events.ts';
@@ -33,9 +36,14 @@ export interface Core {
   events: TaskEvents;
   /** Offline download tools (host policy, SimpleHttp, aria2). */
   offline: OfflineTools;
+  /** Settings an admin changes at run time (site title, worker counts, …), stored and applied at once. */
+  settings: SiteSettings;
   /** Stop workers (their tasks resume at next start), close storages and the database. */
   close(): Promise<void>;
 }
+
+/** How often a node sharing PostgreSQL with others reloads the settings. */
+const SETTINGS_REFRESH_MS = 5000;
 
 /**
  * Driver name (AList's) → factory. Remote drivers are imported on first mount: their libraries
@@ -108,6 +116,17 @@ export async function startCore(
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
+    // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
+    // settings every few seconds, so a change made through one reaches the others.
+    const settings = await SiteSettings.open(
+      new SettingStore(database.db),
+      settingCatalogue(config),
+      runner,
+      log,
+      {
+        refreshMs: sqlite ? 0 : SETTINGS_REFRESH_MS,
+      },
+    );
 
     if (options.runWorkers !== false) {
       const requeued = await store.reclaimExpired(Date.now(), {
@@ -128,7 +147,9 @@ export async function startCore(
       runner,
       events,
       offline,
+      settings,
       async close() {
+        settings.close();
         tasks.stopMaintenance();
         await runner.stop();
         await offline.close();

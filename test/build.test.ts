@@ -94,6 +94,19 @@ describe('the server npm run build bundles', { skip: !toolsAvailable() }, () => 
     assert.match(stdout, /ferry serve/);
   });
 
+  it('serves the web UI, found in node_modules from the bundle too, and its files', async () => {
+    const page = await fetch(`${ferry.base}/@login`);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /"\/@openlist"/);
+    const script = html.match(/"src":"(\/assets\/index-[\w-]+\.js)"/)?.[1];
+    assert.ok(script, 'index.html names its entry script');
+    const asset = await fetch(`${ferry.base}${script}`);
+    assert.equal(asset.status, 200);
+    assert.match(String(asset.headers.get('cache-control')), /immutable/);
+    await asset.arrayBuffer();
+  });
+
   it('copies small files through its small-file threads', async () => {
     await mkdir(files('small'), { recursive: true });
     const names = Array.from({ length: 20 }, (_, i) => `f${i}.txt`);

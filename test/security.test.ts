@@ -846,7 +846,10 @@ describe('bad input', () => {
       '/d/..%2f..%2fetc/passwd',
     ]) {
       const res = await h.call('GET', url, { token: h.adminToken });
-      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${url} → ${res.statusCode}`);
+      // inject resolves `%2e%2e` before sending, so the first URL arrives as /etc/passwd: a page
+      // of the web UI (its index.html), not a file.
+      const uiPage = res.statusCode === 200 && String(res.headers['content-type']).startsWith('text/html');
+      assert.ok(uiPage || (res.statusCode >= 400 && res.statusCode < 500), `${url} → ${res.statusCode}`);
       assert.ok(!res.body.includes('root:'), `${url} leaks /etc/passwd`);
     }
     assert.equal(

@@ -21,6 +21,11 @@ const ENDINGS: readonly [string, ArchiveFormat][] = [
   ['.rar', 'rar'],
 ];
 
+/** The name endings ferry reads as archives (`.zip`, `.tar.gz`, …), lower case, longest first. */
+export function archiveEndings(): string[] {
+  return ENDINGS.map(([ending]) => ending);
+}
+
 /** The format a file name says, or null when it names none ferry reads. */
 export function formatOf(name: string): ArchiveFormat | null {
   const lower = name.toLowerCase();
