@@ -387,6 +387,14 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await s.harness.login('mia', 'mia-password');
     }));
 
+  it('the profile page: Enable 2FA says ferry has no two-factor login', () =>
+    step(s, 'profile-2fa', async () => {
+      s.expectApiFailure('/@openlist/api/auth/2fa/generate', 400);
+      await s.open('/@manage');
+      await s.page.getByRole('button', { name: 'Enable 2FA' }).click();
+      await s.page.getByText('ferry has no two-factor login').waitFor();
+    }));
+
   it('logs out, and the old token is refused afterwards', () =>
     step(s, 'logout', async () => {
       await s.open('/@manage');
