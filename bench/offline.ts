@@ -15,6 +15,8 @@
  * ferry tool before the timings loads the tool (undici; ferry's aria2c daemon) so no run pays
  * for the start-up. Best of BENCH_RUNS, medians shown; `sync` before every timing, the order
  * rotates between runs; every output's size is checked, and its sha256 once per tool.
+ * BENCH_OFFLINE_TOOLS=http,curl (short names: http, http-unflushed, aria2, aria2-unflushed, curl,
+ * aria2c) times only those, e.g. for the peak RSS of a 4 GiB SimpleHttp download alone.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
@@ -118,6 +120,28 @@ async function ferryDownload(
     intervalMs: 20,
   });
   return { ms: now() - t0, transfer };
+}
+
+/** Short names for BENCH_OFFLINE_TOOLS, by the tools' labels. */
+const SHORT_NAMES: Record<string, string> = {
+  'ferry SimpleHttp': 'http',
+  'ferry aria2': 'aria2',
+  [UNFLUSHED_HTTP]: 'http-unflushed',
+  [UNFLUSHED_ARIA2]: 'aria2-unflushed',
+  curl: 'curl',
+  aria2c: 'aria2c',
+};
+
+/** The tools to time: all of them, or those a comma-separated list of short names picks. */
+function pickTools(names: string[], list: string | undefined): string[] {
+  if (!list) return names;
+  const wanted = new Set(list.split(',').map((s) => s.trim()));
+  const unknown = [...wanted].filter((w) => !Object.values(SHORT_NAMES).includes(w));
+  if (unknown.length > 0)
+    throw new Error(
+      `BENCH_OFFLINE_TOOLS: unknown ${unknown.join(', ')} (${Object.values(SHORT_NAMES).join(', ')})`,
+    );
+  return names.filter((n) => wanted.has(SHORT_NAMES[n] ?? n));
 }
 
 const all = (xs: number[]) => xs.map((x) => (x / 1000).toFixed(2)).join(', ');
@@ -243,7 +267,8 @@ export async function offline(root: string): Promise<Row[]> {
         return ms;
       },
     };
-    const names = Object.keys(tools);
+    // BENCH_OFFLINE_TOOLS picks some of them (e.g. `http,curl` for a quick 4 GiB memory run).
+    const names = pickTools(Object.keys(tools), process.env.BENCH_OFFLINE_TOOLS);
     const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     for (let i = 0; i < runs; i++) {
       // Rotate: each tool goes first in turn.
@@ -289,7 +314,7 @@ export async function offline(root: string): Promise<Row[]> {
       };
     };
     for (const ferry of names.filter((n) => n.startsWith('ferry ')))
-      for (const ref of ['curl', 'aria2c']) {
+      for (const ref of ['curl', 'aria2c'].filter((r) => names.includes(r))) {
         const refMs = times[ref] ?? [];
         if (ferry.endsWith(UNFLUSHED)) {
           rows.push(ratioRow(ferry, refMs, `${ref} — neither flushes`, true));
