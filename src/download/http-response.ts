@@ -113,6 +113,13 @@ export function downloadError(
     case 'EROFS':
       return fromFsError(err, 'the offline download area');
   }
+  // undici reports a proxy's 407 (forward or CONNECT) in words only. Retrying will not help.
+  if (hop.proxied && /\(407\)/.test(e.message ?? ''))
+    return new FerryError(
+      'E_REMOTE_REFUSED',
+      `the proxy for ${host} wants other credentials (407 Proxy Authentication Required): check the proxy URL's user and password`,
+      { cause: err },
+    );
   // llhttp's codes: whatever answered does not speak HTTP/1.1.
   if (e.name === 'HTTPParserError' || e.code?.startsWith('HPE_'))
     return failed(`bad HTTP response from ${host}${via}: ${e.message}`);
