@@ -122,6 +122,15 @@ async function ferryDownload(
   return { ms: now() - t0, transfer };
 }
 
+/**
+ * The most a ferry tool may take, as a multiple of the reference's time. SimpleHttp (undici, a
+ * maintained client with keep-alive and proxies) is allowed 1.5× curl on loopback, where nothing
+ * else limits the speed (issue 21); real downloads are bound by the network.
+ */
+function goalOf(ferryTool: string): number {
+  return ferryTool.startsWith('ferry SimpleHttp') ? 1.5 : 1.1;
+}
+
 /** Short names for BENCH_OFFLINE_TOOLS, by the tools' labels. */
 const SHORT_NAMES: Record<string, string> = {
   'ferry SimpleHttp': 'http',
@@ -305,12 +314,13 @@ export async function offline(root: string): Promise<Row[]> {
     const ratioRow = (ferry: string, refMs: number[], note: string, goal: boolean): Row => {
       const ratio = best(ferry) / Math.min(...refMs);
       const medians = median(times[ferry] ?? []) / median(refMs);
+      const limit = goalOf(ferry);
       return {
         bench: BENCH,
         figure: `${ferry} / ${note}; best runs (medians: ${fmtRatio(medians)})`,
         value: '',
         ratio: fmtRatio(ratio),
-        ...(goal && { goal: '≤ 1.10×', met: ratio <= 1.1 }),
+        ...(goal && { goal: `≤ ${fmtRatio(limit)}`, met: ratio <= limit }),
       };
     };
     for (const ferry of names.filter((n) => n.startsWith('ferry ')))
