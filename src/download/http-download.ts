@@ -105,6 +105,7 @@ export class HttpDownloader {
         offset = 0;
         if (res.statusCode !== 200) {
           drop(res.body);
+          hop.url = options.url;
           res = await this.fetch(signal, hop, {});
         }
       }
