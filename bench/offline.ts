@@ -19,7 +19,7 @@
  * aria2c) times only those, e.g. for the peak RSS of a 4 GiB SimpleHttp download alone.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   errorText,
@@ -131,6 +131,22 @@ function goalOf(ferryTool: string): number {
   return ferryTool.startsWith('ferry SimpleHttp') ? 1.5 : 1.1;
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux). */
+const TICKS = 100;
+
+/** CPU seconds (user + system, all threads) `pid` has used so far, from /proc/<pid>/stat. */
+async function cpuOf(pid: number): Promise<number> {
+  // The fields after the command name, which is in parentheses and may hold spaces.
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(stat[11]) + Number(stat[12])) / TICKS;
+}
+
+/** CPU seconds this process's finished children have used (cutime + cstime of /proc/self/stat). */
+async function childrenCpu(): Promise<number> {
+  const stat = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(stat[13]) + Number(stat[14])) / TICKS;
+}
+
 /** Short names for BENCH_OFFLINE_TOOLS, by the tools' labels. */
 const SHORT_NAMES: Record<string, string> = {
   'ferry SimpleHttp': 'http',
@@ -220,7 +236,9 @@ export async function offline(root: string): Promise<Row[]> {
     const ferryTool =
       (on: Server, onDir: string, tool: 'SimpleHttp' | 'aria2', label: string) => async (i: number) => {
         const dst = `dl-${label}-${i}`;
+        const cpu0 = await cpuOf(on.pid);
         const { ms, transfer } = await ferryDownload(on, url, `/local/${dst}`, tool);
+        if (tool === 'SimpleHttp') cpuSeconds[label]?.push((await cpuOf(on.pid)) - cpu0);
         if (transfer.processed_bytes !== bytes)
           throw new Error(
             `${label}: the transfer task says ${transfer.processed_bytes} bytes, want ${bytes}`,
@@ -229,6 +247,8 @@ export async function offline(root: string): Promise<Row[]> {
         await remove(join(onDir, 'files', dst));
         return ms;
       };
+    // CPU seconds per run (user + system, all threads): steadier than times on a shared machine.
+    const cpuSeconds: Record<string, number[]> = { 'ferry-http': [], 'ferry-http-unflushed': [], curl: [] };
     // By default ferry fsyncs a download before its task succeeds; curl and aria2c do not. Their
     // time plus a `sync -f` of the file, timed right after, is that ferry's comparable figure.
     const synced: Record<string, number[]> = { curl: [], aria2c: [] };
@@ -244,7 +264,9 @@ export async function offline(root: string): Promise<Row[]> {
       }),
       curl: async (i) => {
         const out = join(outDir, `curl-${i}.bin`);
+        const cpu0 = await childrenCpu();
         const { ms } = await run('curl', ['-sS', '-f', '-o', out, url], { timeoutMs: RUN_MS });
+        cpuSeconds.curl?.push((await childrenCpu()) - cpu0);
         await flushed('curl', ms, out);
         await check('curl', out);
         await remove(out);
@@ -335,6 +357,19 @@ export async function offline(root: string): Promise<Row[]> {
           rows.push(ratioRow(ferry, refMs, `${ref} (not flushed): what the flush costs here`, false));
         }
       }
+    for (const [who, label] of [
+      ['ferry-http', 'ferry SimpleHttp server'],
+      ['ferry-http-unflushed', 'ferry SimpleHttp server, syncFiles false'],
+      ['curl', 'curl -o'],
+    ] as const) {
+      const xs = cpuSeconds[who] ?? [];
+      if (xs.length > 0)
+        rows.push({
+          bench: BENCH,
+          figure: `CPU seconds (user + system) of ${label} per download, each run (${xs.map((x) => x.toFixed(2)).join(', ')})`,
+          value: `median ${median(xs).toFixed(2)} s`,
+        });
+    }
     rows.push(
       {
         bench: BENCH,
