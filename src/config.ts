@@ -115,6 +115,21 @@ export interface OfflineDownloadConfig {
   allowHosts: string[];
   /** Never fetched, whatever `allowHosts` says; same spelling. Defaults block link-local and cloud metadata. */
   denyHosts: string[];
+  /**
+   * SimpleHttp's proxy for http:// URLs (`http://[user:password@]host:port`; empty: none), from
+   * `http_proxy`/`HTTP_PROXY` as curl reads it (`https://` proxies work too). Through a proxy the
+   * proxy resolves the target, so `denyHosts`/`allowHosts` can only check its name and literal
+   * addresses, not where the name points.
+   */
+  httpProxy: string;
+  /** The same for https:// URLs (a CONNECT tunnel), from `https_proxy`/`HTTPS_PROXY`. */
+  httpsProxy: string;
+  /**
+   * Hosts reached without the proxy, as curl's `no_proxy`/`NO_PROXY`: `*` for all, names (also
+   * covering their subdomains; a leading `.` or `*.` is ignored), IP addresses and CIDR ranges
+   * (matched against literal addresses in URLs only).
+   */
+  noProxy: string[];
   aria2: {
     /** JSON-RPC URL of a running aria2 (`http://host:6800/jsonrpc`); empty = ferry starts its own `aria2c`. */
     rpcUrl: string;
@@ -218,6 +233,9 @@ function defaults(): Config {
         'fd00:ec2::254',
         'metadata.google.internal',
       ],
+      httpProxy: '',
+      httpsProxy: '',
+      noProxy: [],
       aria2: { rpcUrl: '', secret: '', binary: 'aria2c', options: {} },
     },
   };
@@ -246,6 +264,16 @@ function applyEnv(config: Config, env: Env): void {
     od.maxBytes = toInt('FERRY_OFFLINE_MAX_BYTES', env.FERRY_OFFLINE_MAX_BYTES);
   if (env.FERRY_OFFLINE_ALLOW_HOSTS) od.allowHosts = list(env.FERRY_OFFLINE_ALLOW_HOSTS);
   if (env.FERRY_OFFLINE_DENY_HOSTS) od.denyHosts = list(env.FERRY_OFFLINE_DENY_HOSTS);
+  // The proxy variables every HTTP client reads, lower case first as curl does. ferry is no CGI
+  // program, so an upper-case HTTP_PROXY cannot come from a request header ("httpoxy"): curl's
+  // reason to ignore it does not hold here, and it is read too.
+  const proxyVar = (name: string) => env[name.toLowerCase()] || env[name.toUpperCase()];
+  const httpProxy = proxyVar('http_proxy');
+  const httpsProxy = proxyVar('https_proxy');
+  const noProxy = proxyVar('no_proxy');
+  if (httpProxy) od.httpProxy = httpProxy;
+  if (httpsProxy) od.httpsProxy = httpsProxy;
+  if (noProxy) od.noProxy = list(noProxy);
   if (env.FERRY_ARIA2_RPC_URL) od.aria2.rpcUrl = env.FERRY_ARIA2_RPC_URL;
   if (env.FERRY_ARIA2_SECRET) od.aria2.secret = env.FERRY_ARIA2_SECRET;
   if (env.FERRY_ARIA2_BINARY) od.aria2.binary = env.FERRY_ARIA2_BINARY;
@@ -294,6 +322,11 @@ function validate(config: Config): void {
     if (!Array.isArray(hosts) || !hosts.every((h) => typeof h === 'string' && h !== ''))
       bad(`offlineDownload.${key}`, 'must be an array of host names, addresses or CIDR ranges');
   }
+  for (const key of ['httpProxy', 'httpsProxy'] as const)
+    if (typeof od[key] !== 'string' || (od[key] !== '' && !isProxyUrl(od[key])))
+      bad(`offlineDownload.${key}`, 'an http:// or https:// proxy URL, or empty');
+  if (!Array.isArray(od.noProxy) || !od.noProxy.every((h) => typeof h === 'string'))
+    bad('offlineDownload.noProxy', 'must be an array of host names, addresses or CIDR ranges');
   if (typeof od.aria2.rpcUrl !== 'string' || typeof od.aria2.secret !== 'string')
     bad('offlineDownload.aria2', 'rpcUrl and secret are strings');
   if (
@@ -336,6 +369,19 @@ function toBool(key: string, value: string): boolean {
 }
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+/**
+ * An http(s) proxy as curl takes it: a URL, or `host:port` alone, for which curl assumes http://
+ * (SimpleHttp does the same, see `proxyUrl` in src/download/http-dispatchers.ts).
+ */
+function isProxyUrl(value: string): boolean {
+  try {
+    const url = new URL(value.includes('://') ? value : `http://${value}`);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

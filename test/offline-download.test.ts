@@ -378,6 +378,20 @@ describe('offline download', () => {
         assert.match(t.error, /over offlineDownload\.maxBytes \(1048576\)/);
         assert.equal(t.retries, 1);
       }
+      // Streamed to the destination: refused the same way, and nothing arrives there.
+      const streamed = await small.json<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
+        token: small.adminToken,
+        body: {
+          urls: [`${origin.base}/range/limit.bin`],
+          path: '/local/limit-stream',
+          delete_policy: 'upload_download_stream',
+        },
+      });
+      assert.equal(streamed.code, 200, streamed.message);
+      const t = await small.finished('offline_download', streamed.data.tasks[0]?.id ?? '', 10_000);
+      assert.equal(t.state, 'failed');
+      assert.match(t.error, /over offlineDownload\.maxBytes \(1048576\)/);
+      assert.ok(await gone(join(small.dataDir, 'files', 'limit-stream', 'limit.bin')));
     } finally {
       await small.close();
     }
@@ -474,6 +488,104 @@ describe('offline download', () => {
     } finally {
       await strict.close();
     }
+  });
+
+  describe('delete_policy upload_download_stream (the OpenList UI default)', () => {
+    const STREAM = { delete_policy: 'upload_download_stream' };
+    const noTransfer = async (id: string) => {
+      const t = await h.json('POST', `/api/task/offline_download_transfer/info?tid=${id}-t0`, {
+        token: h.adminToken,
+      });
+      assert.equal(t.code, 404, 'no transfer task was created');
+    };
+
+    it('SimpleHttp streams the body into /local: named by Content-Disposition, no transfer task, nothing in the data dir', async () => {
+      const task = await start(`${origin.base}/cd/streamed.bin`, '/local/streamed', 'SimpleHttp', STREAM);
+      const dl = await finished('offline_download', task.id);
+      assert.equal(dl.state, 'succeeded', dl.error);
+      assert.equal(dl.progress, 100);
+      await noTransfer(task.id);
+      assert.ok(await gone(area(task.id)), 'nothing under <dataDir>/offline');
+      const dir = join(h.dataDir, 'files', 'streamed');
+      assert.deepEqual(await readdir(dir), ['résumé file.bin'], 'the file alone, no temp file left');
+      assert.equal(await sha256File(join(dir, 'résumé file.bin')), sha);
+    });
+
+    it('while it streams, only a temp file exists; cancel → canceled within 1 s, nothing under the final name', async () => {
+      const task = await start(`${origin.base}/slow`, '/local/stream-slow', 'SimpleHttp', STREAM);
+      const dir = join(h.dataDir, 'files', 'stream-slow');
+      await waitFor(
+        async () => ((await info('offline_download', task.id))?.progress ?? 0) > 0 || undefined,
+        10_000,
+        'the first bytes',
+      );
+      assert.ok(await gone(area(task.id)), 'nothing under <dataDir>/offline while streaming');
+      const names = await readdir(dir);
+      assert.equal(names.length, 1);
+      assert.notEqual(names[0], 'slow', `a temp name, not the final one: ${names[0]}`);
+      const asked = Date.now();
+      const res = await h.json('POST', `/api/task/offline_download/cancel?tid=${task.id}`, {
+        token: h.adminToken,
+      });
+      assert.equal(res.code, 200, res.message);
+      const ended = await finished('offline_download', task.id, 5000);
+      assert.equal(ended.state, 'canceled');
+      assert.ok(Date.now() - asked < 1000, `canceled after ${Date.now() - asked} ms`);
+      assert.deepEqual(await readdir(dir), [], 'neither the file nor its temp file');
+      await noTransfer(task.id);
+    });
+
+    it('a connection cut mid-stream is not placed; the retry streams from the first byte', async () => {
+      origin.cut.set('/range/cut-stream.bin', Math.floor(SIZE / 2));
+      const task = await start(
+        `${origin.base}/range/cut-stream.bin`,
+        '/local/cut-stream',
+        'SimpleHttp',
+        STREAM,
+      );
+      const dl = await finished('offline_download', task.id);
+      assert.equal(dl.state, 'succeeded', dl.error);
+      assert.ok(dl.retries >= 1, 'the cut cost one attempt');
+      const requests = origin.requests('/range/cut-stream.bin');
+      assert.ok(requests.length >= 2);
+      assert.ok(
+        requests.every((r) => !r.range && r.status === 200),
+        'no range: a stream keeps nothing to resume',
+      );
+      assert.equal(await sha256File(join(h.dataDir, 'files', 'cut-stream', 'cut-stream.bin')), sha);
+      await noTransfer(task.id);
+    });
+
+    it('to S3: the body streams into a multipart upload, byte-identical', async () => {
+      const task = await start(`${origin.base}/range/big.bin`, '/s3/streamed', 'SimpleHttp', STREAM);
+      const dl = await finished('offline_download', task.id);
+      assert.equal(dl.state, 'succeeded', dl.error);
+      await noTransfer(task.id);
+      const r = h.core.mounts.resolve('/s3/streamed/big.bin');
+      const hash = createHash('sha256');
+      for await (const chunk of await r.driver.read(r.path)) hash.update(chunk as Buffer);
+      assert.equal(hash.digest('hex'), sha);
+      assert.ok(await gone(area(task.id)));
+    });
+
+    it('aria2 refuses it before any task exists, with a message naming the tool and the policy', async () => {
+      const before = await h.json<{ id: string }[]>('GET', '/api/task/offline_download/undone', {
+        token: h.adminToken,
+      });
+      const res = await add({
+        urls: [`${origin.base}/range/big.bin`],
+        path: '/local/a2s',
+        tool: 'aria2',
+        ...STREAM,
+      });
+      assert.equal(res.code, 400);
+      assert.match(res.message, /upload_download_stream works with the SimpleHttp tool only; aria2/);
+      assert.equal(res.data, null);
+      const after = await h.json<{ id: string }[]>('GET', '/api/task/offline_download/undone', {
+        token: h.adminToken,
+      });
+      assert.equal(after.data.length, before.data.length, 'no task was created');
+    });
   });
 
   it('to S3: the file arrives byte-identical; delete_never keeps the download, the default removes it', async () => {

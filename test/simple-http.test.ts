@@ -17,10 +17,11 @@ import { type FerryProcess, PROJECT_ROOT, spawnFerry } from './helpers/process.t
 import { sha256, sha256File } from './helpers/tree.ts';
 
 /**
- * SimpleHttp's own HTTP/1.1 client (src/download/http-get.ts, run in its thread) against the
- * responses a real server may send beyond nginx's plain Content-Length: chunked bodies, bodies
- * that end with the connection, a head that arrives a few bytes at a time, a chunked body cut
- * half-way (must be fetched again, never kept short), and something that is not HTTP at all.
+ * SimpleHttp (undici, src/download/http-download.ts) against the responses a real server may
+ * send beyond nginx's plain Content-Length: chunked bodies, bodies that end with the connection,
+ * a head that arrives a few bytes at a time, a chunked body cut half-way (must be fetched again,
+ * never kept short — into the data dir or streamed to the destination), a server that goes
+ * silent, and something that is not HTTP at all; connections kept alive from one task to the next.
  * HTTPS runs against a real `ferry serve` that trusts the test's certificate
  * (NODE_EXTRA_CA_CERTS), reached through a redirect from plain HTTP, by name.
  */
@@ -48,6 +49,8 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
   let httpBase = '';
   let rawBase = '';
   const hits = new Map<string, number>();
+  /** The connection each path of the chunked server was last asked for on. */
+  const socketOf = new Map<string, Socket>();
   /** Connections to /silent, which is never answered: closed once ferry lets go of them. */
   const silent: Socket[] = [];
   const hit = (path: string) => {
@@ -64,10 +67,15 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
     http = createHttpServer((req, res) => {
       const path = req.url ?? '/';
       const n = hit(path);
+      socketOf.set(path, req.socket);
+      if (path.startsWith('/hop/')) {
+        res.writeHead(302, { location: path.slice('/hop'.length) }).end('moved');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
-      const cut = path === '/chunked-cut' && n === 1 ? BODY.length / 2 : Infinity;
+      const cut = path.startsWith('/chunked-cut') && n === 1 ? BODY.length / 2 : Infinity;
       void writeChunked(BODY, (piece) => res.write(piece), cut).then(() => {
-        // The first request to /chunked-cut ends mid-body, without the last chunk.
+        // The first request to /chunked-cut… ends mid-body, without the last chunk.
         if (cut !== Infinity) res.socket?.destroy();
         else res.end();
       });
@@ -108,15 +116,20 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
       socket.end(BODY);
     } else if (path === '/silent') {
       silent.push(socket);
+    } else if (path === '/stall') {
+      // A head and the first MiB, then nothing more: the connection stays open, silent.
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BODY.length}\r\n\r\n`);
+      socket.write(BODY.subarray(0, 1024 * 1024));
+      silent.push(socket);
     } else {
       socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
     }
   }
 
-  const download = async (url: string, dir: string) => {
+  const download = async (url: string, dir: string, extra: Record<string, unknown> = {}) => {
     const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
       token: h.adminToken,
-      body: { urls: [url], path: `/local/${dir}`, tool: 'SimpleHttp' },
+      body: { urls: [url], path: `/local/${dir}`, tool: 'SimpleHttp', ...extra },
     });
     assert.equal(res.code, 200, res.message);
     const id = res.data.tasks[0]?.id ?? '';
@@ -155,6 +168,28 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
     assert.equal(await landed(id, 'cut/chunked-cut'), BODY_SHA);
   });
 
+  it('streamed to the destination (upload_download_stream), a cut chunked body is never placed: the retry streams it whole', async () => {
+    const { task } = await download(`${httpBase}/chunked-cut-stream`, 'cut-stream', {
+      delete_policy: 'upload_download_stream',
+    });
+    assert.equal(task.state, 'succeeded', task.error);
+    assert.equal(task.retries, 1, 'the cut cost one attempt');
+    assert.equal(hits.get('/chunked-cut-stream'), 2);
+    assert.equal(await sha256File(join(h.dataDir, 'files', 'cut-stream', 'chunked-cut-stream')), BODY_SHA);
+  });
+
+  it('keeps connections alive: the next download to the same server reuses one', async () => {
+    const first = await download(`${httpBase}/hop/kept-1`, 'kept');
+    assert.equal(first.task.state, 'succeeded', first.task.error);
+    const second = await download(`${httpBase}/kept-2`, 'kept');
+    assert.equal(second.task.state, 'succeeded', second.task.error);
+    // The redirect's next hop may go out before the first connection is free again; the next
+    // download then finds them idle.
+    const earlier = [socketOf.get('/hop/kept-1'), socketOf.get('/kept-1')];
+    assert.ok(earlier.includes(socketOf.get('/kept-2')), 'the next download reused a connection');
+    assert.equal(await landed(second.id, 'kept/kept-2'), BODY_SHA);
+  });
+
   it('cancel while the server has not answered yet: canceled within 1 s, connection closed', async () => {
     const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
       token: h.adminToken,
@@ -185,6 +220,77 @@ describe('SimpleHttp: responses beyond a plain Content-Length', () => {
     // The server goes on serving.
     const res = await h.call('GET', '/ping');
     assert.equal(res.body, 'pong');
+  });
+});
+
+describe('SimpleHttp timeouts', () => {
+  let h: Harness;
+  let raw: NetServer;
+  let base = '';
+  const sockets: Socket[] = [];
+
+  before(async () => {
+    h = await startHarness({
+      tasks: { maxRetry: { offline_download: 0 } },
+      offlineDownload: { connectTimeoutMs: 400, idleTimeoutMs: 400, maxBytes: 2 * 1024 * 1024 },
+    });
+    raw = createNetServer((socket: Socket) => {
+      sockets.push(socket);
+      socket.once('data', (data) => {
+        const path = /^GET (\S+)/.exec(data.toString('latin1'))?.[1] ?? '/';
+        if (path === '/stall') {
+          socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${2 * 1024 * 1024}\r\n\r\n`);
+          socket.write(BODY.subarray(0, 1024 * 1024));
+        } else if (path === '/chunked') {
+          // No length: only counting the bytes can hold the size limit.
+          socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+          void writeChunked(BODY, (piece) =>
+            socket.write(`${piece.length.toString(16)}\r\n${piece.toString('latin1')}\r\n`, 'latin1'),
+          )
+            .then(() => socket.end('0\r\n\r\n'))
+            .catch(() => socket.destroy());
+        }
+        // Anything else is never answered.
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    await h?.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((r) => raw?.close(r));
+  });
+
+  const failure = async (path: string, extra: Record<string, unknown> = {}) => {
+    const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+      token: h.adminToken,
+      body: { urls: [`${base}${path}`], path: `/local/t${path}`, tool: 'SimpleHttp', ...extra },
+    });
+    assert.equal(res.code, 200, res.message);
+    const task = await h.finished('offline_download', res.data.tasks[0]?.id ?? '', 10_000);
+    assert.equal(task.state, 'failed');
+    return task.error;
+  };
+
+  it('a server that never answers fails the attempt after connectTimeoutMs', async () => {
+    assert.match(await failure('/never'), /timed out talking to 127\.0\.0\.1:\d+: no response within 400 ms/);
+  });
+
+  it('a body that stops coming fails the attempt after idleTimeoutMs, into the data dir or streamed', async () => {
+    assert.match(await failure('/stall'), /timed out talking to 127\.0\.0\.1:\d+: no data for 400 ms/);
+    const streamed = await failure('/stall', { delete_policy: 'upload_download_stream' });
+    assert.match(streamed, /no data for 400 ms/);
+    await assert.rejects(readFile(join(h.dataDir, 'files', 't', 'stall', 'stall')), { code: 'ENOENT' });
+  });
+
+  it('a body of unknown length past maxBytes fails, into the data dir or streamed, and nothing is placed', async () => {
+    assert.match(await failure('/chunked'), /download exceeds offlineDownload\.maxBytes \(2097152\)/);
+    const streamed = await failure('/chunked', { delete_policy: 'upload_download_stream' });
+    assert.match(streamed, /download exceeds offlineDownload\.maxBytes \(2097152\)/);
+    await assert.rejects(readFile(join(h.dataDir, 'files', 't', 'chunked', 'chunked')), { code: 'ENOENT' });
   });
 });
 

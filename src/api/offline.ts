@@ -28,7 +28,8 @@ function readTool(value: unknown): Tool {
 /**
  * AList's offline download: `POST /api/fs/add_offline_download {urls, path, tool, delete_policy}`
  * makes one `offline_download` task per URL (downloading into ferry's data dir), each of which
- * queues an `offline_download_transfer` into `path` when done. Every URL is checked before any
+ * queues an `offline_download_transfer` into `path` when done (with `upload_download_stream`,
+ * SimpleHttp streams into `path` itself, no transfer). Every URL is checked before any
  * task exists: scheme, the tool's protocols, and hosts denied by name or literal address.
  */
 export async function offlineRoutes(app: FastifyInstance): Promise<void> {
@@ -52,6 +53,13 @@ export async function offlineRoutes(app: FastifyInstance): Promise<void> {
       if (urls.length > MAX_URLS) throw new FerryError('E_BAD_REQUEST', `at most ${MAX_URLS} urls at once`);
       const tool = readTool(rawTool);
       const deletePolicy = readDeletePolicy(delete_policy);
+      // Only SimpleHttp can hand the body to the destination as it arrives; aria2 writes files of
+      // its own into the data dir, so a stream is refused before any task exists.
+      if (deletePolicy === 'upload_download_stream' && tool !== 'SimpleHttp')
+        throw new FerryError(
+          'E_BAD_REQUEST',
+          `delete_policy upload_download_stream works with the SimpleHttp tool only; ${tool} downloads into ferry's data directory first, so choose another delete_policy for it`,
+        );
       const dstDir = toVirtual(principal, path ?? '/');
       const dst = mounts.resolve(dstDir);
       const entry = await dst.driver.stat(dst.path);

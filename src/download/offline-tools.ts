@@ -30,7 +30,7 @@ export interface Aria2DownloadOptions {
 
 /**
  * The download tools offline-download tasks use, shared by all of them: the host policy, the
- * SimpleHttp downloader (its module and thread start on first use), and aria2 — a configured
+ * SimpleHttp downloader (loaded on first use, with its keep-alive connections), and aria2 — a configured
  * RPC endpoint, or ferry's own aria2c started on first use and stopped by `close()`.
  */
 export class OfflineTools {

@@ -5,7 +5,7 @@ import type { OfflineTools } from '../../download/offline-tools.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
 import { FileSystemFlush, syncFileSystem } from '../../storage/local/background-flush.ts';
-import { normalizePath } from '../../storage/paths.ts';
+import { joinPath, normalizePath } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
 import { type DeletePolicy, offlineArea, readDeletePolicy } from './offline-transfer.ts';
@@ -48,12 +48,21 @@ function readPayload(task: Task): OfflineDownloadPayload {
  * SimpleHttp with `Range`/`If-Range`, aria2 by its gid or `--continue`. A user's cancel stops the
  * bytes at once and removes the partial download, so a canceled task holds no disk space; a
  * retry after a cancel starts over.
+ *
+ * `upload_download_stream` (SimpleHttp only): the body goes straight into the destination
+ * through its driver's `write` (temporary name, placed when whole), with nothing in the data dir
+ * and no transfer task. Nothing partial is kept, so every attempt — a retry, a restart — fetches
+ * the file again from its first byte; a cancel leaves nothing under the final name.
  */
 export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
   return {
     kind: 'offline_download',
     async run(task, ctx) {
       const payload = readPayload(task);
+      if (payload.deletePolicy === 'upload_download_stream') {
+        await streamHttp(tools, payload, ctx);
+        return;
+      }
       const area = offlineArea(ctx.dataDir, task.id);
       const doneDir = join(area, 'done');
       let saved: Record<string, unknown> = { ...task.payload };
@@ -125,6 +134,39 @@ async function downloadHttp(
   });
   await mkdir(doneDir, { recursive: true });
   await rename(partPath, join(doneDir, fileName));
+}
+
+/** SimpleHttp's body straight into the destination driver (upload_download_stream). */
+async function streamHttp(tools: OfflineTools, payload: OfflineDownloadPayload, ctx: TaskContext) {
+  if (payload.tool !== 'SimpleHttp')
+    throw new FerryError(
+      'E_BAD_REQUEST',
+      `delete_policy upload_download_stream needs SimpleHttp, not ${payload.tool}`,
+    );
+  const url = parseDownloadUrl(payload.url, 'SimpleHttp');
+  const dst = ctx.mounts.resolve(payload.dstDir);
+  ctx.progress.setStatus('connecting');
+  if (ctx.resumed) ctx.log.info('streaming again from the first byte: a stream keeps nothing to resume');
+  const http = await tools.http();
+  await http.stream({
+    url,
+    signal: ctx.signal,
+    consume: async (body, { fileName, total }) => {
+      ctx.progress.setTotals({ bytes: total, files: 1 });
+      ctx.progress.setStatus(fileName);
+      await dst.driver.mkdir(dst.path);
+      // Replaces a file of the same name, as the transfer of a downloaded file does.
+      await dst.driver.write(joinPath(dst.path, fileName), body, {
+        signal: ctx.signal,
+        overwrite: true,
+        tempKey: ctx.taskId,
+        sync: ctx.syncFiles,
+        onProgress: (n) => ctx.progress.addBytes(n),
+        ...(total > 0 && { size: total }),
+      });
+    },
+  });
+  ctx.progress.fileDone();
 }
 
 async function downloadAria2(

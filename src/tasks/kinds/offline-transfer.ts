@@ -7,12 +7,18 @@ import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
 import { writeLocalFile } from './ranged-fetch.ts';
 
-/** AList's `delete_policy`: what happens to the downloaded file in ferry's data dir after the transfer. */
+/**
+ * AList's `delete_policy`: what happens to the downloaded file in ferry's data dir after the
+ * transfer; or `upload_download_stream` (the OpenList UI's default), where SimpleHttp streams the
+ * body straight to the destination: no file in the data dir, no transfer task (other tools
+ * refuse it when the download is added).
+ */
 export const DELETE_POLICIES = [
   'delete_on_upload_succeed',
   'delete_on_upload_failed',
   'delete_never',
   'delete_always',
+  'upload_download_stream',
 ] as const;
 export type DeletePolicy = (typeof DELETE_POLICIES)[number];
 
