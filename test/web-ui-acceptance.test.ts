@@ -71,6 +71,11 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
   let origin: Awaited<ReturnType<typeof startOrigin>>;
   let files: string;
   let adminToken: string;
+  /**
+   * Open a page of the UI. Not `s.open`'s network idle: the UI fetches after load, and each step
+   * waits for what it looks at, which is sooner than half a second of silence.
+   */
+  const go = (path: string) => s.page.goto(s.base + path);
 
   before(async () => {
     [s, origin] = await Promise.all([startBrowserSession(), startOrigin()]);
@@ -99,7 +104,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
   it('loads and signs in through the login form', () =>
     step(s, 'login', async () => {
       s.expectApiFailure('/@openlist/api/me', 401); // a visitor, before signing in and after logout
-      await s.open('/');
+      await go('/');
       await s.page.waitForURL(/\/@login/);
       const login = apiReply(s.page, '/auth/login/hash');
       await logInThroughForm(s.page, 'admin', ADMIN_PASSWORD);
@@ -156,7 +161,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await upload.getByRole('button', { name: 'Close modal' }).click();
       await s.harness.finished('upload', task.id);
 
-      await s.open('/@manage/tasks/upload');
+      await go('/@manage/tasks/upload');
       await waitForTaskState(s.page, 'report.bin', 'Succeeded');
       assert.equal(await readFile(join(files, 'notes.txt'), 'utf8'), 'ferry notes\n');
       assert.equal((await readFile(join(files, 'report.bin'))).length, 300_000);
@@ -164,7 +169,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
 
   it('copies a file into a folder chosen in the folder picker', () =>
     step(s, 'copy', async () => {
-      await s.open('/local');
+      await go('/local');
       await contextAction(s.page, 'notes.txt', 'Copy');
       await pickFolder(dialog(s.page), '/local/inbox');
       const copy = apiReply(s.page, '/fs/copy');
@@ -180,15 +185,15 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       });
       const [task] = (await envelope<{ tasks: UiTask[] }>(reply)).data.tasks;
       await s.harness.finished('copy', task!.id);
-      await s.open('/@manage/tasks/copy');
+      await go('/@manage/tasks/copy');
       await waitForTaskState(s.page, 'notes.txt', 'Succeeded');
-      await s.open('/local/inbox');
+      await go('/local/inbox');
       await entry(s.page, 'notes.txt').waitFor();
     }));
 
   it('previews a text file, and its Download link works in a page with no token', () =>
     step(s, 'preview-download', async () => {
-      await s.open('/local');
+      await go('/local');
       await entry(s.page, 'notes.txt').click();
       await s.page.getByText('ferry notes').waitFor();
 
@@ -221,7 +226,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await zip.add('pack/alpha.txt', new TextReader('alpha'));
       await zip.add('pack/sub/beta.txt', new TextReader('beta'));
       const bytes = Buffer.from(await zip.close());
-      await s.open('/local');
+      await go('/local');
       await useTool(s.page, 'upload');
       const put = apiReply(s.page, '/fs/put');
       await dialog(s.page)
@@ -238,7 +243,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await entry(s.page, 'alpha.txt').waitFor();
       await entry(s.page, 'sub').waitFor();
 
-      await s.open('/local');
+      await go('/local');
       await contextAction(s.page, 'bundle.zip', 'Decompress');
       await setCheckbox(dialog(s.page), 'Decompress into a new sub-folder', true);
       await pickFolder(dialog(s.page), '/local');
@@ -248,9 +253,9 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       assert.equal(sentJson(reply.request()).put_into_new_dir, true);
       const [task] = (await envelope<{ tasks: UiTask[] }>(reply)).data.tasks;
       await s.harness.finished('decompress', task!.id);
-      await s.open('/@manage/tasks/decompress');
+      await go('/@manage/tasks/decompress');
       await waitForTaskState(s.page, 'bundle.zip', 'Succeeded');
-      await s.open('/local/bundle/pack/sub');
+      await go('/local/bundle/pack/sub');
       await entry(s.page, 'beta.txt').waitFor();
       assert.equal(await readFile(join(files, 'bundle', 'pack', 'alpha.txt'), 'utf8'), 'alpha');
     }));
@@ -259,7 +264,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
     step(s, 'offline-retry-cancel-clear', async () => {
       const flaky = `${origin.base}/flaky.bin`;
       const slow = `${origin.base}/slow.bin`;
-      await s.open('/local');
+      await go('/local');
       await useTool(s.page, 'offline_download');
       const form = dialog(s.page);
       await form.locator('textarea').fill(`${flaky}\n${slow}`);
@@ -273,7 +278,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       const [flakyTask, slowTask] = (await envelope<{ tasks: UiTask[] }>(reply)).data.tasks;
       assert.equal((await s.harness.finished('offline_download', flakyTask!.id)).state, 'failed');
 
-      await s.open('/@manage/tasks/offline_download');
+      await go('/@manage/tasks/offline_download');
       await waitForTaskState(s.page, flaky, 'Failed');
       origin.state.flakyFixed = true;
       const retry = apiReply(s.page, '/task/offline_download/retry');
@@ -307,7 +312,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
   it("offline downloads with the dialog's default policy, streamed into the folder", () =>
     step(s, 'offline-default-policy', async () => {
       const url = `${origin.base}/streamed.txt`;
-      await s.open('/local/inbox');
+      await go('/local/inbox');
       await useTool(s.page, 'offline_download');
       await dialog(s.page).locator('textarea').fill(url);
       const add = apiReply(s.page, '/fs/add_offline_download');
@@ -320,10 +325,21 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       const body = await envelope<{ tasks: UiTask[] }>(reply);
       assert.equal(body.code, 200, body.message);
       assert.equal((await s.harness.finished('offline_download', body.data.tasks[0]!.id)).state, 'succeeded');
-      await s.open('/@manage/tasks/offline_download');
+      await go('/@manage/tasks/offline_download');
       await waitForTaskState(s.page, url, 'Succeeded');
-      await s.open('/local/inbox');
+      await go('/local/inbox');
       await entry(s.page, 'streamed.txt').waitFor();
+      // Streamed: no copy in the data dir was made, so no transfer task moved one.
+      for (const list of ['done', 'undone']) {
+        const transfers = await s.harness.json<UiTask[]>(
+          'GET',
+          `/api/task/offline_download_transfer/${list}`,
+          {
+            token: s.harness.adminToken,
+          },
+        );
+        assert.ok(!transfers.data.some((t) => t.name.includes('streamed.txt')), transfers.message);
+      }
       assert.equal(
         await readFile(join(files, 'inbox', 'streamed.txt'), 'utf8'),
         'streamed straight into the folder',
@@ -332,7 +348,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
 
   it('adds a Local storage through the driver form and browses it', () =>
     step(s, 'add-storage', async () => {
-      await s.open('/@manage/storages');
+      await go('/@manage/storages');
       await s.page.getByRole('button', { name: 'Add', exact: true }).click();
       await s.page.getByRole('combobox').click();
       await s.page.getByRole('option', { name: 'Local', exact: true }).click();
@@ -345,14 +361,14 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       assert.equal(sentJson(reply.request()).driver, 'Local');
       await s.page.waitForURL(/\/@manage\/storages$/);
       await s.page.getByText('/second', { exact: true }).waitFor();
-      await s.open('/second');
+      await go('/second');
       await entry(s.page, 'welcome.txt').click();
       await s.page.getByText('from the second disk').waitFor();
     }));
 
   it("edits a user: the form shows the user's values, and saves the changes", () =>
     step(s, 'edit-user', async () => {
-      await s.open('/@manage/users');
+      await go('/@manage/users');
       await s.page
         .getByRole('row', { name: /\bmia\b/ })
         .getByRole('button', { name: 'Edit' })
@@ -390,14 +406,14 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
   it('the profile page: Enable 2FA says ferry has no two-factor login', () =>
     step(s, 'profile-2fa', async () => {
       s.expectApiFailure('/@openlist/api/auth/2fa/generate', 400);
-      await s.open('/@manage');
+      await go('/@manage');
       await s.page.getByRole('button', { name: 'Enable 2FA' }).click();
       await s.page.getByText('ferry has no two-factor login').waitFor();
     }));
 
   it('logs out, and the old token is refused afterwards', () =>
     step(s, 'logout', async () => {
-      await s.open('/@manage');
+      await go('/@manage');
       const me = await s.harness.json('GET', '/api/me', { token: adminToken });
       assert.equal(me.code, 200);
       const logout = apiReply(s.page, '/auth/logout');
