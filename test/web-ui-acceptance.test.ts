@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { configure, TextReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
 import { type BrowserSession, chromiumAvailable, startBrowserSession } from './helpers/browser.ts';
+import { type DownloadOrigin, startDownloadOrigin } from './helpers/download-origin.ts';
 import { ADMIN_PASSWORD, waitFor } from './helpers/harness.ts';
 import {
   apiReply,
@@ -33,31 +32,6 @@ interface UiTask {
 }
 
 /**
- * The sources offline downloads fetch, on loopback: `/flaky.bin` answers 404 until `flakyFixed`,
- * `/slow.bin` promises 10 MB and dribbles 256 bytes every 100 ms (a download that keeps running
- * until canceled), `/streamed.txt` answers at once.
- */
-async function startOrigin() {
-  const state = { flakyFixed: false };
-  const server: Server = createServer((req, res) => {
-    if (req.url === '/flaky.bin' && state.flakyFixed) res.end('fixed on the second try');
-    else if (req.url === '/streamed.txt') res.end('streamed straight into the folder');
-    else if (req.url === '/slow.bin') {
-      res.writeHead(200, { 'content-length': 10 * 1024 * 1024 });
-      const timer = setInterval(() => res.write(Buffer.alloc(256, 'x')), 100);
-      res.on('close', () => clearInterval(timer));
-    } else res.writeHead(404).end('not here');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const close = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  };
-  return { state, base, close };
-}
-
-/**
  * The acceptance run of the web UI ferry serves (issue 20): a person in Debian's chromium signs
  * in, browses, makes a folder, uploads (as a stream and as a task), copies through the folder
  * picker, reads the task pages (a success badge, Retry on a failed download, Cancel on a running
@@ -68,7 +42,7 @@ async function startOrigin() {
  */
 describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout: 180_000 }, () => {
   let s: BrowserSession;
-  let origin: Awaited<ReturnType<typeof startOrigin>>;
+  let origin: DownloadOrigin;
   let files: string;
   let adminToken: string;
   /**
@@ -76,25 +50,26 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
    * waits for what it looks at, which is sooner than half a second of silence.
    */
   const go = (path: string) => s.page.goto(s.base + path);
+  /** The API as the admin, behind the UI's back: to set things up and to check what it did. */
+  const asAdmin = <T>(method: 'GET' | 'POST', url: string, body?: unknown) =>
+    s.harness.json<T>(method, url, { token: s.harness.adminToken, body });
 
   before(async () => {
-    [s, origin] = await Promise.all([startBrowserSession(), startOrigin()]);
+    [s, origin] = await Promise.all([startBrowserSession(), startDownloadOrigin()]);
     files = join(s.harness.dataDir, 'files');
     await mkdir(join(files, 'docs'));
     await writeFile(join(files, 'docs', 'readme.txt'), 'read me first');
     await mkdir(join(s.harness.dataDir, 'second-disk'));
     await writeFile(join(s.harness.dataDir, 'second-disk', 'welcome.txt'), 'from the second disk');
     // WRITE | RENAME: the edit form must show exactly these ticked.
-    const created = await s.harness.json('POST', '/api/admin/user/create', {
-      token: s.harness.adminToken,
-      body: {
-        username: 'mia',
-        password: 'mia-password',
-        role: 0,
-        base_path: '/local/docs',
-        permission: 0x18,
-      },
-    });
+    const mia = {
+      username: 'mia',
+      password: 'mia-password',
+      role: 0,
+      base_path: '/local/docs',
+      permission: 0x18,
+    };
+    const created = await asAdmin('POST', '/api/admin/user/create', mia);
     assert.equal(created.code, 200, created.message);
   });
   after(async () => {
@@ -280,7 +255,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
 
       await go('/@manage/tasks/offline_download');
       await waitForTaskState(s.page, flaky, 'Failed');
-      origin.state.flakyFixed = true;
+      origin.flakyFixed = true;
       const retry = apiReply(s.page, '/task/offline_download/retry');
       await taskRow(s.page, flaky).getByRole('button', { name: 'Retry', exact: true }).click();
       assert.equal((await envelope(await retry)).code, 200);
@@ -303,9 +278,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       assert.equal((await envelope(await clear)).code, 200);
       await taskRow(s.page, flaky).waitFor({ state: 'detached' });
       await taskRow(s.page, slow).waitFor({ state: 'detached' });
-      const done = await s.harness.json<unknown[]>('GET', '/api/task/offline_download/done', {
-        token: s.harness.adminToken,
-      });
+      const done = await asAdmin<unknown[]>('GET', '/api/task/offline_download/done');
       assert.deepEqual(done.data, []);
     }));
 
@@ -331,13 +304,7 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await entry(s.page, 'streamed.txt').waitFor();
       // Streamed: no copy in the data dir was made, so no transfer task moved one.
       for (const list of ['done', 'undone']) {
-        const transfers = await s.harness.json<UiTask[]>(
-          'GET',
-          `/api/task/offline_download_transfer/${list}`,
-          {
-            token: s.harness.adminToken,
-          },
-        );
+        const transfers = await asAdmin<UiTask[]>('GET', `/api/task/offline_download_transfer/${list}`);
         assert.ok(!transfers.data.some((t) => t.name.includes('streamed.txt')), transfers.message);
       }
       assert.equal(
@@ -391,9 +358,8 @@ describe('the web UI, driven end to end', { skip: !chromiumAvailable(), timeout:
       await s.page.getByRole('button', { name: 'Save', exact: true }).click();
       assert.equal((await envelope(await update)).code, 200);
 
-      const users = await s.harness.json<{
-        content: { username: string; base_path: string; permission: number }[];
-      }>('GET', '/api/admin/user/list', { token: s.harness.adminToken });
+      type Users = { content: { username: string; base_path: string; permission: number }[] };
+      const users = await asAdmin<Users>('GET', '/api/admin/user/list');
       const mia = users.data.content.find((u) => u.username === 'mia');
       assert.deepEqual(
         { base_path: mia?.base_path, permission: mia?.permission },
