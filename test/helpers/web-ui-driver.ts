@@ -1,7 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Locator, Page, Request } from 'playwright-core';
+import type { Locator, Page, Request, Response } from 'playwright-core';
 import type { BrowserSession } from './browser.ts';
 
 /**
@@ -119,14 +119,12 @@ export function sentJson(request: Request): Record<string, unknown> {
 }
 
 /** The AList envelope of an API response. */
-export async function envelope<T>(
-  response: import('playwright-core').Response,
-): Promise<{ code: number; message: string; data: T }> {
+export async function envelope<T>(response: Response): Promise<{ code: number; message: string; data: T }> {
   return (await response.json()) as { code: number; message: string; data: T };
 }
 
 /** Wait for the page's reply to the API call whose path ends with `path` (`/fs/copy`). */
-export function apiReply(page: Page, path: string): Promise<import('playwright-core').Response> {
+export function apiReply(page: Page, path: string): Promise<Response> {
   return page.waitForResponse((r) => new URL(r.url()).pathname.endsWith(`/api${path}`));
 }
 
