@@ -48,7 +48,10 @@ export async function logInThroughForm(page: Page, username: string, password: s
  */
 export async function useTool(page: Page, tips: string): Promise<void> {
   const toolbar = page.locator('.left-toolbar');
-  if (!(await toolbar.isVisible())) await page.locator('.toolbar-toggle').click();
+  const toggle = page.locator('.toolbar-toggle');
+  // Open or folded, as the user last left it (the UI remembers): wait for either to render.
+  await toolbar.or(toggle).first().waitFor();
+  if (await toggle.isVisible()) await toggle.click();
   await toolbar.locator(`[tips="${tips}"]`).click();
 }
 
