@@ -122,6 +122,30 @@ describe('AList users', () => {
     assert.equal((await me(h.adminToken)).code, 200);
   });
 
+  it('answers del_cache for a user that exists, as there is no cache to drop', async () => {
+    await h.user('cached');
+    const delCache = (query: string, token: string | null = h.adminToken) =>
+      h.json('POST', `/api/admin/user/del_cache${query}`, { token });
+    assert.deepEqual(await delCache('?username=cached'), { code: 200, message: 'success', data: null });
+    assert.deepEqual(await delCache('?username=nobody'), {
+      code: 404,
+      message: 'user not found',
+      data: null,
+    });
+    assert.equal((await delCache('')).code, 400);
+    assert.equal((await delCache('?username=cached', await h.user('meddler'))).code, 403);
+    assert.equal((await delCache('?username=cached', null)).code, 401);
+  });
+
+  it('says two-factor login is not in ferry, to whoever may ask for it', async () => {
+    const token = await h.user('careful');
+    for (const action of ['generate', 'verify']) {
+      const reply = await h.json('POST', `/api/auth/2fa/${action}`, { token, body: { code: '123456' } });
+      assert.deepEqual(reply, { code: 400, message: 'ferry has no two-factor login', data: null });
+      assert.equal((await h.json('POST', `/api/auth/2fa/${action}`, { token: null })).code, 401);
+    }
+  });
+
   it('lists users with AList’s fields, a page at a time when asked', async () => {
     const list = (query = '') =>
       h.json<{ content: UserView[]; total: number }>('GET', `/api/admin/user/list${query}`, {

@@ -154,6 +154,7 @@ const TEMPLATES: Record<string, { body?: unknown; query?: Record<string, string>
     body: { id: 2, username: 'fuzzed', role: 0, permission: 0xfc, base_path: '/' },
   },
   '/api/admin/user/delete': { query: { id: '3' } },
+  '/api/admin/user/del_cache': { query: { username: 'admin' } },
   '/api/admin/storage/get': { query: { id: '1' } },
   '/api/admin/storage/create': {
     body: { mount_path: '/m1', driver: 'Local', addition: '{"root_folder_path":"m1"}', order: 0, remark: '' },

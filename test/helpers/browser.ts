@@ -69,9 +69,14 @@ export interface BrowserSession {
   useToken(token: string): Promise<void>;
   /** `page.goto(base + path)`, waiting until the network is idle. */
   open(path: string): Promise<Response | null>;
-  /** API replies that failed without being expected (replies still being read are waited for). */
-  unexpectedFailures(): Promise<ApiReply[]>;
-  assertNoUnexpectedFailures(): Promise<void>;
+  /**
+   * API replies that failed without being expected (replies still being read are waited for),
+   * from the `since`-th reply on (default: all of them).
+   */
+  unexpectedFailures(since?: number): Promise<ApiReply[]>;
+  assertNoUnexpectedFailures(since?: number): Promise<void>;
+  /** How many replies there are once those still being read are in. */
+  settledReplies(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -135,9 +140,9 @@ export async function startBrowserSession(overrides: DeepPartial<Config> = {}): 
         });
       },
       open: (path) => page.goto(base + path, { waitUntil: 'networkidle' }),
-      async unexpectedFailures() {
+      async unexpectedFailures(since = 0) {
         await Promise.allSettled(pending);
-        return replies.filter((r) => {
+        return replies.slice(since).filter((r) => {
           if (!failed(r)) return false;
           const got = r.status !== 200 ? r.status : r.code;
           const match = expected.find((e) => e.code === got && e.path.test(r.url.split('?')[0] ?? ''));
@@ -145,14 +150,18 @@ export async function startBrowserSession(overrides: DeepPartial<Config> = {}): 
           return !match;
         });
       },
-      async assertNoUnexpectedFailures() {
-        const unexpected = await session.unexpectedFailures();
+      async assertNoUnexpectedFailures(since = 0) {
+        const unexpected = await session.unexpectedFailures(since);
         if (unexpected.length > 0)
           throw new Error(
             `unexpected API failures:\n${unexpected
               .map((r) => `  ${r.method} ${r.url} → HTTP ${r.status}, code ${r.code}: ${r.message}`)
               .join('\n')}`,
           );
+      },
+      async settledReplies() {
+        await Promise.allSettled(pending);
+        return replies.length;
       },
       async close() {
         await Promise.allSettled(pending);

@@ -7,7 +7,7 @@ import { ok, sendError } from './envelope.ts';
 /**
  * Answers for the AList features ferry does not have, which the OpenList web UI's pages call all
  * the same: shares, metas (per-folder passwords and readmes), the search index and its scans,
- * SSH keys (for AList's SFTP server), the messenger, the offline tools AList configures at run
+ * SSH keys (for AList's SFTP server), two-factor login, the messenger, the offline tools AList configures at run
  * time, and AList's site token.
  *
  * Why they exist: without a route the UI gets an HTTP 404, which it shows as an error dialog on
@@ -76,6 +76,11 @@ export async function alistAbsentFeatureRoutes(app: FastifyInstance): Promise<vo
     'admin',
     absent('ferry has no SFTP server to use SSH keys with'),
   );
+
+  // Two-factor login: the profile page's "Enable 2FA" opens a page that asks for a secret at once.
+  // Saying ferry has none is better than the HTTP 404 the UI would show as a broken page.
+  for (const action of ['generate', 'verify'])
+    route(['POST'], `/api/auth/2fa/${action}`, 'user', absent('ferry has no two-factor login'));
 
   // The messenger: AList answers code 404 "no message" while nothing waits to be shown, and the
   // page shows nothing then. Nothing ever waits here.

@@ -130,6 +130,16 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     await auth.getUser(idOf(request, 'id'));
     return null;
   });
+  // AList drops its cached copy of the user. ferry reads users from the store on every request, so
+  // there is no copy to drop: the answer only says whether the user exists.
+  route('POST', '/api/admin/user/del_cache', async (request) => {
+    await admin(request);
+    const username = (request.query as Record<string, unknown>).username;
+    if (typeof username !== 'string' || username === '')
+      throw new FerryError('E_BAD_REQUEST', 'username is required');
+    if ((await auth.userIdByName(username)) === null) throw new FerryError('E_NOT_FOUND', 'user not found');
+    return null;
+  });
 }
 
 /** The JSON object body of a request; {} for none or anything else (each field is checked where used). */
