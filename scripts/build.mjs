@@ -31,8 +31,13 @@ if (existsSync(outdir) && !existsSync(resolve(outdir, 'cli.js')) && (await readd
 await rm(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
-  // SimpleHttp's thread loads its own module (http-threads.ts), found next to the chunks.
-  entryPoints: { cli: 'src/cli.ts', 'http-thread': 'src/download/http-thread.ts' },
+  // SimpleHttp's thread loads its own module (http-threads.ts), found next to the chunks; so do
+  // the small-file threads (file-thread.js, see src/storage/local/module-thread.ts).
+  entryPoints: {
+    cli: 'src/cli.ts',
+    'http-thread': 'src/download/http-thread.ts',
+    'file-thread': 'src/storage/local/file-thread.ts',
+  },
   outdir,
   bundle: true,
   splitting: true,
