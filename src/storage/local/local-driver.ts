@@ -52,7 +52,6 @@ export class LocalDriver implements Driver {
     atomicRename: true,
     folderRename: true,
     rangeRead: true,
-    youngReadChunks: false,
   };
   private readonly paths: SafePaths;
 
