@@ -342,19 +342,13 @@ export interface ServerOptions {
   startTimeoutMs?: number;
 }
 
-/** The node options of `npm start` (package.json), for the compiled server. */
-const START_NODE_ARGS = ['--max-semi-space-size=8'];
-
 /** Start `ferry serve` as a child process on a free port and log in as admin. */
 export async function startServer(options: ServerOptions): Promise<Server> {
   const port = await freePort();
-  // As `npm start` does (see the README's Running table): libuv's thread pool and glibc's malloc
-  // are set up before node starts, so their settings go in the environment.
-  const env: NodeJS.ProcessEnv = {
-    UV_THREADPOOL_SIZE: '16',
-    MALLOC_ARENA_MAX: '2',
-    MALLOC_MMAP_THRESHOLD_: '266240',
-  };
+  // As `npm start` does: node with no options and no tuning in the environment of its own, so
+  // the figures are a plain `node dist/cli.js serve`'s. Settings in this runner's environment
+  // (UV_THREADPOOL_SIZE, MALLOC_*, NODE_OPTIONS) reach the server, to compare them.
+  const env: NodeJS.ProcessEnv = {};
   // The caller's FERRY_* settings (a config file, a database URL) must not leak into the run.
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FERRY_')) env[k] = v;
   // …but BENCH_FERRY_X=… is passed on as FERRY_X=…, to compare settings (e.g. SQLITE_SYNCHRONOUS).
@@ -374,8 +368,6 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   // BENCH_SERVER_NODE_ARGS adds node options, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const argv = [
-    // npm start's options first, so BENCH_SERVER_NODE_ARGS can override them.
-    ...(options.argv || !compiledEntry ? [] : START_NODE_ARGS),
     ...nodeArgs,
     ...(options.argv ??
       (compiledEntry

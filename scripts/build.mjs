@@ -31,7 +31,12 @@ if (existsSync(outdir) && !existsSync(resolve(outdir, 'cli.js')) && (await readd
 await rm(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
-  entryPoints: { cli: 'src/cli.ts' },
+  // The small-file threads load their own module (file-thread.js, see
+  // src/storage/local/module-thread.ts), found next to the chunks.
+  entryPoints: {
+    cli: 'src/cli.ts',
+    'file-thread': 'src/storage/local/file-thread.ts',
+  },
   outdir,
   bundle: true,
   splitting: true,

@@ -1,7 +1,7 @@
 /**
  * What `npm start` runs: the bundle `npm run build` makes (scripts/build.mjs), not the sources
  * under tsx that every other test runs. A bundler can break code that works from the sources (a
- * `require` rewritten inside the small-file threads' source text, a dependency that finds its
+ * worker thread's module that must be an entry point of its own, a dependency that finds its
  * files at run time, a chunk loaded on demand), so this test builds the bundle and drives it
  * through the paths that load code on demand: the small-file threads, the S3, WebDAV and SFTP
  * drivers (ssh2 and better-sqlite3 stay outside the bundle), the zip and tar readers and the

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
 import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 
@@ -216,21 +214,35 @@ describe('memory of S3 uploads', () => {
     await s3?.close();
   });
 
-  const collect = () => {
-    setFlagsFromString('--expose-gc');
-    (runInNewContext('gc') as () => void)();
+  // The test files are written through one reused buffer: a buffer per file would be garbage
+  // that the collector may free in the middle of a measurement, and blur it. ferry runs in this
+  // process (s3rver in its own), so ferry's ArrayBuffers are this process's.
+  const chunk = Buffer.allocUnsafeSlow(1024 * 1024);
+  /** A file of `size` random bytes at `path`; its sha256. */
+  const writeRandom = async (path: string, size: number): Promise<string> => {
+    const hash = createHash('sha256');
+    const file = await open(path, 'w');
+    try {
+      for (let at = 0; at < size; ) {
+        const part = chunk.subarray(0, Math.min(chunk.length, size - at));
+        randomFillSync(part);
+        hash.update(part);
+        await file.write(part, 0, part.length, at);
+        at += part.length;
+      }
+    } finally {
+      await file.close();
+    }
+    return hash.digest('hex');
   };
 
   it('gives the memory of an upload’s part buffers back once no upload needs them', async () => {
     // A file of 5 MiB or more goes up four 5 MiB parts at a time, each read from the file into
     // a part buffer. Left to the garbage collector, those buffers would stay allocated until the
     // next full collection, minutes later on an idle server; ferry keeps them 2 s for a next
-    // upload, then gives them back. ferry runs in this process (s3rver in its own), so ferry's
-    // ArrayBuffers are this process's.
+    // upload, then gives them back.
     const files = join(h.dataDir, 'files');
-    await writeFile(join(files, 'parts.bin'), randomBytes(65 * 1024 * 1024));
-    // The garbage of writing that file is collected first, so it does not blur the figure.
-    collect();
+    await writeRandom(join(files, 'parts.bin'), 65 * 1024 * 1024);
     const before = process.memoryUsage().arrayBuffers;
     const res = await h.json<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
       token: h.adminToken,
@@ -255,12 +267,8 @@ describe('memory of S3 uploads', () => {
     const dir = join(h.dataDir, 'files', 'mid');
     await mkdir(dir, { recursive: true });
     const hashes = new Map<string, string>();
-    for (let i = 0; i < 8; i++) {
-      const data = randomBytes(12 * 1024 * 1024 + i);
-      await writeFile(join(dir, `f${i}.bin`), data);
-      hashes.set(`f${i}.bin`, createHash('sha256').update(data).digest('hex'));
-    }
-    collect();
+    for (let i = 0; i < 8; i++)
+      hashes.set(`f${i}.bin`, await writeRandom(join(dir, `f${i}.bin`), 12 * 1024 * 1024 + i));
     const before = process.memoryUsage().arrayBuffers;
     let peak = 0;
     const sampler = setInterval(() => {

@@ -46,14 +46,6 @@ export interface DriverCapabilities {
   folderRename: boolean;
   /** `read()` honours `start`/`end`. */
   rangeRead: boolean;
-  /**
-   * `read()`'s chunks are held by nothing else once consumed (Node's HTTP client: S3, WebDAV), so
-   * a download collects V8's young generation as they arrive (`young-garbage.ts`). False where
-   * the client keeps them a while (ssh2): forced collections then moved them to the old
-   * generation, and a 512 MiB SFTP download peaked higher (187–200 MB against 159–166) and ran
-   * slower.
-   */
-  youngReadChunks: boolean;
 }
 
 export interface ReadOptions {

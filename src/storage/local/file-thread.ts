@@ -1,251 +1,215 @@
 /**
- * The code of a worker thread that writes or copies whole small files for `FileThreads`
- * (file-threads.ts): it writes a file's bytes (or copies a local file) under a temp name and puts
+ * A worker thread that writes or copies whole small files for `FileThreads` (file-threads.ts),
+ * which starts it: it writes a file's bytes (or copies a local file) under a temp name and puts
  * the file in place, all with synchronous system calls. Extracting or copying thousands of small
  * files is bound by the cost of each call; made here, one after the other, they need no round trip
  * through libuv's thread pool per call and never block the server's event loop.
  *
- * `fileThread` runs in the thread as source text (`new Worker(source, { eval: true })`), the
- * same under tsx and in the bundle `npm run build` makes: it may use nothing from outside its own
- * body, and declares no named inner function (a transpiler may wrap those in helpers of this
- * module). Even `require` is not named in it: a bundler rewrites that to a helper of its own,
- * which the thread would not have. The modules it uses come in as arguments
- * (`FILE_THREAD_SOURCE`).
+ * Messages: `FileRequest` in, one `FileReply` out per request (file-thread-messages.ts).
  */
+import { execFile } from 'node:child_process';
+import {
+  closeSync,
+  constants,
+  copyFileSync,
+  type Dirent,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import type {
+  FileFailure,
+  FileReply,
+  FileRequest,
+  ListedEntry,
+  Placement,
+  Staging,
+} from './file-thread-messages.ts';
 
-/** One file to write or copy. */
-export interface WriteRequest {
-  id: number;
-  /** Temp name beside `final`; never followed when it is a link. */
-  temp: string;
-  final: string;
-  /** Replace an existing file at `final` (never a folder); otherwise an existing name fails. */
-  overwrite: boolean;
-  /** The file's bytes: the first `length` bytes of this buffer (transferred, then sent back)... */
-  buffer: ArrayBuffer;
-  length: number;
-  /** ...or, when set, the local file to copy instead (`buffer` is then empty). */
-  copyFrom?: string;
-  /** fsync the file (each copy of `stages` too) before it is put in place. */
-  sync: boolean;
-  /**
-   * When set, nothing else is done: each local file `from` is copied to its `temp` name, neither
-   * fsynced nor put in place (a `places` request does that later); the reply tells of each. A link
-   * at `from` is not copied: it fails with `ELOOP`.
-   */
-  stages?: { from: string; temp: string }[];
-  /**
-   * When set, nothing else is done: these temp files (staged earlier) are put in place, each as a
-   * write would be; the reply tells of each.
-   */
-  places?: { temp: string; final: string; overwrite: boolean }[];
-  /** When set, nothing else is done: the reply lists this folder (`entries`). */
-  listDir?: string;
-  /**
-   * When set, nothing else is done: the reply counts the files below `dir` and their bytes
-   * (`measured`), skipping names that start with `skip`; links are not followed but listed.
-   */
-  measure?: { dir: string; skip: string };
-  /**
-   * When set, nothing else is done: one `sync -f` of the file system this path is on; the thread
-   * goes on with other requests while it runs.
-   */
-  syncFs?: string;
-}
+const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
 
-/** A name in a listed folder, from its lstat. */
-export interface ListedEntry {
-  name: string;
-  isDir: boolean;
-  /** A symbolic link: the other fields are the link's own. */
-  isLink: boolean;
-  size: number;
-  mtimeMs: number;
-}
+const port = parentPort;
+if (!port) throw new Error('file-thread.ts runs in a worker thread');
 
-/** Why a file failed: the failing call's errno code (`EINWAY` for a folder in the way). */
-export interface FileFailure {
-  code: string;
-  message: string;
-}
+const reply = (message: FileReply) => {
+  const buffer = 'buffer' in message ? message.buffer : undefined;
+  port.postMessage(message, buffer && buffer.byteLength > 0 ? [buffer] : []);
+};
 
-/** The outcome; `code` is the failing call's errno code (`EINWAY` for a folder in the way). */
-export interface WriteReply {
-  id: number;
-  code?: string;
-  message?: string;
-  buffer: ArrayBuffer;
-  /** For a `stages` or `places` request: per file, null when done, else why not. */
-  failures?: (FileFailure | null)[];
-  /** For a `listDir` request: every name in the folder but those gone before their lstat. */
-  entries?: ListedEntry[];
-  /** For a `measure` request; `links` are the paths of links met, relative to `dir`. */
-  measured?: { files: number; bytes: number; links: string[] };
-}
-
-function fileThread(
-  fs: typeof import('node:fs'),
-  { parentPort }: typeof import('node:worker_threads'),
-  { execFile }: typeof import('node:child_process'),
-): void {
-  const CREATE =
-    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
-  parentPort?.on('message', (req: WriteRequest) => {
-    if (req.syncFs !== undefined) {
+port.on('message', (req: FileRequest) => {
+  switch (req.op) {
+    case 'write':
+    case 'copy':
+      return reply(writeOrCopy(req));
+    case 'stage':
+      return reply({ op: 'each', id: req.id, failures: stage(req.items) });
+    case 'place':
+      return reply({ op: 'each', id: req.id, failures: req.items.map(placeOrRemove) });
+    case 'list':
+      return reply(attempt(req.id, () => ({ op: 'listed', id: req.id, entries: list(req.dir) })));
+    case 'measure':
+      return reply(attempt(req.id, () => ({ op: 'measured', id: req.id, ...measure(req.dir, req.skip) })));
+    case 'sync-fs':
       // Spawned from here, not from the server's event loop: a fork of the server costs
       // milliseconds of CPU, and a tree copy needs one every thousand files.
-      execFile('sync', ['-f', req.syncFs], (err) => {
-        const reply: WriteReply = { id: req.id, buffer: req.buffer };
-        if (err) Object.assign(reply, { code: 'EIO', message: err.message });
-        parentPort?.postMessage(reply);
-      });
-      return;
+      execFile('sync', ['-f', req.path], (err) =>
+        reply(
+          err
+            ? { op: 'failed', id: req.id, failure: { code: 'EIO', message: err.message } }
+            : { op: 'done', id: req.id },
+        ),
+      );
+  }
+});
+
+/** The reply `make` builds, or the failure it threw. */
+function attempt(id: number, make: () => FileReply): FileReply {
+  try {
+    return make();
+  } catch (err) {
+    return { op: 'failed', id, failure: failureOf(err) };
+  }
+}
+
+function failureOf(err: unknown): FileFailure {
+  const e = err as NodeJS.ErrnoException;
+  return { code: e.code ?? 'EIO', message: e.message };
+}
+
+/** A `write` or `copy`: the file under its temp name, then in place; the temp file goes on failure. */
+function writeOrCopy(req: Extract<FileRequest, { op: 'write' | 'copy' }>): FileReply {
+  const buffer = req.op === 'write' ? req.buffer : undefined;
+  try {
+    if (req.op === 'write') writeFile(req.temp, new Uint8Array(req.buffer, 0, req.length), req.sync);
+    else copyFile(req.from, req.temp, req.sync);
+    place(req);
+    return { op: 'done', id: req.id, ...(buffer && { buffer }) };
+  } catch (err) {
+    removeTemp(req.temp);
+    return { op: 'failed', id: req.id, failure: failureOf(err), ...(buffer && { buffer }) };
+  }
+}
+
+function writeFile(temp: string, data: Uint8Array, sync: boolean): void {
+  const fd = openSync(temp, CREATE, 0o666);
+  try {
+    let done = 0;
+    while (done < data.length) done += writeSync(fd, data, done);
+    if (sync) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Replaced, never truncated: a leftover temp file is unlinked, never written through. */
+function copyFile(from: string, temp: string, sync: boolean): void {
+  try {
+    copyFileSync(from, temp, constants.COPYFILE_EXCL);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    unlinkSync(temp);
+    copyFileSync(from, temp, constants.COPYFILE_EXCL);
+  }
+  if (!sync) return;
+  const fd = openSync(temp, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Staged copies: neither fsynced nor placed; a failed one's temp file is removed. */
+function stage(items: Staging[]): (FileFailure | null)[] {
+  return items.map(({ from, temp }) => {
+    try {
+      // The caller did not look at a staged copy's source: a link there is not followed.
+      if (lstatSync(from).isSymbolicLink())
+        throw Object.assign(new Error(`a link: ${from}`), { code: 'ELOOP' });
+      copyFile(from, temp, false);
+      return null;
+    } catch (err) {
+      removeTemp(temp);
+      return failureOf(err);
     }
-    if (req.listDir !== undefined) {
-      const reply: WriteReply = { id: req.id, buffer: req.buffer, entries: [] };
-      try {
-        for (const name of fs.readdirSync(req.listDir)) {
-          const info = fs.lstatSync(`${req.listDir}/${name}`, { throwIfNoEntry: false });
-          if (!info) continue;
-          const isDir = info.isDirectory();
-          const isLink = info.isSymbolicLink();
-          reply.entries?.push({ name, isDir, isLink, size: info.size, mtimeMs: info.mtimeMs });
-        }
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        Object.assign(reply, { code: e.code ?? 'EIO', message: e.message, entries: undefined });
-      }
-      parentPort?.postMessage(reply);
-      return;
-    }
-    if (req.measure !== undefined) {
-      const { dir, skip } = req.measure;
-      const measured = { files: 0, bytes: 0, links: [] as string[] };
-      const reply: WriteReply = { id: req.id, buffer: req.buffer, measured };
-      try {
-        // Depth first, with a stack of folders relative to `dir` ('' is `dir` itself).
-        const folders = [''];
-        for (let rel = folders.pop(); rel !== undefined; rel = folders.pop()) {
-          const abs = rel === '' ? dir : `${dir}/${rel}`;
-          let listed: import('node:fs').Dirent[];
-          try {
-            listed = fs.readdirSync(abs, { withFileTypes: true });
-          } catch (err) {
-            // A folder below `dir` that cannot be listed is not counted: the walk that copies or
-            // deletes the tree reports it as a failed item and goes on.
-            if (rel === '') throw err;
-            continue;
-          }
-          for (const entry of listed) {
-            if (entry.name.startsWith(skip)) continue;
-            const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
-            if (entry.isSymbolicLink()) measured.links.push(path);
-            else if (entry.isDirectory()) folders.push(path);
-            else {
-              const info = fs.lstatSync(`${abs}/${entry.name}`, { throwIfNoEntry: false });
-              if (!info) continue; // gone since the listing
-              measured.files++;
-              measured.bytes += info.size;
-            }
-          }
-        }
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        Object.assign(reply, { code: e.code ?? 'EIO', message: e.message, measured: undefined });
-      }
-      parentPort?.postMessage(reply);
-      return;
-    }
-    const batch = req.stages !== undefined || req.places !== undefined;
-    // The request's own file is written from its buffer unless it copies one or is a batch.
-    let failure: FileFailure | null = null;
-    if (!batch && req.copyFrom === undefined) {
-      try {
-        const data = new Uint8Array(req.buffer, 0, req.length);
-        const fd = fs.openSync(req.temp, CREATE, 0o666);
-        try {
-          let done = 0;
-          while (done < data.length) done += fs.writeSync(fd, data, done);
-          if (req.sync) fs.fsyncSync(fd);
-        } finally {
-          fs.closeSync(fd);
-        }
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        failure = { code: e.code ?? 'EIO', message: e.message };
-      }
-    }
-    // Copies: a batch of staged ones, or the request's own.
-    const copies = req.stages ?? (req.copyFrom !== undefined ? [{ from: req.copyFrom, temp: req.temp }] : []);
-    const copied: (FileFailure | null)[] = [];
-    for (const copy of copies) {
-      try {
-        // A staged copy's source was not looked at by the caller: a link there is not followed.
-        if (req.stages && fs.lstatSync(copy.from).isSymbolicLink())
-          throw Object.assign(new Error(`a link: ${copy.from}`), { code: 'ELOOP' });
-        // Replaced, never truncated: a leftover temp file is unlinked, never written through.
-        try {
-          fs.copyFileSync(copy.from, copy.temp, fs.constants.COPYFILE_EXCL);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          fs.unlinkSync(copy.temp);
-          fs.copyFileSync(copy.from, copy.temp, fs.constants.COPYFILE_EXCL);
-        }
-        if (req.sync) {
-          const fd = fs.openSync(copy.temp, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-          try {
-            fs.fsyncSync(fd);
-          } finally {
-            fs.closeSync(fd);
-          }
-        }
-        copied.push(null);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        copied.push({ code: e.code ?? 'EIO', message: e.message });
-      }
-    }
-    if (!batch) failure ??= copied[0] ?? null;
-    // Then into place: a batch of staged ones, or the request's own once written.
-    const places = req.places ?? (batch || failure ? [] : [req]);
-    const placed: (FileFailure | null)[] = [];
-    for (const place of places) {
-      try {
-        if (place.overwrite) {
-          if (fs.lstatSync(place.final, { throwIfNoEntry: false })?.isDirectory())
-            throw Object.assign(new Error('a folder is in the way'), { code: 'EINWAY' });
-          fs.renameSync(place.temp, place.final);
-        } else {
-          // link() refuses an existing name atomically, unlike rename().
-          fs.linkSync(place.temp, place.final);
-          fs.unlinkSync(place.temp);
-        }
-        placed.push(null);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        placed.push({ code: e.code ?? 'EIO', message: e.message });
-      }
-    }
-    if (!batch) failure ??= placed[0] ?? null;
-    // A temp file that did not make it is removed.
-    const left = batch
-      ? [...copies.filter((_, i) => copied[i]), ...places.filter((_, i) => placed[i])]
-      : failure
-        ? [req]
-        : [];
-    for (const file of left) {
-      try {
-        fs.unlinkSync(file.temp);
-      } catch {
-        // not there
-      }
-    }
-    const reply: WriteReply = { id: req.id, buffer: req.buffer };
-    if (failure) Object.assign(reply, failure);
-    if (batch) reply.failures = req.stages ? copied : placed;
-    parentPort?.postMessage(reply, reply.buffer.byteLength > 0 ? [reply.buffer] : []);
   });
 }
 
-/** What a small-file thread runs: `fileThread` called with the modules it uses. */
-export const FILE_THREAD_SOURCE = `(${fileThread.toString()})(require('node:fs'), require('node:worker_threads'), require('node:child_process'))`;
+function place({ temp, final, overwrite }: Placement): void {
+  if (overwrite) {
+    if (lstatSync(final, { throwIfNoEntry: false })?.isDirectory())
+      throw Object.assign(new Error('a folder is in the way'), { code: 'EINWAY' });
+    renameSync(temp, final);
+  } else {
+    // link() refuses an existing name atomically, unlike rename().
+    linkSync(temp, final);
+    unlinkSync(temp);
+  }
+}
+
+function placeOrRemove(item: Placement): FileFailure | null {
+  try {
+    place(item);
+    return null;
+  } catch (err) {
+    removeTemp(item.temp);
+    return failureOf(err);
+  }
+}
+
+function removeTemp(temp: string): void {
+  try {
+    unlinkSync(temp);
+  } catch {
+    // not there
+  }
+}
+
+function list(dir: string): ListedEntry[] {
+  const entries: ListedEntry[] = [];
+  for (const name of readdirSync(dir)) {
+    const info = lstatSync(`${dir}/${name}`, { throwIfNoEntry: false });
+    if (!info) continue; // gone since the listing
+    const isDir = info.isDirectory();
+    const isLink = info.isSymbolicLink();
+    entries.push({ name, isDir, isLink, size: info.size, mtimeMs: info.mtimeMs });
+  }
+  return entries;
+}
+
+function measure(dir: string, skip: string): { files: number; bytes: number; links: string[] } {
+  const measured = { files: 0, bytes: 0, links: [] as string[] };
+  // Depth first, with a stack of folders relative to `dir` ('' is `dir` itself).
+  const folders = [''];
+  for (let rel = folders.pop(); rel !== undefined; rel = folders.pop()) {
+    const abs = rel === '' ? dir : `${dir}/${rel}`;
+    let listed: Dirent[];
+    try {
+      listed = readdirSync(abs, { withFileTypes: true });
+    } catch (err) {
+      // A folder below `dir` that cannot be listed is not counted: the walk that copies or
+      // deletes the tree reports it as a failed item and goes on.
+      if (rel === '') throw err;
+      continue;
+    }
+    for (const entry of listed) {
+      if (entry.name.startsWith(skip)) continue;
+      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isSymbolicLink()) measured.links.push(path);
+      else if (entry.isDirectory()) folders.push(path);
+      else {
+        const info = lstatSync(`${abs}/${entry.name}`, { throwIfNoEntry: false });
+        if (!info) continue; // gone since the listing
+        measured.files++;
+        measured.bytes += info.size;
+      }
+    }
+  }
+  return measured;
+}

@@ -1,6 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { freeMemory } from '../free-buffer.ts';
-import { FILE_THREAD_SOURCE, type ListedEntry, type WriteReply, type WriteRequest } from './file-thread.ts';
+import type { FileFailure, FileReply, FileRequest, ListedEntry } from './file-thread-messages.ts';
+import { startModuleThread } from './module-thread.ts';
 
 /**
  * At most this many threads. One starts whenever every running one is busy: writes are bound by
@@ -26,7 +27,14 @@ export class WriteFailure extends Error {
   ) {
     super(message);
   }
+
+  static of(failure: FileFailure): WriteFailure {
+    return new WriteFailure(failure.code, failure.message);
+  }
 }
+
+/** A request as `send` takes it: the id is its own to give. */
+type Unsent<R> = R extends FileRequest ? Omit<R, 'id'> : never;
 
 interface Thread {
   worker: Worker;
@@ -39,10 +47,7 @@ interface Thread {
  */
 export class FileThreads {
   private threads: Thread[] = [];
-  private readonly waiting = new Map<
-    number,
-    { resolve(reply: WriteReply): void; reject(err: Error): void }
-  >();
+  private readonly waiting = new Map<number, { resolve(reply: FileReply): void; reject(err: Error): void }>();
   private nextId = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   /** Memory the threads gave back, reused: fresh memory costs a page fault per page. */
@@ -100,6 +105,7 @@ export class FileThreads {
     const buffer = view.buffer as ArrayBuffer;
     this.lent.delete(buffer);
     await this.send({
+      op: 'write',
       temp,
       final,
       buffer,
@@ -121,11 +127,10 @@ export class FileThreads {
     options: { overwrite: boolean; sync?: boolean },
   ): Promise<void> {
     await this.send({
+      op: 'copy',
+      from: src,
       temp,
       final,
-      buffer: new ArrayBuffer(0),
-      length: 0,
-      copyFrom: src,
       overwrite: options.overwrite,
       sync: options.sync !== false,
     });
@@ -137,7 +142,7 @@ export class FileThreads {
    * link, which is not followed).
    */
   async stage(items: { from: string; temp: string }[]): Promise<(WriteFailure | null)[]> {
-    return failures(await this.send({ ...BATCH, stages: items }));
+    return failures(await this.send({ op: 'stage', items }));
   }
 
   /**
@@ -147,17 +152,19 @@ export class FileThreads {
   async place(
     items: { temp: string; final: string; overwrite: boolean }[],
   ): Promise<(WriteFailure | null)[]> {
-    return failures(await this.send({ ...BATCH, places: items }));
+    return failures(await this.send({ op: 'place', items }));
   }
 
   /** One `sync -f` (syncfs(2)) of the file system `path` is on; rejects when it failed. */
   async syncFileSystem(path: string): Promise<void> {
-    await this.send({ ...BATCH, syncFs: path });
+    await this.send({ op: 'sync-fs', path });
   }
 
   /** The names in the local folder `dir` with their lstat, read in one message. */
   async list(dir: string): Promise<ListedEntry[]> {
-    return (await this.send({ ...BATCH, listDir: dir })).entries ?? [];
+    const reply = await this.send({ op: 'list', dir });
+    if (reply.op !== 'listed') throw unexpected(reply);
+    return reply.entries;
   }
 
   /**
@@ -165,20 +172,24 @@ export class FileThreads {
    * with `skip` left out); the links met are not followed but returned, relative to `dir`.
    */
   async measure(dir: string, skip: string): Promise<{ files: number; bytes: number; links: string[] }> {
-    const { measured } = await this.send({ ...BATCH, measure: { dir, skip } });
-    return measured ?? { files: 0, bytes: 0, links: [] };
+    const reply = await this.send({ op: 'measure', dir, skip });
+    if (reply.op !== 'measured') throw unexpected(reply);
+    const { files, bytes, links } = reply;
+    return { files, bytes, links };
   }
 
-  private send(fields: Omit<WriteRequest, 'id'>): Promise<WriteReply> {
+  /** Resolves with the reply to `fields`, or rejects with a `WriteFailure` when it failed. */
+  private send(fields: Unsent<FileRequest>): Promise<FileReply> {
     const thread = this.pick();
-    const req: WriteRequest = { id: this.nextId++, ...fields };
+    const req: FileRequest = { ...fields, id: this.nextId++ };
     thread.busy++;
     thread.worker.ref();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    return new Promise<WriteReply>((resolve, reject) => {
+    return new Promise<FileReply>((resolve, reject) => {
       this.waiting.set(req.id, { resolve, reject });
-      thread.worker.postMessage(req, req.buffer.byteLength > 0 ? [req.buffer] : []);
+      const transfer = req.op === 'write' && req.buffer.byteLength > 0 ? [req.buffer] : [];
+      thread.worker.postMessage(req, transfer);
     }).finally(() => {
       thread.busy--;
       // An idle thread keeps no process alive.
@@ -199,13 +210,13 @@ export class FileThreads {
   }
 
   private start(): Thread {
-    const worker = new Worker(FILE_THREAD_SOURCE, { eval: true });
-    worker.on('message', (reply: WriteReply) => {
-      this.giveBack(reply.buffer);
+    const worker = startModuleThread('file-thread', import.meta.url);
+    worker.on('message', (reply: FileReply) => {
+      if ((reply.op === 'done' || reply.op === 'failed') && reply.buffer) this.giveBack(reply.buffer);
       const w = this.waiting.get(reply.id);
       this.waiting.delete(reply.id);
       if (!w) return;
-      if (reply.code) w.reject(new WriteFailure(reply.code, reply.message ?? reply.code));
+      if (reply.op === 'failed') w.reject(WriteFailure.of(reply.failure));
       else w.resolve(reply);
     });
     worker.on('error', (err) => this.fail(err));
@@ -245,11 +256,14 @@ export class FileThreads {
   }
 }
 
-/** The fields of a `stages` or `places` request that it does not use. */
-const BATCH = { temp: '', final: '', buffer: new ArrayBuffer(0), length: 0, overwrite: false, sync: false };
+function failures(reply: FileReply): (WriteFailure | null)[] {
+  if (reply.op !== 'each') throw unexpected(reply);
+  return reply.failures.map((f) => (f ? WriteFailure.of(f) : null));
+}
 
-function failures(reply: WriteReply): (WriteFailure | null)[] {
-  return (reply.failures ?? []).map((f) => (f ? new WriteFailure(f.code, f.message) : null));
+/** A reply of the wrong kind: the two sides of the thread disagree, which is a bug. */
+function unexpected(reply: FileReply): Error {
+  return new Error(`small-file thread: unexpected reply '${reply.op}'`);
 }
 
 export const fileThreads = new FileThreads();

@@ -27,7 +27,7 @@ import {
 } from '../driver.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX, tempPathFor } from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
-import type { ListedEntry } from './file-thread.ts';
+import type { ListedEntry } from './file-thread-messages.ts';
 import { fileThreads } from './file-threads.ts';
 import { fsyncFile, moveNoClobber, place, replaceFolder, sameFile } from './placing.ts';
 import { type Located, MISSING, SafePaths } from './safe-paths.ts';
@@ -53,7 +53,6 @@ export class LocalDriver implements Driver {
     atomicRename: true,
     folderRename: true,
     rangeRead: true,
-    youngReadChunks: false,
   };
   private readonly paths: SafePaths;
 

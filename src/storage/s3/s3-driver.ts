@@ -58,7 +58,6 @@ export class S3Driver implements Driver {
     // A "folder" is every key below a prefix: its rename copies each one.
     folderRename: false,
     rangeRead: true,
-    youngReadChunks: true,
   };
   private readonly prefix: string;
   /** The client, bucket and prefix together, as the folder-wide operations of `trees.ts` take them. */

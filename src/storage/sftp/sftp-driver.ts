@@ -54,7 +54,6 @@ export class SftpDriver implements Driver {
       atomicRename: sessions.extensions['posix-rename@openssh.com'] === '1',
       folderRename: true,
       rangeRead: true,
-      youngReadChunks: false,
     };
   }
 

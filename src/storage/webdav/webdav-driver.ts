@@ -50,7 +50,6 @@ export class WebDavDriver implements Driver {
     // MOVE of a collection: one request, however the server carries it out.
     folderRename: true,
     rangeRead: true,
-    youngReadChunks: true,
   };
   private readonly basePath: string;
   /** Temp files of failed writes, deleted again a little later (see `TempCleanup.discard`). */

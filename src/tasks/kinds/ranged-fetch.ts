@@ -5,7 +5,6 @@ import { FerryError } from '../../errors.ts';
 import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
 import { writebackOf } from '../../storage/local/background-flush.ts';
 import { ChunkWriter } from '../../storage/local/chunk-writer.ts';
-import { received } from '../../storage/young-garbage.ts';
 import type { Endpoint } from './transfer.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
@@ -55,7 +54,6 @@ export async function fetchRangesInto(
         throw err;
       }
     };
-    const young = src.driver.capabilities.youngReadChunks;
     const fetchRanges = async () => {
       const writer = new ChunkWriter(file, 0, (bytes) => {
         onProgress(bytes);
@@ -75,7 +73,6 @@ export async function fetchRangesInto(
             at += chunk.length;
             if (at > end + 1) throw rangeMismatch(src.path, start, end);
             await writer.add(chunk);
-            if (young) received(chunk.length);
           }
           await writer.end();
         } finally {
@@ -111,12 +108,10 @@ function rangeMismatch(path: string, start: number, end: number): FerryError {
 export function rangeReaderOf(src: Endpoint): ReadInto {
   const local = src.driver.localPath(src.path);
   if (local) return localRangeReader(local, src.path);
-  const young = src.driver.capabilities.youngReadChunks;
   return async (start, into, signal) => {
     let filled = 0;
     for await (const chunk of await readExactRange(src, start, start + into.length - 1, signal)) {
       filled += (chunk as Buffer).copy(into, filled);
-      if (young) received((chunk as Buffer).length);
     }
   };
 }
