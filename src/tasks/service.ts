@@ -139,7 +139,7 @@ export class TaskService {
       const canceling = await this.store.transition(task.id, ['running'], 'canceling');
       if (canceling) {
         this.events.emit(canceling);
-        this.runner.abortLocal(task.id);
+        this.runner.abortLocal(task.id, alsoDelete ? 'deleted' : 'canceled');
         return;
       }
       const now = await this.store.get(task.id);
