@@ -131,9 +131,9 @@ export class Runner {
   /** The backstop for cancels made through another process: the store's flag, on a timer. */
   private async pollCancels(): Promise<void> {
     if (this.running.size === 0) return;
-    for (const id of await this.deps.store.cancelRequested(this.owner)) {
+    for (const { id, deleteRequested } of await this.deps.store.cancelRequested(this.owner)) {
       const run = this.running.get(id);
-      if (run) this.abortWith(run, 'canceled');
+      if (run) this.abortWith(run, deleteRequested ? 'deleted' : 'canceled');
     }
   }
 
@@ -192,7 +192,7 @@ export class Runner {
         syncFiles: config.syncFiles,
         resumed,
         taskId: task.id,
-        savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
+        savePayload: (payload) => this.deps.store.updatePayload(task.id, this.owner, payload),
         enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
@@ -240,6 +240,7 @@ export class Runner {
   private async settle(run: Running, handler: TaskKindHandler, err: Error | null): Promise<void> {
     const { store, events, config } = this.deps;
     const { task, progress } = run;
+    const owner = this.owner;
     const stopped = stopKindOf(run.controller.signal);
     if (stopped === 'lease-lost') return;
     // The final counters ride along with the state change: one write per finished task.
@@ -247,26 +248,27 @@ export class Runner {
     let after: Task | null = null;
 
     if (stopped === 'shutdown') {
-      // Not the task's fault: back to the queue, to resume at the next start.
-      after = await store.transition(
-        task.id,
-        ['running'],
-        'pending',
-        { ...release, runAt: Date.now() },
-        this.owner,
-      );
+      // Not the task's fault: back to the queue, to resume at the next start. A task canceling
+      // meanwhile stays held: the next start's reclaim ends it canceled.
+      after = await store.move(task.id, 'pending', {
+        from: ['running'],
+        owner,
+        patch: { ...release, runAt: Date.now() },
+      });
     } else if (!err && progress.failedCount === 0) {
       // A cancel that arrives after the last byte is too late: the result is in place, say so.
-      after = await store.transition(task.id, ['running', 'canceling'], 'succeeded', release, this.owner);
+      after = await store.move(task.id, 'succeeded', {
+        from: ['running', 'canceling'],
+        owner,
+        patch: release,
+      });
       if (after) await handler.succeeded?.(after, { dataDir: config.dataDir, log: this.deps.log });
     } else if (stopped === 'canceled' || stopped === 'deleted' || isFerryError(err, 'E_CANCELED')) {
-      after = await store.transition(
-        task.id,
-        ['running', 'canceling'],
-        'canceled',
-        { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
-        this.owner,
-      );
+      after = await store.move(task.id, 'canceled', {
+        from: ['running', 'canceling'],
+        owner,
+        patch: { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
+      });
     }
     if (!after && stopped !== 'shutdown') {
       const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
@@ -289,38 +291,35 @@ export class Runner {
     const release = { leaseOwner: null, leaseUntil: null };
     const attempts = task.attempts + 1;
     const unrecoverable = error instanceof FerryError ? error.unrecoverable : false;
-    const errored = await store.transition(
-      task.id,
-      ['running', 'canceling'],
-      'errored',
-      {
+    const owner = this.owner;
+    const errored = await store.move(task.id, 'errored', {
+      from: ['running', 'canceling'],
+      owner,
+      patch: {
         error: message,
         errorCode: error instanceof FerryError ? error.code : 'E_BACKEND',
         attempts,
         progress: counters,
       },
-      this.owner,
-    );
+    });
     if (!errored) return null;
     this.deps.events.emit(errored);
     if (errored.cancelRequested) {
-      return store.transition(task.id, ['errored'], 'canceled', release, this.owner);
+      return store.move(task.id, 'canceled', { from: ['errored'], owner, patch: release });
     }
     if (unrecoverable || attempts > task.maxRetry) {
       this.deps.log.warn({ task: task.id, err: error }, 'task failed');
-      await store.transition(task.id, ['errored'], 'failing', {}, this.owner);
-      return store.transition(task.id, ['failing'], 'failed', release, this.owner);
+      await store.move(task.id, 'failing', { from: ['errored'], owner });
+      return store.move(task.id, 'failed', { from: ['failing'], owner, patch: release });
     }
     const t = config.tasks;
     const delay = Math.min(t.retryMaxDelayMs, t.retryBaseDelayMs * 2 ** (attempts - 1));
     this.deps.log.info({ task: task.id, attempts, delay, err: error }, 'task will retry');
-    return store.transition(
-      task.id,
-      ['errored'],
-      'waiting_retry',
-      { ...release, runAt: Date.now() + delay },
-      this.owner,
-    );
+    return store.move(task.id, 'waiting_retry', {
+      from: ['errored'],
+      owner,
+      patch: { ...release, runAt: Date.now() + delay },
+    });
   }
 
   /** Abort `run`'s signal with a typed reason; the first reason stands. */
