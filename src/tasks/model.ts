@@ -58,6 +58,7 @@ export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   failed: ['before_retry'],
 };
 
+/** Whether the table lets a task in `from` move to `to`. */
 export function canMove(from: TaskState, to: TaskState): boolean {
   return TRANSITIONS[from].includes(to);
 }
@@ -69,12 +70,13 @@ for (const to of TASK_STATES) SOURCES[to] = TASK_STATES.filter((from) => canMove
 /**
  * The states a task may move to `to` from; with `among`, only those of `among` (the caller's
  * narrower expectation, e.g. "idle" states for a cancel that must not touch a running task).
- * @throws FerryError `E_INTERNAL` when `among` names a state the table forbids to move to `to`:
- * the caller asks for a move that can never happen, which is a bug, not a race.
+ * @throws FerryError `E_INTERNAL` when `among` is empty or names a state the table forbids to
+ * move to `to`: the caller asks for a move that can never happen, which is a bug, not a race.
  */
 export function sourcesOf(to: TaskState, among?: readonly TaskState[]): readonly TaskState[] {
   const allowed = SOURCES[to];
   if (!among) return allowed;
+  if (among.length === 0) throw new FerryError('E_INTERNAL', `a move to ${to} from no state`);
   const forbidden = among.filter((from) => !allowed.includes(from));
   if (forbidden.length > 0)
     throw new FerryError('E_INTERNAL', `forbidden move ${forbidden.join('|')} → ${to}`);

@@ -42,6 +42,7 @@ describe('task states', () => {
       (err) =>
         err instanceof FerryError && err.code === 'E_INTERNAL' && /succeeded → running/.test(err.message),
     );
+    assert.throws(() => sourcesOf('canceled', []), FerryError);
     assert.deepEqual(sourcesOf('canceled', ['running', 'pending']), ['pending', 'running']);
   });
 });
