@@ -15,7 +15,7 @@ import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
 import { SettingStore } from './store/setting-store.ts';
-import { TaskStore } from './store/task-store.ts';
+import { SqlTaskStore } from './store/sql-task-store.ts';
 import { UserStore } from './store/user-store.ts';
 import { TaskEvents } from './tasks/events.ts';
 import { builtinKinds } from './tasks/kinds/index.ts';
@@ -106,7 +106,7 @@ export async function startCore(
     await mounts.load();
     await ensureDefaultMounts(mounts, config);
 
-    const store = new TaskStore(database.db, database.dialect, database.sqlite);
+    const store = new SqlTaskStore(database);
     const events = new TaskEvents();
     // Other nodes on the same PostgreSQL store hear of this node's task changes, and it of theirs.
     const notices = sqlite ? null : await PgNotices.open(database.db, config.databaseUrl, 'ferry_tasks', log);

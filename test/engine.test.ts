@@ -10,7 +10,8 @@ import { FerryError } from '../src/errors.ts';
 import { MountRegistry } from '../src/storage/mounts.ts';
 import { type OpenedDatabase, openDatabase } from '../src/store/database.ts';
 import { MountStore } from '../src/store/mount-store.ts';
-import { TaskStore } from '../src/store/task-store.ts';
+import { SqlTaskStore } from '../src/store/sql-task-store.ts';
+import type { TaskStore } from '../src/store/task-store.ts';
 import { TaskEvents } from '../src/tasks/events.ts';
 import type { TaskContext, TaskKindHandler } from '../src/tasks/kinds/kind.ts';
 import type { Task, TaskState } from '../src/tasks/model.ts';
@@ -60,7 +61,7 @@ async function startEngine(db: TestDatabase, tasks: Partial<Config['tasks']> = {
   );
   const log = pino({ level: process.env.FERRY_TEST_LOG ?? 'silent' });
   const database = await openDatabase(config.databaseUrl, { synchronous: 'NORMAL' });
-  const store = new TaskStore(database.db, database.dialect, database.sqlite);
+  const store: TaskStore = new SqlTaskStore(database);
   const writes = { progress: 0 };
   const saveProgress = store.saveProgress.bind(store);
   store.saveProgress = (...args) => {

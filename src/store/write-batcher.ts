@@ -30,10 +30,10 @@ async function retrying<T>(run: () => Promise<T>): Promise<T> {
 }
 
 /** How one write of a batch ended. */
-export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** Settle each caller's promise with its own write's outcome, once the batch has committed. */
-export function settleEach(
+function settleEach(
   batch: readonly { resolve: (v: unknown) => void; reject: (e: unknown) => void }[],
   outcomes: readonly Outcome[],
 ): void {
@@ -46,18 +46,29 @@ export function settleEach(
 
 interface Queued {
   run: (db: Kysely<Database>) => Promise<unknown>;
+  /** Runs several statements that must commit together or not at all. */
+  atomic: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
 
+export interface WriteOptions {
+  /**
+   * The write runs several statements that must commit all or none (a claim: a select, then an
+   * update of what it found): alone it gets a transaction of its own, in a batch a savepoint.
+   */
+  atomic?: boolean;
+}
+
 /**
- * Group commits for the engine's hot writes (state changes and progress). Writes asked for in
- * the same turn of the event loop run in one transaction: one commit (one fsync with
- * `synchronous=FULL`) for many tasks instead of one each. Each caller's promise settles only
- * after the commit, with its own statement's result or error.
+ * The task store's one write path: group commits. Writes asked for in the same turn of the event
+ * loop run in one transaction: one commit (one fsync with `synchronous=FULL`) for many tasks
+ * instead of one each. Each caller's promise settles only after the commit, with its own
+ * statement's result or error.
  *
  * With `savepoints` (PostgreSQL, where a failed statement aborts its whole transaction), each
- * write runs under a savepoint, so one that fails is undone alone and the others still commit.
+ * write runs under a savepoint, so one that fails is undone alone and the others still commit;
+ * without, only `atomic` writes get one.
  * A batch chosen as a deadlock's victim is run again whole (a few times): otherwise a task's
  * outcome would be lost and the task left `running` until its lease expired.
  */
@@ -70,9 +81,15 @@ export class WriteBatcher {
     private readonly options: { savepoints: boolean },
   ) {}
 
-  write<T>(run: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  /** Run `run` in the next group commit; settles after the commit with `run`'s result or error. */
+  write<T>(run: (db: Kysely<Database>) => Promise<T>, options: WriteOptions = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({
+        run,
+        atomic: options.atomic === true,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => void this.flush());
@@ -86,7 +103,10 @@ export class WriteBatcher {
     this.scheduled = false;
     const first = batch[0];
     if (batch.length === 1 && first) {
-      await retrying(() => first.run(this.db)).then(first.resolve, first.reject);
+      const alone = first.atomic
+        ? () => this.db.transaction().execute((trx) => first.run(trx))
+        : () => first.run(this.db);
+      await retrying(alone).then(first.resolve, first.reject);
       return;
     }
     let outcomes: Outcome[];
@@ -107,7 +127,7 @@ export class WriteBatcher {
 
   /** One write of a batch; a retryable failure is thrown, to run the whole batch again. */
   private async runOne(item: Queued, trx: Kysely<Database>): Promise<Outcome> {
-    if (!this.options.savepoints) {
+    if (!this.options.savepoints && !item.atomic) {
       try {
         return { ok: true, value: await item.run(trx) };
       } catch (error) {

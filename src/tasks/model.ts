@@ -1,4 +1,5 @@
 import type { TaskKind } from '../config.ts';
+import { FerryError } from '../errors.ts';
 
 /** The task states, spelled as AList's task API spells them. */
 export const TASK_STATES = [
@@ -24,18 +25,29 @@ export function isDone(state: TaskState): boolean {
 }
 
 /**
- * The one table of allowed moves. Every state change in the store is checked against it.
+ * The one table of allowed moves: `from: [every state it may move to]`. The store derives the
+ * `WHERE state IN (…)` of every statement that changes a task's state from it (`sourcesOf`), so a
+ * move the table does not list changes no row, whoever asks for it.
+ *
  * - pending → running when a worker claims it; → canceled when canceled before it ran.
- * - canceling → succeeded when the last byte landed before the worker saw the cancel.
- * - running → succeeded | canceling (cancel asked) | errored (a retryable error) | failing
- *   (unrecoverable, or retries used up; clean-up runs) | pending (its worker died: lease reclaimed).
- * - errored → waiting_retry (backoff stored in `run_at`) | failing.
- * - waiting_retry → running when claimed after its backoff | canceled.
- * - before_retry: a finished task that a user retried, queued again (claimed like pending).
+ * - running → succeeded | canceling (cancel asked) | canceled | errored (the attempt failed) |
+ *   failing (unrecoverable, or retries used up; clean-up runs) | pending (the server shut down,
+ *   or its worker died and the lease was reclaimed) | failed (its worker died under it
+ *   `maxInterruptions` times: `E_INTERRUPTED`; no worker is left to clean up, so it skips failing).
+ * - canceling → canceled | succeeded (the last byte landed before the worker saw the cancel) |
+ *   errored (the attempt failed first; the runner then ends it canceled). A canceling task whose
+ *   worker died ends canceled: the flag is set before any task becomes canceling, so the cancel
+ *   stands.
+ * - errored → waiting_retry (backoff stored in `run_at`; also when its worker died before
+ *   deciding) | failing | canceled.
+ * - waiting_retry, before_retry → running when claimed | canceled. before_retry is a finished
+ *   task that a user retried, queued again.
+ * - failing → failed | canceled (a cancel was asked meanwhile).
+ * - succeeded is final; canceled and failed only go back to the queue through a manual retry.
  */
 export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   pending: ['running', 'canceled'],
-  running: ['succeeded', 'canceling', 'canceled', 'errored', 'failing', 'pending'],
+  running: ['succeeded', 'canceling', 'canceled', 'errored', 'failing', 'failed', 'pending'],
   canceling: ['canceled', 'succeeded', 'errored'],
   errored: ['waiting_retry', 'failing', 'canceled'],
   waiting_retry: ['running', 'canceled'],
@@ -46,12 +58,33 @@ export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   failed: ['before_retry'],
 };
 
+/** Whether the table lets a task in `from` move to `to`. */
 export function canMove(from: TaskState, to: TaskState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
-/** States a worker may claim. */
-export const RUNNABLE_STATES: readonly TaskState[] = ['pending', 'waiting_retry', 'before_retry'];
+/** For each state, the states the table lets move to it, in `TASK_STATES` order. */
+const SOURCES = {} as Record<TaskState, readonly TaskState[]>;
+for (const to of TASK_STATES) SOURCES[to] = TASK_STATES.filter((from) => canMove(from, to));
+
+/**
+ * The states a task may move to `to` from; with `among`, only those of `among` (the caller's
+ * narrower expectation, e.g. "idle" states for a cancel that must not touch a running task).
+ * @throws FerryError `E_INTERNAL` when `among` is empty or names a state the table forbids to
+ * move to `to`: the caller asks for a move that can never happen, which is a bug, not a race.
+ */
+export function sourcesOf(to: TaskState, among?: readonly TaskState[]): readonly TaskState[] {
+  const allowed = SOURCES[to];
+  if (!among) return allowed;
+  if (among.length === 0) throw new FerryError('E_INTERNAL', `a move to ${to} from no state`);
+  const forbidden = among.filter((from) => !allowed.includes(from));
+  if (forbidden.length > 0)
+    throw new FerryError('E_INTERNAL', `forbidden move ${forbidden.join('|')} → ${to}`);
+  return allowed.filter((from) => among.includes(from));
+}
+
+/** States a worker may claim: those that may move to running (the partial index `tasks_runnable` lists the same). */
+export const RUNNABLE_STATES: readonly TaskState[] = sourcesOf('running');
 
 /** One failed item of a directory task. */
 export interface ItemFailure {

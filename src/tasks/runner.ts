@@ -6,6 +6,7 @@ import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
+import { type StopKind, stopKindOf, TaskStopped } from './abort-reason.ts';
 import type { TaskEvents } from './events.ts';
 import type { FollowUp, TaskKindHandler } from './kinds/kind.ts';
 import type { Task } from './model.ts';
@@ -14,14 +15,11 @@ import { ProgressTracker } from './progress.ts';
 /** Listeners a task's signal may have before Node warns of a leak. */
 const TASK_SIGNAL_LISTENERS = 256;
 
-/** Why a running task's signal was aborted. */
-type AbortReason = 'cancel' | 'lease-lost' | 'shutdown';
-
 interface Running {
   task: Task;
+  /** Aborted with a `TaskStopped` saying why (see `abortWith`). */
   controller: AbortController;
   progress: ProgressTracker;
-  reason: AbortReason | null;
   /** The kind's code has returned; only the outcome is left to record. Holds no worker. */
   settling: boolean;
   done: Promise<void>;
@@ -81,7 +79,7 @@ export class Runner {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    for (const run of this.running.values()) this.abort(run, 'shutdown');
+    for (const run of this.running.values()) this.abortWith(run, 'shutdown');
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
   }
 
@@ -99,10 +97,10 @@ export class Runner {
     this.wake([kind]);
   }
 
-  /** Abort a task this process runs, at once (cancel requested through this process). */
-  abortLocal(id: string): void {
+  /** Stop a task this process runs, at once (a cancel or delete requested through this process). */
+  abortLocal(id: string, why: 'canceled' | 'deleted'): void {
     const run = this.running.get(id);
-    if (run) this.abort(run, 'cancel');
+    if (run) this.abortWith(run, why);
   }
 
   /**
@@ -133,9 +131,9 @@ export class Runner {
   /** The backstop for cancels made through another process: the store's flag, on a timer. */
   private async pollCancels(): Promise<void> {
     if (this.running.size === 0) return;
-    for (const id of await this.deps.store.cancelRequested(this.owner)) {
+    for (const { id, deleteRequested } of await this.deps.store.cancelRequested(this.owner)) {
       const run = this.running.get(id);
-      if (run) this.abort(run, 'cancel');
+      if (run) this.abortWith(run, deleteRequested ? 'deleted' : 'canceled');
     }
   }
 
@@ -178,7 +176,6 @@ export class Runner {
       task,
       controller,
       progress,
-      reason: null,
       settling: false,
       done: Promise.resolve(),
     };
@@ -195,7 +192,7 @@ export class Runner {
         syncFiles: config.syncFiles,
         resumed,
         taskId: task.id,
-        savePayload: (payload) => this.deps.store.updatePayload(task.id, payload),
+        savePayload: (payload) => this.deps.store.updatePayload(task.id, this.owner, payload),
         enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
@@ -243,34 +240,37 @@ export class Runner {
   private async settle(run: Running, handler: TaskKindHandler, err: Error | null): Promise<void> {
     const { store, events, config } = this.deps;
     const { task, progress } = run;
-    if (run.reason === 'lease-lost') return;
+    const owner = this.owner;
+    const stopped = stopKindOf(run.controller.signal);
+    if (stopped === 'lease-lost') return;
     // The final counters ride along with the state change: one write per finished task.
     const release = { leaseOwner: null, leaseUntil: null, progress: progress.take() };
     let after: Task | null = null;
 
-    if (run.reason === 'shutdown') {
-      // Not the task's fault: back to the queue, to resume at the next start.
-      after = await store.transition(
-        task.id,
-        ['running'],
-        'pending',
-        { ...release, runAt: Date.now() },
-        this.owner,
-      );
+    if (stopped === 'shutdown') {
+      // Not the task's fault: back to the queue, to resume at the next start. A task canceling
+      // meanwhile stays held: the next start's reclaim ends it canceled.
+      after = await store.move(task.id, 'pending', {
+        from: ['running'],
+        owner,
+        patch: { ...release, runAt: Date.now() },
+      });
     } else if (!err && progress.failedCount === 0) {
       // A cancel that arrives after the last byte is too late: the result is in place, say so.
-      after = await store.transition(task.id, ['running', 'canceling'], 'succeeded', release, this.owner);
+      after = await store.move(task.id, 'succeeded', {
+        from: ['running', 'canceling'],
+        owner,
+        patch: release,
+      });
       if (after) await handler.succeeded?.(after, { dataDir: config.dataDir, log: this.deps.log });
-    } else if (run.reason === 'cancel' || isFerryError(err, 'E_CANCELED')) {
-      after = await store.transition(
-        task.id,
-        ['running', 'canceling'],
-        'canceled',
-        { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
-        this.owner,
-      );
+    } else if (stopped === 'canceled' || stopped === 'deleted' || isFerryError(err, 'E_CANCELED')) {
+      after = await store.move(task.id, 'canceled', {
+        from: ['running', 'canceling'],
+        owner,
+        patch: { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
+      });
     }
-    if (!after && run.reason !== 'shutdown') {
+    if (!after && stopped !== 'shutdown') {
       const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
       after = await this.recordFailure(run, error, release.progress);
     }
@@ -291,46 +291,41 @@ export class Runner {
     const release = { leaseOwner: null, leaseUntil: null };
     const attempts = task.attempts + 1;
     const unrecoverable = error instanceof FerryError ? error.unrecoverable : false;
-    const errored = await store.transition(
-      task.id,
-      ['running', 'canceling'],
-      'errored',
-      {
+    const owner = this.owner;
+    const errored = await store.move(task.id, 'errored', {
+      from: ['running', 'canceling'],
+      owner,
+      patch: {
         error: message,
         errorCode: error instanceof FerryError ? error.code : 'E_BACKEND',
         attempts,
         progress: counters,
       },
-      this.owner,
-    );
+    });
     if (!errored) return null;
     this.deps.events.emit(errored);
     if (errored.cancelRequested) {
-      return store.transition(task.id, ['errored'], 'canceled', release, this.owner);
+      return store.move(task.id, 'canceled', { from: ['errored'], owner, patch: release });
     }
     if (unrecoverable || attempts > task.maxRetry) {
       this.deps.log.warn({ task: task.id, err: error }, 'task failed');
-      await store.transition(task.id, ['errored'], 'failing', {}, this.owner);
-      return store.transition(task.id, ['failing'], 'failed', release, this.owner);
+      await store.move(task.id, 'failing', { from: ['errored'], owner });
+      return store.move(task.id, 'failed', { from: ['failing'], owner, patch: release });
     }
     const t = config.tasks;
     const delay = Math.min(t.retryMaxDelayMs, t.retryBaseDelayMs * 2 ** (attempts - 1));
     this.deps.log.info({ task: task.id, attempts, delay, err: error }, 'task will retry');
-    return store.transition(
-      task.id,
-      ['errored'],
-      'waiting_retry',
-      { ...release, runAt: Date.now() + delay },
-      this.owner,
-    );
+    return store.move(task.id, 'waiting_retry', {
+      from: ['errored'],
+      owner,
+      patch: { ...release, runAt: Date.now() + delay },
+    });
   }
 
-  private abort(run: Running, reason: AbortReason): void {
+  /** Abort `run`'s signal with a typed reason; the first reason stands. */
+  private abortWith(run: Running, why: StopKind): void {
     if (run.controller.signal.aborted) return;
-    run.reason = reason;
-    run.controller.abort(
-      new FerryError('E_CANCELED', reason === 'cancel' ? 'canceled' : `stopped: ${reason}`),
-    );
+    run.controller.abort(new TaskStopped(why));
   }
 
   /** Write the counters of every running task that changed; the writes share one commit. */
@@ -362,7 +357,7 @@ export class Runner {
       );
       for (const id of ids) {
         const run = this.running.get(id);
-        if (run && !held.has(id)) this.abort(run, 'lease-lost');
+        if (run && !held.has(id)) this.abortWith(run, 'lease-lost');
       }
     } catch (err) {
       this.deps.log.warn({ err }, 'lease renewal failed');

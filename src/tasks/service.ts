@@ -125,9 +125,9 @@ export class TaskService {
   private async cancelVisible(task: Task, alsoDelete = false): Promise<void> {
     // A few tries: a task may start (or stop) running between the idle check and the flag.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const idle = await this.store.transition(task.id, UNFINISHED_IDLE, 'canceled', {
-        error: 'canceled',
-        errorCode: 'E_CANCELED',
+      const idle = await this.store.move(task.id, 'canceled', {
+        from: UNFINISHED_IDLE,
+        patch: { error: 'canceled', errorCode: 'E_CANCELED' },
       });
       if (idle) {
         this.events.emit(idle);
@@ -136,10 +136,10 @@ export class TaskService {
       }
       const flagged = await this.store.requestCancel([task.id], { alsoDelete });
       if (flagged.length === 0) throw new FerryError('E_TASK_STATE', 'task is already finished');
-      const canceling = await this.store.transition(task.id, ['running'], 'canceling');
+      const canceling = await this.store.move(task.id, 'canceling', { from: ['running'] });
       if (canceling) {
         this.events.emit(canceling);
-        this.runner.abortLocal(task.id);
+        this.runner.abortLocal(task.id, alsoDelete ? 'deleted' : 'canceled');
         return;
       }
       const now = await this.store.get(task.id);

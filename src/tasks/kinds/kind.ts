@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { TaskKind } from '../../config.ts';
 import type { MountRegistry } from '../../storage/mounts.ts';
+import { stoppedByUser } from '../abort-reason.ts';
 import type { Task } from '../model.ts';
 import type { Progress } from '../progress.ts';
 
@@ -8,7 +9,10 @@ import type { Progress } from '../progress.ts';
 export interface TaskContext {
   /** The task's id (temp names derive from it). */
   taskId: string;
-  /** Aborted when the task is canceled, its lease is lost, or the server shuts down. */
+  /**
+   * Aborted when the task is canceled or deleted, its lease is lost, or the server shuts down; its
+   * reason is a `TaskStopped` (an `E_CANCELED` error) whose `kind` says which: see `canceledByUser`.
+   */
   signal: AbortSignal;
   progress: Progress;
   log: Logger;
@@ -42,12 +46,11 @@ export interface FollowUp {
 
 /**
  * True when the signal was aborted because a user canceled (or deleted) the task, as opposed to
- * a shutdown or a lost lease, after which the task runs again and may resume. The runner aborts
- * with `E_CANCELED` and the message `canceled` for exactly that case.
+ * a shutdown or a lost lease, after which the task runs again and may resume. Read from the
+ * typed reason the runner aborts with (`TaskStopped`), never from a message.
  */
 export function canceledByUser(signal: AbortSignal): boolean {
-  const reason: unknown = signal.reason;
-  return signal.aborted && reason instanceof Error && reason.message === 'canceled';
+  return stoppedByUser(signal);
 }
 
 /** Dependencies a kind needs outside a run (clean-up of discarded tasks). */
