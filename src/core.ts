@@ -6,6 +6,8 @@ import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+import { FileService } from './files/file-service.ts';
+import { TaskRequests } from './files/task-requests.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
@@ -31,6 +33,10 @@ export interface Core {
   /** Signs and checks the `sign` of download links (`/d`, `/p`). */
   links: LinkSigner;
   mounts: MountRegistry;
+  /** Files as the dialects reach them: base paths and permissions checked in one place. */
+  files: FileService;
+  /** Requests that become tasks, checked against the files before any task exists. */
+  requests: TaskRequests;
   tasks: TaskService;
   runner: Runner;
   events: TaskEvents;
@@ -137,12 +143,15 @@ export async function startCore(
       runner.start();
       tasks.startMaintenance();
     }
+    const files = new FileService(mounts, links, config.dataDir);
     return {
       config,
       log,
       auth,
       links,
       mounts,
+      files,
+      requests: new TaskRequests(files, offline.policy),
       tasks,
       runner,
       events,

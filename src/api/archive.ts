@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type ArchiveEntry, formatOf, listArchive } from '../archive/index.ts';
 import { can, type Permission, type Principal } from '../auth/roles.ts';
 import { FerryError } from '../errors.ts';
+import { toVirtual } from '../files/user-path.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import { baseName, checkName, joinPath, normalizePath, parentPath, relativeTo } from '../storage/paths.ts';
 import type { CreateTask } from '../tasks/service.ts';
@@ -17,7 +18,6 @@ import { encodePath, publicOrigin } from './alist/public-origin.ts';
 import { alistTask } from './alist/task-view.ts';
 import { principalOf } from './context.ts';
 import { bracketed, mapLimit } from './task-specs.ts';
-import { toVirtual } from './user-path.ts';
 
 /** Most archive names one decompress request takes. */
 const MAX_NAMES = 1000;

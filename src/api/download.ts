@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import parseRange from 'range-parser';
 import { FerryError } from '../errors.ts';
+import { toVirtual } from '../files/user-path.ts';
 import type { Resolved } from '../storage/mounts.ts';
 import { baseName, normalizePath } from '../storage/paths.ts';
 import { errorEnvelope } from './alist/envelope.ts';
 import { inlineType, isScriptable } from './alist/inline-type.ts';
 import { principalOf } from './context.ts';
-import { toVirtual } from './user-path.ts';
 
 /**
  * The virtual path a download request names, and whether the caller may read it.

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { LinkSigner } from '../auth/link-signer.ts';
 import { can, isAdmin, type Principal } from '../auth/roles.ts';
 import { FerryError, isFerryError } from '../errors.ts';
+import { childPath, toVirtual } from '../files/user-path.ts';
 import type { Entry } from '../storage/driver.ts';
 import type { MountRegistry, Resolved } from '../storage/mounts.ts';
 import { baseName, isWithin, normalizePath, parentPath } from '../storage/paths.ts';
@@ -10,7 +11,6 @@ import { flavourOf } from './alist/flavour.ts';
 import { OBJ_TYPE, type ObjFacts, type ObjView, objType, objView } from './alist/obj-view.ts';
 import { encodePath, publicOrigin } from './alist/public-origin.ts';
 import { principalOf } from './context.ts';
-import { childPath, toVirtual } from './user-path.ts';
 
 /** A folder's entries: its own (when a storage holds it) and the folders leading to mounts below it. */
 interface Folder {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { can, type Permission, type Principal } from '../auth/roles.ts';
 import { FerryError } from '../errors.ts';
+import { toVirtual } from '../files/user-path.ts';
 import { checkName, joinPath, parentPath } from '../storage/paths.ts';
 import type { Task } from '../tasks/model.ts';
 import { ok, sendError } from './alist/envelope.ts';
@@ -10,7 +11,6 @@ import { principalOf } from './context.ts';
 import { fsReadRoutes } from './fs-read.ts';
 import { deleteSpec, mapLimit, transferSpec } from './task-specs.ts';
 import { spoolUploads } from './upload.ts';
-import { toVirtual } from './user-path.ts';
 
 /** Most names one copy/move/remove request takes. */
 const MAX_NAMES = 1000;

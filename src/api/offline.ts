@@ -3,7 +3,7 @@ import { can, isGuest } from '../auth/roles.ts';
 import { nameFromUrl } from '../download/file-name.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../download/url-policy.ts';
 import { FerryError } from '../errors.ts';
-import { readDeletePolicy } from '../tasks/kinds/offline-transfer.ts';
+import { readDeletePolicy } from '../tasks/definitions/offline-download.ts';
 import type { CreateTask } from '../tasks/service.ts';
 import { ok, sendError } from './alist/envelope.ts';
 import { flavourOf } from './alist/flavour.ts';

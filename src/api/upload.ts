@@ -9,7 +9,7 @@ import { nanoid } from 'nanoid';
 import { can, isGuest, type Principal } from '../auth/roles.ts';
 import { FerryError } from '../errors.ts';
 import { baseName, parentPath } from '../storage/paths.ts';
-import { spoolPath } from '../tasks/kinds/upload.ts';
+import { spoolPath } from '../tasks/definitions/upload.ts';
 import { ok, sendError } from './alist/envelope.ts';
 import { flavourOf } from './alist/flavour.ts';
 import { alistTask } from './alist/task-view.ts';
