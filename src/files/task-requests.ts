@@ -11,10 +11,15 @@ import type { FileService } from './file-service.ts';
 /** How many sources are checked at once before any task of a request exists. */
 const CHECK_CONCURRENCY = 16;
 
-/** One copy or move: an item (the caller's path) into a folder (the caller's path). */
+/**
+ * One copy or move: an item (the caller's path) into a folder (the caller's path); `overwrite`
+ * and `keepBoth`, when given, replace the request's for this item (efile's per-item policy).
+ */
 export interface TransferItem {
   src: unknown;
   dstDir: unknown;
+  overwrite?: boolean;
+  keepBoth?: boolean;
 }
 
 export interface TransferOptions {
@@ -83,7 +88,13 @@ export class TaskRequests {
     if (options.dstMustBeFolder)
       for (const dstDir of new Set(items.map((i) => i.dstDir)))
         await this.requireFolder(principal, dstDir, 'dst_dir');
-    return mapLimit(items, CHECK_CONCURRENCY, (item) => this.transfer(principal, kind, item, options));
+    return mapLimit(items, CHECK_CONCURRENCY, (item) =>
+      this.transfer(principal, kind, item, {
+        ...options,
+        overwrite: item.overwrite ?? options.overwrite,
+        keepBoth: item.keepBoth ?? options.keepBoth,
+      }),
+    );
   }
 
   private async transfer(
@@ -134,6 +145,8 @@ export class TaskRequests {
     this.files.require(principal, 'REMOVE');
     return mapLimit(userPaths, CHECK_CONCURRENCY, async (userPath) => {
       const path = this.files.pathOf(principal, userPath);
+      if (options.mustExist && baseName(path) === '')
+        throw new FerryError('E_NOT_FOUND', `not found: ${relativeTo(path, principal.basePath)}`);
       const r = this.files.mounts.resolve(path);
       if (r.path === '/') throw new FerryError('E_FORBIDDEN', 'a storage root cannot be deleted');
       if (options.mustExist && !(await r.driver.stat(r.path)))
