@@ -65,6 +65,18 @@ describe('route schemas', () => {
     assert.deepEqual(missing, []);
   });
 
+  it('documents the routes from those schemas at /api/docs', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/docs' });
+    assert.equal(res.statusCode, 200);
+    const doc = res.json() as {
+      paths: Record<string, Record<string, { requestBody?: unknown; responses?: object }>>;
+    };
+    const copy = doc.paths['/api/fs/copy']?.post;
+    assert.ok(copy?.requestBody, 'fs/copy documents its body');
+    assert.ok(copy?.responses && '200' in copy.responses, 'fs/copy documents its reply');
+    assert.ok(doc.paths['/@openlist/api/task/events']?.get, 'the SSE route under /@openlist');
+  });
+
   it('refuses input against a schema in the dialect envelope, naming the field', async () => {
     const token = (
       await app.inject({
