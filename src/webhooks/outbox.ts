@@ -127,6 +127,19 @@ export class WebhookOutbox {
     if (wrote && this.options.onEnqueued) setTimeout(this.options.onEnqueued, 50).unref();
   };
 
+  /**
+   * The event of a task that is not a final state's (`job.run.finished`: the run's task, and its
+   * job), with the task in the webhooks' view; call it with the transaction that records the run.
+   */
+  enqueueTask(
+    db: Kysely<Database>,
+    event: SubscribableEvent,
+    task: Task,
+    extra: { job?: Record<string, unknown> } = {},
+  ): Promise<string[]> {
+    return this.enqueue(db, event, { task: this.options.taskView(task), kind: task.kind, ...extra });
+  }
+
   /** `enqueueEvent` with this node's settings and cached webhooks (for job events). */
   async enqueue(db: Kysely<Database>, event: SubscribableEvent, payload: EventPayload): Promise<string[]> {
     const now = Date.now();
