@@ -102,6 +102,8 @@ export interface WebhooksConfig {
   pollIntervalMs: number;
   /** Attempts one node sends at once. */
   concurrency: number;
+  /** Delivered and failed deliveries (and their log) are deleted this long after their event. */
+  retentionHours: number;
 }
 
 /** `GET /metrics`. */
@@ -268,6 +270,7 @@ function defaults(): Config {
       retryWindowMs: 24 * 60 * 60 * 1000,
       pollIntervalMs: 1000,
       concurrency: 8,
+      retentionHours: 7 * 24,
     },
     metrics: { token: '' },
   };
@@ -389,6 +392,7 @@ function validate(config: Config): void {
     if (!Number.isInteger(wh[key]) || wh[key] <= 0) bad(`webhooks.${key}`, 'a positive integer (ms)');
   if (!Number.isInteger(wh.concurrency) || wh.concurrency < 1 || wh.concurrency > 256)
     bad('webhooks.concurrency', '1..256');
+  if (!(wh.retentionHours > 0)) bad('webhooks.retentionHours', 'must be positive');
   if (typeof config.metrics.token !== 'string') bad('metrics.token', 'a string (empty: no token)');
 }
 

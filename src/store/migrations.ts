@@ -190,6 +190,13 @@ const MIGRATIONS: (Migration | null)[] = [
       .columns(['next_attempt_at', 'seq'])
       .where(sql<boolean>`state = 'pending'`)
       .execute();
+    // the retention sweep: finished deliveries, oldest first
+    await db.schema
+      .createIndex('webhook_deliveries_finished')
+      .on('webhook_deliveries')
+      .column('created_at')
+      .where(sql<boolean>`state <> 'pending'`)
+      .execute();
     await db.schema
       .createIndex('webhook_deliveries_hook')
       .on('webhook_deliveries')

@@ -278,6 +278,29 @@ export class WebhookStore {
       .execute();
   }
 
+  /**
+   * Remove up to `limit` finished (delivered or failed) deliveries made before `before`, with
+   * their attempts. Returns how many went.
+   */
+  async prune(before: number, limit: number): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const ids = (
+        await trx
+          .selectFrom('webhook_deliveries')
+          .select('id')
+          .where('state', '<>', 'pending')
+          .where('created_at', '<', before)
+          .orderBy('created_at')
+          .limit(limit)
+          .execute()
+      ).map((r) => r.id);
+      if (ids.length === 0) return 0;
+      await trx.deleteFrom('webhook_attempts').where('delivery_id', 'in', ids).execute();
+      await trx.deleteFrom('webhook_deliveries').where('id', 'in', ids).execute();
+      return ids.length;
+    });
+  }
+
   /** Send a delivery again: pending and due now, with a new retry window until `giveUpAt`. */
   async redeliver(id: string, now: number, giveUpAt: number): Promise<Delivery | null> {
     const row = await this.db

@@ -10,6 +10,9 @@ import { signature } from './signature.ts';
 
 /** Most bytes of a receiver's answer read (into the attempt's error on failure); the rest is dropped. */
 const ANSWER_BYTES = 512;
+/** How often finished deliveries past their retention are deleted, and how many per statement. */
+const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+const SWEEP_BATCH = 500;
 /** A claim outlives the attempt's timeout by this much, so a slow attempt never loses its claim. */
 const CLAIM_SLACK_MS = 30_000;
 
@@ -42,6 +45,7 @@ export function retryDelay(attempt: number, base: number, max: number, random = 
 export class WebhookDispatcher {
   private readonly agent: Agent;
   private timer: NodeJS.Timeout | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
   private running = false;
   private again = false;
   private stopped = true;
@@ -59,14 +63,28 @@ export class WebhookDispatcher {
     this.stopped = false;
     this.timer = setInterval(() => this.wake(), this.deps.config.pollIntervalMs);
     this.timer.unref();
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
     this.wake();
+  }
+
+  /** Delete finished deliveries past `retentionHours` (any node may; the deletes are idempotent). */
+  async sweep(now = Date.now()): Promise<void> {
+    const before = now - this.deps.config.retentionHours * 3600_000;
+    try {
+      while (!this.stopped && (await this.deps.store.prune(before, SWEEP_BATCH)) === SWEEP_BATCH);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'webhook delivery sweep failed');
+    }
   }
 
   /** Stop claiming; attempts under way finish (each ends within the timeout). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.sweeper) clearInterval(this.sweeper);
     this.timer = null;
+    this.sweeper = null;
     await Promise.allSettled([...this.inFlight]);
     await this.agent.close().catch(() => undefined);
   }
