@@ -174,6 +174,15 @@ describe('webhooks', () => {
       assert.equal(ping.headers['x-ferry-delivery'], sent.data.delivery_id);
       assert.equal(ping.json.task, null);
 
+      // Once the first attempt is recorded (while it is under way, redeliver says so).
+      await waitFor(
+        async () => {
+          const log = await admin<DeliveryRow[]>('GET', `/api/admin/webhook/deliveries?id=${hook.id}`);
+          return log.data[0]?.state === 'delivered' ? true : undefined;
+        },
+        5000,
+        'the ping to be recorded',
+      );
       const again = await admin('POST', `/api/admin/webhook/redeliver?delivery_id=${sent.data.delivery_id}`);
       assert.equal(again.code, 200, again.message);
       await waitFor(async () => (receiver.received.length >= 2 ? true : undefined), 10_000, 'the redelivery');
@@ -241,7 +250,28 @@ describe('webhooks', () => {
         token: quick.adminToken,
         body: { url: receiver.url, secret: SECRET, events: ['task.failed'] },
       });
-      await quick.json('POST', `/api/admin/webhook/test?id=${res.data.id}`, { token: quick.adminToken });
+      const sent = await quick.json<{ delivery_id: string }>(
+        'POST',
+        `/api/admin/webhook/test?id=${res.data.id}`,
+        {
+          token: quick.adminToken,
+        },
+      );
+      // While the first attempt hangs, a redeliver is refused rather than lost.
+      await waitFor(
+        async () => (receiver.received.length >= 1 ? true : undefined),
+        5000,
+        'the first attempt',
+      );
+      const busy = await quick.json(
+        'POST',
+        `/api/admin/webhook/redeliver?delivery_id=${sent.data.delivery_id}`,
+        {
+          token: quick.adminToken,
+        },
+      );
+      assert.equal(busy.code, 400);
+      assert.match(busy.message, /under way/);
       const log = await waitFor(
         async () => {
           const l = await quick.json<DeliveryRow[]>(

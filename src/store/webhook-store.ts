@@ -301,15 +301,21 @@ export class WebhookStore {
     });
   }
 
-  /** Send a delivery again: pending and due now, with a new retry window until `giveUpAt`. */
-  async redeliver(id: string, now: number, giveUpAt: number): Promise<Delivery | null> {
+  /**
+   * Send a delivery again: pending and due now, with a new retry window until `giveUpAt`. Not
+   * while a dispatcher is sending it (its claim runs past `now`): that attempt's outcome would
+   * overwrite the request. Returns the delivery, `'busy'` then, or null when there is none.
+   */
+  async redeliver(id: string, now: number, giveUpAt: number): Promise<Delivery | 'busy' | null> {
     const row = await this.db
       .updateTable('webhook_deliveries')
       .set({ state: 'pending', next_attempt_at: now, give_up_at: giveUpAt, lease_until: null })
       .where('id', '=', id)
+      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
       .returningAll()
       .executeTakeFirst();
-    return row ? toDelivery(row) : null;
+    if (row) return toDelivery(row);
+    return (await this.getDelivery(id)) ? 'busy' : null;
   }
 }
 

@@ -114,13 +114,21 @@ export class WebhookService {
     return entries;
   }
 
-  /** Send a delivery again (same id, a new retry window), whatever its state. */
+  /**
+   * Send a delivery again (same id, a new retry window), whatever its state; `E_BAD_REQUEST`
+   * while an attempt of it is under way.
+   */
   async redeliver(deliveryId: unknown): Promise<Delivery> {
     if (typeof deliveryId !== 'string' || deliveryId === '')
       throw new FerryError('E_BAD_REQUEST', 'delivery_id is required');
     const now = Date.now();
     const delivery = await this.deps.store.redeliver(deliveryId, now, now + this.deps.retryWindowMs);
     if (!delivery) throw new FerryError('E_WEBHOOK_NOT_FOUND', 'delivery not found');
+    if (delivery === 'busy')
+      throw new FerryError(
+        'E_BAD_REQUEST',
+        'an attempt of this delivery is under way; redeliver it once that attempt has ended',
+      );
     this.deps.dispatcher.wake();
     return delivery;
   }
