@@ -3,7 +3,14 @@ import type { TaskKind } from '../config.ts';
 import { sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
 import type { OpenedDatabase } from './database.ts';
 import type { Database } from './schema.ts';
-import { listRowOf, type ProgressPatch, progressColumns, toTask, transitionColumns } from './task-rows.ts';
+import {
+  LIST_COLUMNS,
+  listRowOf,
+  type ProgressPatch,
+  progressColumns,
+  toTask,
+  transitionColumns,
+} from './task-rows.ts';
 import {
   cancelRequestedOf,
   claimCandidates,
@@ -20,11 +27,13 @@ import {
   reclaimStatements,
   renewLeases,
   requestCancel,
+  type StableKey,
   selectDeletedAndFinished,
   selectExpired,
   selectMany,
   selectOne,
   selectPage,
+  selectStablePage,
   type TaskFilter,
   takeoverCandidates,
   updateTasks,
@@ -135,6 +144,21 @@ export class SqlTaskStore implements TaskStore {
 
   async list(filter: TaskFilter, page: PageRequest): Promise<Task[]> {
     return this.listed(selectPage(this.db, filter, page));
+  }
+
+  async listStable(
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }> {
+    const query = selectStablePage(this.db, this.traits, filter, page.after, page.limit + 1);
+    const rows = await this.selectArrays(query.compile());
+    const tasks: Task[] = [];
+    // Settled rows come first (their transactions are older than any unsettled row's).
+    for (const values of rows) {
+      if (tasks.length === page.limit || Number(values[LIST_COLUMNS.length]) !== 1) break;
+      tasks.push(toTask(listRowOf(values)));
+    }
+    return { tasks, more: rows.length > tasks.length };
   }
 
   async count(filter: TaskFilter): Promise<number> {

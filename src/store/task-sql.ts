@@ -346,6 +346,41 @@ export function selectPage(db: Db, filter: TaskFilter, page: PageRequest) {
   return page.offset ? q.offset(page.offset) : q;
 }
 
+/** Where a stable page starts: after this key (exclusive), in `(insert_xid, seq)` order. */
+export interface StableKey {
+  xid: number;
+  seq: number;
+}
+
+/**
+ * One page of `filter`'s tasks that stays stable under concurrent inserts (KooDrive's contract:
+ * no task seen twice, none skipped), oldest first, with `settled` on each row.
+ *
+ * `seq` is drawn when a row is inserted, not when it commits: on PostgreSQL a transaction that
+ * drew a smaller `seq` may commit after a reader paged past a larger one, which would skip it.
+ * So pages key on `(insert_xid, seq)`: the inserting transaction's id, then `seq`. A row is
+ * `settled` when its transaction is older than the oldest one still running
+ * (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction that will ever commit a row has
+ * an id at or above that horizon, so no row can appear below a settled one later. A page returns
+ * settled rows only; the caller reads `limit + 1` rows to learn whether more are coming (an
+ * unsettled row, or one past the page). On SQLite, whose one writer commits in `seq` order,
+ * `insert_xid` is 0 and every committed row is settled.
+ */
+export function selectStablePage(
+  db: Db,
+  traits: DialectTraits,
+  filter: TaskFilter,
+  after: StableKey | undefined,
+  limit: number,
+) {
+  const settled = traits.commitOrderedSeq
+    ? sql<number>`1`
+    : sql<number>`CASE WHEN insert_xid < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint THEN 1 ELSE 0 END`;
+  let q = filtered(db, filter).select([...LIST_COLUMNS, settled.as('settled')]);
+  if (after) q = q.where((eb) => eb(eb.refTuple('insert_xid', 'seq'), '>', eb.tuple(after.xid, after.seq)));
+  return q.orderBy('insert_xid').orderBy('seq').limit(limit);
+}
+
 export function countMatching(db: Db, filter: TaskFilter) {
   return filtered(db, filter).select((eb) => eb.fn.countAll<number | string>().as('n'));
 }

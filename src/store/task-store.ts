@@ -1,10 +1,10 @@
 import type { TaskKind } from '../config.ts';
 import type { Task, TaskState } from '../tasks/model.ts';
 import type { ProgressPatch, TransitionPatch } from './task-rows.ts';
-import type { Lease, PageRequest, TaskFilter } from './task-sql.ts';
+import type { Lease, PageRequest, StableKey, TaskFilter } from './task-sql.ts';
 
 export type { ProgressPatch, TransitionPatch } from './task-rows.ts';
-export type { Lease, PageRequest, TaskFilter } from './task-sql.ts';
+export type { Lease, PageRequest, StableKey, TaskFilter } from './task-sql.ts';
 
 export interface NewTask {
   id: string;
@@ -77,6 +77,18 @@ export interface TaskStore {
    * to parse); `get` has them.
    */
   list(filter: TaskFilter, page: PageRequest): Promise<Task[]>;
+
+  /**
+   * One page of tasks matching `filter` that stays stable while other nodes insert tasks: paged
+   * with `after` (the last task's `{ xid: insertXid, seq }`), no task is ever returned twice or
+   * skipped. Oldest first (by inserting transaction, then `seq`). A task whose inserting
+   * transaction is younger than the oldest one still running waits for a later page; `more`
+   * says whether anything is left or still coming, so the caller hands out a next cursor.
+   */
+  listStable(
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }>;
 
   /** How many tasks match `filter`, over all the pages `list` would return. */
   count(filter: TaskFilter): Promise<number>;

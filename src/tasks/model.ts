@@ -145,6 +145,34 @@ export interface Task {
   updatedAt: number;
 }
 
+/** Who holds a running task, as a task's detail shows it (extra fields; the seed's keep their meaning). */
+export interface HolderView {
+  /** The node (lease owner) holding the task, null when none does. */
+  node: string | null;
+  /** How long ago its holder last renewed the lease, null when none holds it. */
+  leaseRenewedAgoMs: number | null;
+  /**
+   * The holder missed its last two renewals (a lease is renewed every third of `leaseMs`): it is
+   * dead or stalled, and another node takes the task over once the lease ends.
+   */
+  holderStalled: boolean;
+}
+
+/**
+ * `task`'s holder, read from its lease: renewed at `leaseUntil - leaseMs` (every node renews to
+ * now + its `leaseMs`; nodes are expected to share that setting).
+ */
+export function holderOf(
+  task: Pick<Task, 'leaseOwner' | 'leaseUntil'>,
+  leaseMs: number,
+  now: number,
+): HolderView {
+  if (task.leaseOwner === null || task.leaseUntil === null)
+    return { node: null, leaseRenewedAgoMs: null, holderStalled: false };
+  const ago = Math.max(0, now - (task.leaseUntil - leaseMs));
+  return { node: task.leaseOwner, leaseRenewedAgoMs: ago, holderStalled: ago > (2 * leaseMs) / 3 };
+}
+
 /** Progress in percent, 0–100, from bytes when known, else from files. */
 export function progressOf(
   task: Pick<Task, 'state' | 'totalBytes' | 'doneBytes' | 'totalFiles' | 'doneFiles'>,

@@ -205,7 +205,7 @@ export class Runner {
         progress,
         log: taskLog,
         mounts,
-        dataDir: config.dataDir,
+        dataDir: config.stagingDir,
         syncFiles: config.syncFiles,
         resumed,
         taskId: task.id,
@@ -285,7 +285,7 @@ export class Runner {
         lease,
         patch: release,
       });
-      if (after) await handler.succeeded?.(after, { dataDir: config.dataDir, log: this.deps.log });
+      if (after) await handler.succeeded?.(after, { dataDir: config.stagingDir, log: this.deps.log });
     } else if (stopped === 'canceled' || stopped === 'deleted' || isFerryError(err, 'E_CANCELED')) {
       after = await store.move(task.id, 'canceled', {
         from: ['running', 'canceling'],
@@ -300,7 +300,7 @@ export class Runner {
     // Nothing moved: another node holds the task now (or a user ended it first); say which.
     if (!after && !(await store.holds(task.id, lease))) this.deps.log.warn(lostLog(run), 'lost the lease');
     if (after?.deleteRequested && after.state !== 'running') {
-      await handler.discard?.(after, { dataDir: config.dataDir, log: this.deps.log });
+      await handler.discard?.(after, { dataDir: config.stagingDir, log: this.deps.log });
       await store.delete([after.id]);
       events.emitRemoved([after]);
     } else if (after) {

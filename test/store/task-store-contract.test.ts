@@ -482,6 +482,52 @@ for (const db of await testDatabases()) {
         assert.match(plan.rows.map((row) => row.detail).join(' '), /USING INDEX tasks_runnable/);
       });
 
+    it('stable pages: every task once, in order, however the pages fall', async () => {
+      const tasks = await f.add(23);
+      const seen: string[] = [];
+      let after: { xid: number; seq: number } | undefined;
+      for (let more = true; more; ) {
+        const page = await f.store.listStable({}, { limit: 7, ...(after && { after }) });
+        seen.push(...ids(page.tasks));
+        const last = page.tasks.at(-1);
+        if (last) after = { xid: last.insertXid, seq: last.seq };
+        more = page.more;
+      }
+      assert.deepEqual(seen, ids(tasks));
+    });
+
+    if (db.dialect === 'postgres')
+      it('stable pages never pass a task whose insert has not committed yet (a node inserting slowly)', async () => {
+        const [first] = await f.add(1);
+        assert.ok(first);
+        // Another node's transaction inserts a task and has not committed: its seq is drawn.
+        const other = new pg.Client({ connectionString: f.url });
+        await other.connect();
+        try {
+          await other.query('BEGIN');
+          await other.query(
+            `INSERT INTO tasks (id, kind, name, creator_id, creator, creator_role, state, payload, max_retry, run_at, created_at, updated_at)
+             VALUES ('slow', 'copy', 'n', 1, 'admin', 2, 'pending', '{}', 0, 0, 0, 0)`,
+          );
+          const later = await f.add(3); // committed, larger seq
+          // Another transaction of the server (other tests share it) may hold the horizon a moment.
+          let page = await f.store.listStable({}, { limit: 7 });
+          for (let i = 0; i < 50 && page.tasks.length === 0; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            page = await f.store.listStable({}, { limit: 7 });
+          }
+          assert.deepEqual(ids(page.tasks), [first.id], 'nothing past the open insert');
+          assert.equal(page.more, true, 'more is coming');
+          const after = { xid: first.insertXid, seq: first.seq };
+          await other.query('COMMIT');
+          const rest = await f.store.listStable({}, { limit: 7, after });
+          assert.deepEqual(ids(rest.tasks).sort(), ['slow', ...ids(later)].sort());
+          assert.equal(rest.more, false);
+        } finally {
+          await other.end();
+        }
+      });
+
     if (db.dialect === 'postgres')
       it('skips tasks another node holds locked instead of waiting for them', async () => {
         const [a, b] = await f.add(2);

@@ -17,7 +17,10 @@ export interface TaskContext {
   progress: Progress;
   log: Logger;
   mounts: MountRegistry;
-  /** Absolute data directory (spool and temp areas live below it). */
+  /**
+   * Absolute staging directory (`Config.stagingDir`; the data directory unless configured): spool
+   * and work areas live below it. On a path every node sees, another node resumes the work.
+   */
   dataDir: string;
   /**
    * The server's `syncFiles`: flush the files this task writes before it succeeds. A kind that
