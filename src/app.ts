@@ -10,6 +10,7 @@ import { errorEnvelope } from './api/alist/envelope.ts';
 import { CURRENT_PREFIX } from './api/alist/flavour.ts';
 import { efileRoutes } from './api/efile/routes.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
+import { measureRequests, metricsRoutes } from './api/metrics.ts';
 import { WebUi, webUiRoutes } from './api/web-ui.ts';
 import type { Core } from './core.ts';
 
@@ -79,7 +80,9 @@ export async function buildApp(
     },
   });
 
+  measureRequests(app);
   app.get('/ping', { schema: { hide: true, response: { 200: { type: 'string' } } } }, async () => 'pong');
+  await app.register(metricsRoutes);
   await app.register(alistDialect, { flavour: core.config.alistCompat });
   await app.register(alistDialect, { prefix: CURRENT_PREFIX, flavour: 'current' });
   await app.register(efileRoutes);

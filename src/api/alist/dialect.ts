@@ -14,6 +14,7 @@ import { alistSettingsRoutes } from './settings-routes.ts';
 import { alistTaskRoutes } from './task-routes.ts';
 import { alistUploadRoutes } from './upload-routes.ts';
 import { useAlistValidation } from './validation.ts';
+import { alistWebhookRoutes } from './webhook-routes.ts';
 
 /**
  * AList's routes (`/api/…`, `/d/…`, `/p/…`), registered once at the root in the configured flavour
@@ -28,6 +29,7 @@ export async function alistDialect(app: FastifyInstance, options: { flavour: Ali
   useAlistValidation(app);
   await app.register(alistAuthRoutes);
   await app.register(alistAdminRoutes);
+  await app.register(alistWebhookRoutes);
   await app.register(alistSettingsRoutes);
   await app.register(alistAbsentFeatureRoutes);
   await app.register(alistTaskRoutes);

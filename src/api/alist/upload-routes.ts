@@ -180,7 +180,7 @@ async function accept(
   const id = nanoid();
   let size: number;
   try {
-    size = await spoolUpload(config.dataDir, id, source);
+    size = await spoolUpload(config.stagingDir, id, source);
   } catch (err) {
     request.log.warn({ err }, 'upload body ended early');
     throw err;
@@ -197,7 +197,7 @@ async function accept(
       throw new FerryError('E_BAD_REQUEST', finished.error || 'upload failed');
     return null;
   } catch (err) {
-    if (!(await tasks.exists(id))) await dropSpooled(config.dataDir, id);
+    if (!(await tasks.exists(id))) await dropSpooled(config.stagingDir, id);
     throw err;
   }
 }
