@@ -56,10 +56,27 @@ function param(request: FastifyRequest, name: string): unknown {
 /** `/api/admin/webhook/*` (admins only): signed, durable webhooks (see docs/webhooks.md). */
 export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
   const { webhooks } = app.core;
-  const route = (method: 'GET' | 'POST', url: string, run: (request: FastifyRequest) => Promise<unknown>) =>
+  const route = (
+    method: 'GET' | 'POST',
+    url: string,
+    summary: string,
+    run: (request: FastifyRequest) => Promise<unknown>,
+  ) =>
     app.route({
       method,
       url: `/api/admin/webhook/${url}`,
+      schema: {
+        tags: ['webhooks'],
+        summary,
+        querystring: {
+          type: 'object',
+          properties: {
+            id: { type: 'string', description: 'webhook id' },
+            delivery_id: { type: 'string', description: 'redeliver: the delivery (X-Ferry-Delivery)' },
+            limit: { type: 'string', description: 'deliveries: how many deliveries, 1–200 (default 50)' },
+          },
+        },
+      },
       handler: async (request, reply) => {
         try {
           await requireAdmin(request);
@@ -70,22 +87,33 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
       },
     });
 
-  route('POST', 'create', async (request) => webhookView(await webhooks.create(request.body)));
-  route('GET', 'list', async () => {
+  route('POST', 'create', 'Create a webhook {url, secret, events, kinds?, enabled?}', async (request) =>
+    webhookView(await webhooks.create(request.body)),
+  );
+  route('GET', 'list', 'Every webhook (secrets never shown)', async () => {
     const all = (await webhooks.list()).map(webhookView);
     return { content: all, total: all.length };
   });
-  route('GET', 'get', async (request) => webhookView(await webhooks.get(param(request, 'id'))));
-  route('POST', 'update', async (request) => webhookView(await webhooks.update(request.body)));
-  route('POST', 'delete', async (request) => {
+  route('GET', 'get', 'One webhook by id', async (request) =>
+    webhookView(await webhooks.get(param(request, 'id'))),
+  );
+  route(
+    'POST',
+    'update',
+    'Replace a webhook (body: the webhook with its id; no secret keeps it)',
+    async (request) => webhookView(await webhooks.update(request.body)),
+  );
+  route('POST', 'delete', 'Delete a webhook with its deliveries', async (request) => {
     await webhooks.delete(param(request, 'id'));
     return null;
   });
-  route('POST', 'test', async (request) => ({ delivery_id: await webhooks.test(param(request, 'id')) }));
-  route('GET', 'deliveries', async (request) =>
+  route('POST', 'test', 'Send a signed ping event now', async (request) => ({
+    delivery_id: await webhooks.test(param(request, 'id')),
+  }));
+  route('GET', 'deliveries', 'The delivery log, one row per attempt, newest first', async (request) =>
     (await webhooks.deliveries(param(request, 'id'), param(request, 'limit'))).map(deliveryView),
   );
-  route('POST', 'redeliver', async (request) => {
+  route('POST', 'redeliver', 'Send a delivery again (same id, new retry window)', async (request) => {
     const delivery = await webhooks.redeliver(param(request, 'delivery_id'));
     return { id: delivery.id, state: delivery.state, next_attempt_at: iso(delivery.nextAttemptAt) };
   });
