@@ -181,8 +181,8 @@ const MIGRATIONS: (Migration | null)[] = [
       .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
       .addColumn('workers', 'text', (c) => c.notNull().defaultTo('{}'))
       .addColumn('running', 'text', (c) => c.notNull().defaultTo('{}'))
-        .execute();
-    },
+      .execute();
+  },
   // 6: webhooks (issue 23): subscriptions, the outbox of deliveries, and each attempt's outcome
   async (db, dialect) => {
     const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
