@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import type { Agent, request as undiciRequest } from 'undici';
 import type { WebhooksConfig } from '../config.ts';
 import type { HostPolicy } from '../download/url-policy.ts';
 import { coerceError } from '../errors.ts';
@@ -43,7 +43,11 @@ export function retryDelay(attempt: number, base: number, max: number, random = 
  * link-local or metadata address is refused when it is sent, not only when it was created.
  */
 export class WebhookDispatcher {
-  private readonly agent: Agent;
+  /**
+   * The HTTP client, loaded on the first attempt: undici costs a server that sends no webhook
+   * (most of them) memory for nothing, as the offline downloader's is loaded on first use too.
+   */
+  private client: Promise<{ agent: Agent; request: typeof undiciRequest }> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   private running = false;
@@ -51,12 +55,18 @@ export class WebhookDispatcher {
   private stopped = true;
   private readonly inFlight = new Set<Promise<void>>();
 
-  constructor(private readonly deps: DispatcherDeps) {
-    // No proxy: receivers are the admin's own services, often on this machine or network.
-    this.agent = new Agent({
-      connect: { timeout: deps.config.timeoutMs, lookup: deps.policy.lookup },
-      keepAliveTimeout: 4000,
-    });
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  private http(): Promise<{ agent: Agent; request: typeof undiciRequest }> {
+    this.client ??= import('undici').then(({ Agent, request }) => ({
+      // No proxy: receivers are the admin's own services, often on this machine or network.
+      agent: new Agent({
+        connect: { timeout: this.deps.config.timeoutMs, lookup: this.deps.policy.lookup },
+        keepAliveTimeout: 4000,
+      }),
+      request,
+    }));
+    return this.client;
   }
 
   start(): void {
@@ -86,7 +96,8 @@ export class WebhookDispatcher {
     this.timer = null;
     this.sweeper = null;
     await Promise.allSettled([...this.inFlight]);
-    await this.agent.close().catch(() => undefined);
+    const client = await this.client?.catch(() => null);
+    await client?.agent.close().catch(() => undefined);
   }
 
   /** Look for due deliveries soon (new ones were just written). Calls coalesce. */
@@ -174,11 +185,12 @@ export class WebhookDispatcher {
     // An address literal in the URL never goes through the lookup: check it here.
     policy.checkName(target.hostname);
     const timestamp = Math.floor(Date.now() / 1000);
+    const { agent, request } = await this.http();
     const started = performance.now();
     const signal = AbortSignal.timeout(config.timeoutMs);
     const res = await request(target, {
       method: 'POST',
-      dispatcher: this.agent,
+      dispatcher: agent,
       signal,
       headersTimeout: config.timeoutMs,
       bodyTimeout: config.timeoutMs,
