@@ -300,6 +300,27 @@ describe('webhooks', () => {
     }
   });
 
+  it('does not hold up shutdown for an attempt that gets no answer', async () => {
+    const receiver = await startReceiver(SECRET, () => 'hang');
+    const node = await startHarness({ webhooks: { pollIntervalMs: 50, timeoutMs: 10_000 } });
+    try {
+      const res = await node.json<HookView>('POST', '/api/admin/webhook/create', {
+        token: node.adminToken,
+        body: { url: receiver.url, secret: SECRET, events: ['task.failed'] },
+      });
+      await node.json('POST', `/api/admin/webhook/test?id=${res.data.id}`, { token: node.adminToken });
+      await waitFor(async () => (receiver.received.length >= 1 ? true : undefined), 5000, 'the attempt');
+      const started = Date.now();
+      await node.close();
+      assert.ok(
+        Date.now() - started < 3000,
+        `closed in ${Date.now() - started} ms, not after the 10 s timeout`,
+      );
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it('manages webhooks: list, get and update never show the secret; update keeps it when left out', async () => {
     const hook = await create({
       url: 'http://10.1.2.3:9000/hook',

@@ -53,6 +53,8 @@ export class WebhookDispatcher {
   private running = false;
   private again = false;
   private stopped = true;
+  /** Aborted by `stop`: attempts under way end at once (recorded, retried later) rather than holding up shutdown. */
+  private shutdown = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(private readonly deps: DispatcherDeps) {}
@@ -71,6 +73,7 @@ export class WebhookDispatcher {
 
   start(): void {
     this.stopped = false;
+    this.shutdown = new AbortController();
     this.timer = setInterval(() => this.wake(), this.deps.config.pollIntervalMs);
     this.timer.unref();
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
@@ -88,9 +91,10 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Stop claiming; attempts under way finish (each ends within the timeout). */
+  /** Stop claiming; attempts under way are cut short and recorded as failed, to be retried. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.shutdown.abort(new Error('ferry is shutting down'));
     if (this.timer) clearInterval(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
     this.timer = null;
@@ -151,7 +155,7 @@ export class WebhookDispatcher {
     } else {
       outcome = await this.send(hook.url, hook.secret, delivery).catch((err: unknown) => ({
         statusCode: null,
-        error: describe(err),
+        error: this.shutdown.signal.aborted ? 'ferry shut down during the attempt' : describe(err),
         durationMs: performance.now() - started,
         delivered: false,
       }));
@@ -187,7 +191,7 @@ export class WebhookDispatcher {
     const timestamp = Math.floor(Date.now() / 1000);
     const { agent, request } = await this.http();
     const started = performance.now();
-    const signal = AbortSignal.timeout(config.timeoutMs);
+    const signal = AbortSignal.any([AbortSignal.timeout(config.timeoutMs), this.shutdown.signal]);
     const res = await request(target, {
       method: 'POST',
       dispatcher: agent,
