@@ -281,12 +281,15 @@ export class SqlTaskStore implements TaskStore {
     now = Date.now(),
     options: { all?: boolean; maxInterruptions?: number } = {},
   ): Promise<number> {
+    // On a shared store the claims take over expired running tasks (see `claim`): the sweep
+    // settles only the others. At start-up with `all` (one process's store) it requeues them all.
+    const requeue = options.all === true || !this.traits.takeOverInClaim;
     return this.write(async (db) => {
       let requeued = 0;
       // In order: the last statement is the one that sends tasks back to the queue.
-      for (const statement of reclaimStatements(db, now, options))
+      for (const statement of reclaimStatements(db, now, { ...options, requeue }))
         requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
-      return requeued;
+      return requeue ? requeued : 0;
     });
   }
 
