@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
+import type { TaskObserver } from '../metrics.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { Lease, ProgressPatch, TaskStore } from '../store/task-store.ts';
 import { type StopKind, stopKindOf, TaskStopped } from './abort-reason.ts';
@@ -34,6 +35,8 @@ export interface RunnerDeps {
   kinds: ReadonlyMap<TaskKind, TaskKindHandler>;
   config: Config;
   log: Logger;
+  /** Told when each attempt ends (metrics). */
+  metrics?: TaskObserver;
 }
 
 /**
@@ -297,6 +300,7 @@ export class Runner {
       const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
       after = await this.recordFailure(run, error, release.progress);
     }
+    this.observe(task, after, progress.doneBytes);
     // Nothing moved: another node holds the task now (or a user ended it first); say which.
     if (!after && !(await store.holds(task.id, lease))) this.deps.log.warn(lostLog(run), 'lost the lease');
     if (after?.deleteRequested && after.state !== 'running') {
@@ -305,6 +309,15 @@ export class Runner {
       events.emitRemoved([after]);
     } else if (after) {
       events.emit(after);
+    }
+  }
+
+  /** Tell the metrics how an attempt ended; their failure never touches the task. */
+  private observe(task: Task, after: Task | null, bytesMoved: number): void {
+    try {
+      this.deps.metrics?.attemptEnded(task, after, bytesMoved);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'metrics update failed');
     }
   }
 
