@@ -150,7 +150,9 @@ export async function startCore(
       // Webhooks show tasks as the seed's AList view: the documented contract, not a UI's flavour.
       taskView: (task) => ({ ...alistTask(task, 'seed') }),
       retryWindowMs: config.webhooks.retryWindowMs,
-      cacheMs: sqlite ? 60_000 : SETTINGS_REFRESH_MS,
+      // SQLite: one process, which clears the cache itself on every change; PostgreSQL: another
+      // node's change is seen within a second.
+      cacheMs: sqlite ? 60_000 : 1000,
       onEnqueued: () => dispatcher.wake(),
     });
     // A task's final state and its webhook deliveries commit together (the outbox).
