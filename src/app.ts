@@ -12,6 +12,7 @@ import { downloadRoutes } from './api/download.ts';
 import { efileRoutes } from './api/efile/routes.ts';
 import { eventRoutes } from './api/events.ts';
 import { fsRoutes } from './api/fs.ts';
+import { jobRoutes } from './api/jobs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
 import { offlineRoutes } from './api/offline.ts';
 import { WebUi, webUiRoutes } from './api/web-ui.ts';
@@ -102,6 +103,7 @@ async function alistDialect(app: FastifyInstance, options: { flavour: AlistFlavo
   await app.register(alistAbsentFeatureRoutes);
   await app.register(alistTaskRoutes);
   await app.register(fsRoutes);
+  await app.register(jobRoutes);
   await app.register(offlineRoutes);
   await app.register(archiveRoutes);
   await app.register(downloadRoutes);

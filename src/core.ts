@@ -6,12 +6,14 @@ import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+import { JobService } from './jobs/job-service.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
 import { localRoot } from './storage/local/settings.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
+import { JobStore } from './store/job-store.ts';
 import { MountStore } from './store/mount-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
 import { SettingStore } from './store/setting-store.ts';
@@ -32,6 +34,8 @@ export interface Core {
   links: LinkSigner;
   mounts: MountRegistry;
   tasks: TaskService;
+  /** Saved and scheduled transfers (`/api/job/*`). */
+  jobs: JobService;
   runner: Runner;
   events: TaskEvents;
   /** Offline download tools (host policy, SimpleHttp, aria2). */
@@ -116,6 +120,7 @@ export async function startCore(
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
+    const jobs = new JobService(new JobStore(database.db), store, tasks, events, mounts, auth, log);
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
     // settings every few seconds, so a change made through one reaches the others.
     const settings = await SiteSettings.open(
@@ -136,6 +141,7 @@ export async function startCore(
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       runner.start();
       tasks.startMaintenance();
+      jobs.start();
     }
     return {
       config,
@@ -144,12 +150,14 @@ export async function startCore(
       links,
       mounts,
       tasks,
+      jobs,
       runner,
       events,
       offline,
       settings,
       async close() {
         settings.close();
+        await jobs.stop();
         tasks.stopMaintenance();
         await runner.stop();
         await offline.close();

@@ -8,9 +8,12 @@ import type { Database } from './schema.ts';
 // biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists
 type Migration = (db: Kysely<any>, dialect: Dialect) => Promise<void>;
 
+/** A slot whose number is handed out but whose migration has not landed yet. */
+type Slot = Migration | null;
+
 export type Dialect = 'sqlite' | 'postgres';
 
-const MIGRATIONS: Migration[] = [
+const MIGRATIONS: Slot[] = [
   // 1: tasks, users, storages, meta
   async (db, dialect) => {
     // SQLite's rowid alias must be spelled `integer primary key autoincrement`; PostgreSQL wants
@@ -146,6 +149,57 @@ const MIGRATIONS: Migration[] = [
       .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
       .execute();
   },
+  // 5: reserved (nodes); 6: reserved (webhooks). Numbers are handed out before the work lands, so
+  // a slot may be empty for a while: `migrate` records only the versions it ran, and runs a slot
+  // filled later even on a database that has run higher numbers.
+  null,
+  null,
+  // 7: jobs (saved, scheduled transfers) and their runs. `jobs.next_run_at` is the due slot a node
+  // claims by compare-and-set; `job_runs (job_id, slot)` is unique, so a slot can start one run.
+  async (db, dialect) => {
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    await db.schema
+      .createTable('jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner_id', 'integer', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('src_dir', 'text', (c) => c.notNull())
+      .addColumn('dst_dir', 'text', (c) => c.notNull())
+      .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('schedule', 'text')
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('next_run_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('jobs_owner').on('jobs').columns(['owner_id', 'created_at']).execute();
+    await db.schema
+      .createIndex('jobs_due')
+      .on('jobs')
+      .column('next_run_at')
+      .where(sql.ref('enabled'), '=', 1)
+      .execute();
+    await db.schema
+      .createTable('job_runs')
+      .addColumn('id', serial, (c) =>
+        dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey(),
+      )
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('slot', 'bigint')
+      .addColumn('task_id', 'text')
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('job_runs_slot')
+      .on('job_runs')
+      .columns(['job_id', 'slot'])
+      .unique()
+      .execute();
+    await db.schema.createIndex('job_runs_job').on('job_runs').columns(['job_id', 'id']).execute();
+  },
 ];
 
 /**
@@ -158,11 +212,11 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<v
     await sql`CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`.execute(
       trx,
     );
-    const row = await sql<{ v: number | null }>`SELECT MAX(version) AS v FROM ferry_migrations`.execute(trx);
-    const current = Number(row.rows[0]?.v ?? 0);
-    for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+    const rows = await sql<{ version: number }>`SELECT version FROM ferry_migrations`.execute(trx);
+    const applied = new Set(rows.rows.map((r) => Number(r.version)));
+    for (let version = 1; version <= MIGRATIONS.length; version++) {
       const migration = MIGRATIONS[version - 1];
-      if (!migration) break;
+      if (!migration || applied.has(version)) continue;
       await migration(trx, dialect);
       await sql`INSERT INTO ferry_migrations (version, applied_at) VALUES (${version}, ${Date.now()})`.execute(
         trx,

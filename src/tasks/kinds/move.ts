@@ -3,6 +3,7 @@ import type { Driver, Entry } from '../../storage/driver.ts';
 import { baseName, joinPath } from '../../storage/paths.ts';
 import { copyPlanned, planCopy, readCopyPayload } from './copy.ts';
 import type { TaskKindHandler } from './kind.ts';
+import { isTreeRun, runTree } from './sync.ts';
 import type { Endpoint } from './transfer.ts';
 
 /**
@@ -15,6 +16,8 @@ import type { Endpoint } from './transfer.ts';
 export const moveKind: TaskKindHandler = {
   kind: 'move',
   async run(task, ctx) {
+    // A move job's run: every file of a folder's tree into another, each source removed once copied.
+    if (isTreeRun(task.payload)) return runTree(task, ctx);
     const payload = readCopyPayload(task);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) {

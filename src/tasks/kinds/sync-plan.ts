@@ -1,0 +1,254 @@
+import picomatch from 'picomatch';
+import { FerryError, isFerryError } from '../../errors.ts';
+import type { Entry } from '../../storage/driver.ts';
+import { joinPath, TEMP_PREFIX } from '../../storage/paths.ts';
+import { type Endpoint, itemError, sameContent } from './transfer.ts';
+
+export type TreeMode = 'copy' | 'move' | 'sync';
+
+/** What a job's run does with two trees (the job's options, as the task payload carries them). */
+export interface TreeSpec {
+  mode: TreeMode;
+  src: Endpoint;
+  dst: Endpoint;
+  include: readonly string[];
+  exclude: readonly string[];
+  compare: 'size_mtime' | 'hash';
+  conflict: 'overwrite' | 'skip' | 'keep_both';
+  maxDelete: number | null;
+}
+
+/** One file to copy: `rel` below both roots. */
+export interface PlannedCopy {
+  rel: string;
+  size: number;
+  /** A different file of that name is at the destination: replace it (or keep both). */
+  replace: boolean;
+  /** A folder of that name is at the destination (sync only): it goes first. */
+  folderInWay: boolean;
+}
+
+/** A file, or a folder emptied by the files before it, to remove at the destination. */
+export interface PlannedDelete {
+  rel: string;
+  isDir: boolean;
+}
+
+export interface TreePlan {
+  /** Folders to create at the destination, parents first. */
+  folders: string[];
+  copies: PlannedCopy[];
+  /** Files first, each emptied folder after what it held. */
+  deletes: PlannedDelete[];
+  /** Files identical on both sides, or left alone by `conflict: skip`. */
+  skipped: number;
+  /** Source folders that could not be listed: their destination side is left alone. */
+  unreadable: { rel: string; error: string }[];
+}
+
+/**
+ * A destination file newer than its source by up to this much still counts as the same: S3 and
+ * WebDAV keep whole seconds, and neither lets a copy set the time, so a destination written
+ * right after its source changed can read as up to a second older than it.
+ */
+const MTIME_SLACK_MS = 1000;
+
+/** The files of a plan's deletes (folders are removed only once emptied, and not counted). */
+export function deletedFiles(plan: TreePlan): number {
+  return plan.deletes.filter((d) => !d.isDir).length;
+}
+
+/**
+ * Compare the two trees, one folder level at a time (memory holds one listing per level plus
+ * the plan), and say what a run would do; nothing is changed. Refuses (`E_SYNC_REFUSED`) what
+ * rclone's users lose data to: a source that cannot be listed, a source that is empty while the
+ * destination is not, more deletes than `maxDelete`.
+ */
+export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<TreePlan> {
+  const plan: TreePlan = { folders: [], copies: [], deletes: [], skipped: 0, unreadable: [] };
+  const filter = pathFilter(spec.include, spec.exclude);
+  let srcRoot: Entry[];
+  try {
+    srcRoot = await spec.src.driver.list(spec.src.path);
+  } catch (err) {
+    if (spec.mode !== 'sync' && !isFerryError(err, 'E_NOT_FOUND')) throw err;
+    throw new FerryError('E_SYNC_REFUSED', `the source cannot be listed: ${itemError(err)}`, { cause: err });
+  }
+  const dstRoot = await listOrNone(spec.dst, '/');
+  if (spec.mode === 'sync') {
+    const kept = (entries: Entry[]) =>
+      entries.filter((e) => !hidden(e) && !filter.excluded(`/${e.name}`, e.isDir));
+    if (kept(srcRoot).length === 0 && kept(dstRoot).length > 0)
+      throw new FerryError(
+        'E_SYNC_REFUSED',
+        'the source is empty while the destination is not: refusing to delete everything',
+      );
+  }
+  await compareFolder(spec, filter, plan, '/', srcRoot, dstRoot, signal);
+  const deletes = deletedFiles(plan);
+  if (spec.mode === 'sync' && spec.maxDelete !== null && deletes > spec.maxDelete)
+    throw new FerryError(
+      'E_SYNC_REFUSED',
+      `the sync would delete ${deletes} files, more than max_delete (${spec.maxDelete})`,
+    );
+  return plan;
+}
+
+async function compareFolder(
+  spec: TreeSpec,
+  filter: PathFilter,
+  plan: TreePlan,
+  rel: string,
+  srcEntries: Entry[],
+  dstEntries: Entry[],
+  signal: AbortSignal,
+): Promise<void> {
+  signal.throwIfAborted();
+  const sync = spec.mode === 'sync';
+  const dstByName = new Map(dstEntries.filter((e) => !hidden(e)).map((e) => [e.name, e]));
+  for (const s of srcEntries) {
+    if (hidden(s)) continue;
+    const childRel = joinPath(rel, s.name);
+    const d = dstByName.get(s.name);
+    dstByName.delete(s.name);
+    if (filter.excluded(childRel, s.isDir)) continue;
+    if (s.isDir) {
+      if (d && !d.isDir) {
+        // A file where the source has a folder: a sync replaces it, a copy leaves both alone.
+        if (!sync) {
+          plan.skipped++;
+          continue;
+        }
+        plan.deletes.push({ rel: childRel, isDir: false });
+      }
+      let childSrc: Entry[];
+      try {
+        childSrc = await spec.src.driver.list(joinPath(spec.src.path, childRel));
+      } catch (err) {
+        // Whatever the destination holds below it stays: an unreadable folder is not an empty one.
+        plan.unreadable.push({ rel: childRel, error: itemError(err) });
+        continue;
+      }
+      if (!d?.isDir) plan.folders.push(childRel);
+      const childDst = d?.isDir ? await listOrNone(spec.dst, childRel) : [];
+      await compareFolder(spec, filter, plan, childRel, childSrc, childDst, signal);
+      continue;
+    }
+    if (!d) {
+      plan.copies.push({ rel: childRel, size: s.size, replace: false, folderInWay: false });
+    } else if (d.isDir) {
+      if (!sync) plan.skipped++;
+      else {
+        await collectDeletes(spec, filter, plan, childRel, signal);
+        plan.copies.push({ rel: childRel, size: s.size, replace: false, folderInWay: true });
+      }
+    } else if (await same(spec, childRel, s, d, signal)) {
+      plan.skipped++;
+    } else if (spec.conflict === 'skip') {
+      plan.skipped++;
+    } else {
+      plan.copies.push({ rel: childRel, size: s.size, replace: true, folderInWay: false });
+    }
+  }
+  if (!sync) return;
+  for (const d of dstByName.values()) {
+    const childRel = joinPath(rel, d.name);
+    if (filter.excluded(childRel, d.isDir)) continue;
+    if (d.isDir) await collectDeletes(spec, filter, plan, childRel, signal);
+    else plan.deletes.push({ rel: childRel, isDir: false });
+  }
+}
+
+/**
+ * Plan the removal of the destination folder `rel` (absent at the source): every file below it
+ * that no filter keeps, then each folder left empty. True when the folder itself goes.
+ */
+async function collectDeletes(
+  spec: TreeSpec,
+  filter: PathFilter,
+  plan: TreePlan,
+  rel: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  signal.throwIfAborted();
+  let emptied = true;
+  for (const e of await spec.dst.driver.list(joinPath(spec.dst.path, rel))) {
+    const childRel = joinPath(rel, e.name);
+    if (hidden(e) || filter.excluded(childRel, e.isDir)) {
+      emptied = false;
+      continue;
+    }
+    if (!e.isDir) plan.deletes.push({ rel: childRel, isDir: false });
+    else if (!(await collectDeletes(spec, filter, plan, childRel, signal))) emptied = false;
+  }
+  if (emptied) plan.deletes.push({ rel, isDir: true });
+  return emptied;
+}
+
+/** Whether the destination file is the source's: size, then the time or (`hash`) the bytes. */
+async function same(spec: TreeSpec, rel: string, s: Entry, d: Entry, signal: AbortSignal): Promise<boolean> {
+  if (s.size !== d.size) return false;
+  if (spec.compare === 'hash') {
+    return sameContent(
+      { driver: spec.src.driver, path: joinPath(spec.src.path, rel) },
+      { driver: spec.dst.driver, path: joinPath(spec.dst.path, rel) },
+      signal,
+    );
+  }
+  return s.modified <= d.modified + MTIME_SLACK_MS;
+}
+
+async function listOrNone(end: Endpoint, rel: string): Promise<Entry[]> {
+  try {
+    return await end.driver.list(rel === '/' ? end.path : joinPath(end.path, rel));
+  } catch (err) {
+    if (isFerryError(err, 'E_NOT_FOUND')) return [];
+    throw err;
+  }
+}
+
+/** A write in flight (ours or another task's): never compared, copied or deleted. */
+function hidden(e: Entry): boolean {
+  return e.name.startsWith(TEMP_PREFIX);
+}
+
+interface PathFilter {
+  /** Whether the entry at `rel` (relative to the roots, starting with `/`) is left alone. */
+  excluded(rel: string, isDir: boolean): boolean;
+}
+
+/**
+ * `include`/`exclude` globs (picomatch) over paths relative to the job's folders, without the
+ * leading `/`: `*.tmp` matches at any depth (basename match when the glob has no `/`), `cache/**`
+ * or `cache` a folder and all below it. `include` narrows the files; folders are always walked.
+ */
+function pathFilter(include: readonly string[], exclude: readonly string[]): PathFilter {
+  const options = { dot: true };
+  const compile = (globs: readonly string[]) => {
+    if (globs.length === 0) return null;
+    const full = picomatch(globs as string[], options);
+    const bare = globs.filter((g) => !g.includes('/'));
+    const base = bare.length > 0 ? picomatch(bare, { ...options, basename: true }) : null;
+    return (path: string) => full(path) || (base?.(path) ?? false);
+  };
+  const ex = compile(exclude);
+  const inc = compile(include);
+  return {
+    excluded(rel, isDir) {
+      const path = rel.slice(1);
+      if (ex && (ex(path) || (isDir && ex(`${path}/`)))) return true;
+      return !isDir && inc !== null && !inc(path);
+    },
+  };
+}
+
+/** Check globs once where they enter (job create/update): `E_BAD_REQUEST` for a bad one. */
+export function checkGlobs(globs: readonly string[], field: string): void {
+  for (const g of globs) {
+    try {
+      picomatch.makeRe(g);
+    } catch (err) {
+      throw new FerryError('E_BAD_REQUEST', `${field}: invalid glob "${g}"`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,175 @@
+import { FerryError } from '../../errors.ts';
+import type { Driver } from '../../storage/driver.ts';
+import { joinPath, normalizePath, parentPath } from '../../storage/paths.ts';
+import type { Task } from '../model.ts';
+import type { TaskContext, TaskKindHandler } from './kind.ts';
+import { deletedFiles, type PlannedCopy, planTree, type TreeMode, type TreeSpec } from './sync-plan.ts';
+import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from './transfer.ts';
+
+/** Files copied at once by one run: small files are latency-bound. */
+const FILE_CONCURRENCY = 8;
+
+/**
+ * Payload of a job's run (a `sync` task, or a `copy`/`move` task made by a job): the job's
+ * folders and options, copied into the task so a run does what the job said when it started.
+ */
+export interface TreeRunPayload {
+  job: { id: string; name: string };
+  mode: TreeMode;
+  srcDir: string;
+  dstDir: string;
+  include: string[];
+  exclude: string[];
+  compare: 'size_mtime' | 'hash';
+  conflict: 'overwrite' | 'skip' | 'keep_both';
+  maxDelete: number | null;
+}
+
+/** What a run did, saved in its task's payload as `result` (the job's `runs` show it). */
+export interface TreeRunResult {
+  copied: number;
+  deleted: number;
+  skipped: number;
+  failed: number;
+  bytes: number;
+}
+
+/** True for the payload of a job's run (a copy or move task from `/api/fs` has none). */
+export function isTreeRun(payload: Record<string, unknown>): boolean {
+  return typeof payload.job === 'object' && payload.job !== null;
+}
+
+function readTreePayload(task: Task): TreeRunPayload {
+  const p = task.payload as Partial<TreeRunPayload>;
+  const strings = (v: unknown) =>
+    Array.isArray(v) ? v.filter((g): g is string => typeof g === 'string') : [];
+  const mode = p.mode ?? 'sync';
+  if (!['copy', 'move', 'sync'].includes(mode)) throw new FerryError('E_BAD_REQUEST', `unknown mode ${mode}`);
+  return {
+    job: p.job ?? { id: '', name: '' },
+    mode,
+    srcDir: normalizePath(p.srcDir),
+    dstDir: normalizePath(p.dstDir),
+    include: strings(p.include),
+    exclude: strings(p.exclude),
+    compare: p.compare === 'hash' ? 'hash' : 'size_mtime',
+    conflict: p.conflict === 'skip' || p.conflict === 'keep_both' ? p.conflict : 'overwrite',
+    maxDelete: typeof p.maxDelete === 'number' ? p.maxDelete : null,
+  };
+}
+
+/** Turn a run's payload into the two ends and rules `planTree` compares (shared with `plan`). */
+export function treeSpecOf(payload: TreeRunPayload, resolve: (path: string) => Endpoint): TreeSpec {
+  return {
+    mode: payload.mode,
+    src: resolve(payload.srcDir),
+    dst: resolve(payload.dstDir),
+    include: payload.include,
+    exclude: payload.exclude,
+    compare: payload.compare,
+    conflict: payload.conflict,
+    maxDelete: payload.maxDelete,
+  };
+}
+
+/**
+ * Run a job's transfer: plan (refusing the data-loss traps before anything changes), create the
+ * missing folders, copy new and changed files several at a time, and — for a sync, and only
+ * when every copy went well, as rclone does — delete what the source no longer has. A move
+ * deletes each source file once its copy is in place. Each file's failure is recorded and the
+ * rest go on; the run's counts are saved with the task, and it fails when any file did.
+ */
+export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
+  const payload = readTreePayload(task);
+  const spec = treeSpecOf(payload, (path) => ctx.mounts.resolve(path));
+  const { src, dst } = spec;
+  const { signal, progress } = ctx;
+  const plan = await planTree(spec, signal);
+  const copyBytes = plan.copies.reduce((sum, c) => sum + c.size, 0);
+  progress.setTotals({ bytes: copyBytes, files: plan.copies.length + deletedFiles(plan) });
+  const result: TreeRunResult = { copied: 0, deleted: 0, skipped: plan.skipped, failed: 0, bytes: 0 };
+  const failures = new ItemFailures(progress, signal);
+  const failed = (rel: string, err: unknown) => {
+    result.failed++;
+    failures.add(rel, err);
+  };
+  for (const u of plan.unreadable) failed(u.rel, new FerryError('E_BACKEND', u.error));
+
+  try {
+    await dst.driver.mkdir(dst.path);
+    for (const folder of plan.folders)
+      await dst.driver.mkdir(joinPath(dst.path, folder)).catch((err) => failed(folder, err));
+    await forEachLimit(plan.copies, FILE_CONCURRENCY, signal, async (copy) => {
+      try {
+        await copyOne(spec.mode, copy, { src, dst, payload, ctx });
+        result.copied++;
+        result.bytes += copy.size;
+        progress.fileDone();
+      } catch (err) {
+        failed(copy.rel, err);
+      }
+    });
+    if (spec.mode === 'sync' && result.failed === 0) {
+      // Files before the folders they emptied: the plan lists them in that order.
+      for (const d of plan.deletes) {
+        signal.throwIfAborted();
+        try {
+          await dst.driver.remove(joinPath(dst.path, d.rel), { signal, file: !d.isDir });
+          if (!d.isDir) {
+            result.deleted++;
+            progress.fileDone();
+          }
+        } catch (err) {
+          failed(d.rel, err);
+        }
+      }
+    }
+  } finally {
+    await ctx.savePayload({ ...task.payload, result });
+  }
+  const notDeleted = spec.mode === 'sync' && result.failed > 0 && plan.deletes.length > 0;
+  failures.throwIfAny(
+    (count) => `${items(count)} failed${notDeleted ? '; nothing was deleted at the destination' : ''}`,
+  );
+}
+
+async function copyOne(
+  mode: TreeMode,
+  copy: PlannedCopy,
+  run: { src: Endpoint; dst: Endpoint; payload: TreeRunPayload; ctx: TaskContext },
+): Promise<void> {
+  const { ctx } = run;
+  const from: Endpoint = { driver: run.src.driver, path: joinPath(run.src.path, copy.rel) };
+  let to: Endpoint = { driver: run.dst.driver, path: joinPath(run.dst.path, copy.rel) };
+  if (copy.folderInWay) await to.driver.remove(to.path, { signal: ctx.signal });
+  const keepBoth = copy.replace && run.payload.conflict === 'keep_both';
+  if (keepBoth) to = { ...to, path: await freeName(to.driver, to.path) };
+  await transferFile(from, to, copy.size, {
+    signal: ctx.signal,
+    progress: ctx.progress,
+    overwrite: copy.replace && !keepBoth,
+    tempKey: ctx.taskId,
+    // A move deletes the only other copy next: its copy must be on disk first.
+    sync: ctx.syncFiles || mode === 'move',
+  });
+  if (mode === 'move') await from.driver.remove(from.path, { signal: ctx.signal, file: true });
+}
+
+/** `name (1).ext`, `name (2).ext`, … beside `path`: the first one not taken. */
+async function freeName(driver: Driver, path: string): Promise<string> {
+  const dir = parentPath(path);
+  const name = path.slice(dir === '/' ? 1 : dir.length + 1);
+  const dot = name.lastIndexOf('.');
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  for (let i = 1; i < 10_000; i++) {
+    const candidate = joinPath(dir, `${stem} (${i})${ext}`);
+    if (!(await driver.stat(candidate))) return candidate;
+  }
+  throw new FerryError('E_EXISTS', `no free name for ${path}`);
+}
+
+/** The `sync` task kind: one run of a sync job. Copy and move jobs run under their own kinds. */
+export const syncKind: TaskKindHandler = {
+  kind: 'sync',
+  run: runTree,
+};
