@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+
+/**
+ * `/api/job/*` on one node (Local mounts): the data-loss guards, who may see and run which job,
+ * bad input in the AList envelope, and `every_seconds` runs (repeated, and skipped while the last
+ * run is still going).
+ */
+
+interface JobView {
+  id: string;
+  name: string;
+  mode: string;
+  src_dir: string;
+  dst_dir: string;
+  schedule: { every_seconds?: number; cron?: string; timezone?: string } | null;
+  enabled: boolean;
+  next_run_at: string | null;
+}
+
+interface RunRow {
+  task_id: string | null;
+  state: string;
+  copied_files: number;
+  deleted_files: number;
+  error: string;
+}
+
+describe('jobs API', () => {
+  let h: Harness;
+  const files = () => join(h.dataDir, 'files');
+  const put = async (rel: string, data = rel) => {
+    const path = join(files(), rel);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, data);
+  };
+  const create = (body: Record<string, unknown>, token = h.adminToken) =>
+    h.json<JobView>('POST', '/api/job/create', { token, body });
+  const runs = async (id: string, token = h.adminToken) =>
+    (await h.json<RunRow[]>('GET', `/api/job/runs?id=${id}`, { token })).data;
+
+  before(async () => {
+    h = await startHarness();
+  });
+  after(() => h.close());
+
+  it('refuses a sync whose source is empty while its destination is not, and deletes nothing', async () => {
+    await mkdir(join(files(), 'empty-src'), { recursive: true });
+    await put('full-dst/precious.txt');
+    const job = await create({
+      name: 'trap',
+      mode: 'sync',
+      src_dir: '/local/empty-src',
+      dst_dir: '/local/full-dst',
+    });
+    assert.equal(job.code, 200, job.message);
+    const plan = await h.json('POST', `/api/job/plan?id=${job.data.id}`, { token: h.adminToken });
+    assert.equal(plan.code, 409);
+    assert.match(plan.message, /source is empty while the destination is not/);
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    const task = await h.finished('sync', run.data.task.id);
+    assert.equal(task.state, 'failed');
+    assert.match(task.error, /source is empty/);
+    assert.deepEqual(await readdir(join(files(), 'full-dst')), ['precious.txt']);
+  });
+
+  it('refuses a sync whose source cannot be listed', async () => {
+    await put('dst-of-missing/keep.txt');
+    const job = await create({
+      name: 'gone',
+      mode: 'sync',
+      src_dir: '/local/no-such-src',
+      dst_dir: '/local/dst-of-missing',
+    });
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    const task = await h.finished('sync', run.data.task.id);
+    assert.equal(task.state, 'failed');
+    assert.match(task.error, /source cannot be listed/);
+    assert.deepEqual(await readdir(join(files(), 'dst-of-missing')), ['keep.txt']);
+  });
+
+  it('refuses a sync that would delete more than max_delete files, before copying anything', async () => {
+    await put('md-src/new.txt');
+    for (const n of [1, 2, 3]) await put(`md-dst/old-${n}.txt`);
+    const job = await create({
+      name: 'limit',
+      mode: 'sync',
+      src_dir: '/local/md-src',
+      dst_dir: '/local/md-dst',
+      max_delete: 2,
+    });
+    const plan = await h.json('POST', `/api/job/plan?id=${job.data.id}`, { token: h.adminToken });
+    assert.equal(plan.code, 409);
+    assert.match(plan.message, /would delete 3 files, more than max_delete \(2\)/);
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    const task = await h.finished('sync', run.data.task.id);
+    assert.equal(task.state, 'failed');
+    assert.deepEqual((await readdir(join(files(), 'md-dst'))).sort(), [
+      'old-1.txt',
+      'old-2.txt',
+      'old-3.txt',
+    ]);
+    // Raised to 3, the same sync runs.
+    const raised = await h.json('POST', '/api/job/update', {
+      token: h.adminToken,
+      body: {
+        id: job.data.id,
+        name: 'limit',
+        mode: 'sync',
+        src_dir: '/local/md-src',
+        dst_dir: '/local/md-dst',
+        max_delete: 3,
+      },
+    });
+    assert.equal(raised.code, 200, raised.message);
+    const again = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal((await h.finished('sync', again.data.task.id)).state, 'succeeded');
+    assert.deepEqual(await readdir(join(files(), 'md-dst')), ['new.txt']);
+    const [newest] = await runs(job.data.id);
+    assert.equal(newest?.deleted_files, 3);
+  });
+
+  it('copy and move jobs run under the copy and move task types, with their names', async () => {
+    await put('cm-src/a/one.txt', 'one');
+    await put('cm-src/two.txt', 'two');
+    const copy = await create({
+      name: 'c',
+      mode: 'copy',
+      src_dir: '/local/cm-src',
+      dst_dir: '/local/cm-copy',
+    });
+    const run = await h.json<{ task: { id: string; type: string; name: string } }>(
+      'POST',
+      `/api/job/run?id=${copy.data.id}`,
+      { token: h.adminToken },
+    );
+    assert.equal(run.data.task.type, 'copy');
+    assert.equal(run.data.task.name, 'copy [/local](/cm-src) to [/local](/cm-copy)');
+    assert.equal((await h.finished('copy', run.data.task.id)).state, 'succeeded');
+    assert.equal(await readFile(join(files(), 'cm-copy/a/one.txt'), 'utf8'), 'one');
+    const move = await create({
+      name: 'm',
+      mode: 'move',
+      src_dir: '/local/cm-src',
+      dst_dir: '/local/cm-moved',
+    });
+    const moved = await h.json<{ task: { id: string; type: string } }>(
+      'POST',
+      `/api/job/run?id=${move.data.id}`,
+      {
+        token: h.adminToken,
+      },
+    );
+    assert.equal(moved.data.task.type, 'move');
+    assert.equal((await h.finished('move', moved.data.task.id)).state, 'succeeded');
+    assert.equal(await readFile(join(files(), 'cm-moved/two.txt'), 'utf8'), 'two');
+    assert.deepEqual(await readdir(join(files(), 'cm-src/a')), [], 'the sources are gone');
+    const sync = await create({
+      name: 's',
+      mode: 'sync',
+      src_dir: '/local/cm-copy',
+      dst_dir: '/local/cm-sync',
+    });
+    const synced = await h.json<{ task: { type: string; name: string } }>(
+      'POST',
+      `/api/job/run?id=${sync.data.id}`,
+      {
+        token: h.adminToken,
+      },
+    );
+    assert.equal(synced.data.task.type, 'sync');
+    assert.equal(synced.data.task.name, 'sync [/local](/cm-copy) to [/local](/cm-sync)');
+    const listed = await h.json<{ id: string }[]>('GET', '/api/task/sync/done', { token: h.adminToken });
+    assert.equal(listed.code, 200);
+  });
+
+  it('a general user works below its base path, sees only its own jobs; guests are refused', async () => {
+    await mkdir(join(files(), 'alice/src'), { recursive: true });
+    await put('alice/src/a.txt');
+    const alice = await h.user('alice', { base_path: '/local/alice' });
+    const bob = await h.user('bob');
+    const guest = await h.user('visitor', { role: 1 });
+    const mine = await create({ name: 'mine', mode: 'sync', src_dir: '/src', dst_dir: '/dst' }, alice);
+    assert.equal(mine.code, 200, mine.message);
+    assert.equal(mine.data.src_dir, '/src');
+    const climbing = await create({ name: 'x', mode: 'sync', src_dir: '/../bob', dst_dir: '/dst' }, alice);
+    assert.equal(climbing.code, 403);
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${mine.data.id}`, {
+      token: alice,
+    });
+    assert.equal(run.code, 200, run.message);
+    assert.equal((await h.finished('sync', run.data.task.id)).state, 'succeeded');
+    assert.equal(await readFile(join(files(), 'alice/dst/a.txt'), 'utf8'), 'alice/src/a.txt');
+
+    for (const [method, action] of [
+      ['GET', 'get'],
+      ['GET', 'runs'],
+      ['POST', 'run'],
+      ['POST', 'plan'],
+      ['POST', 'pause'],
+      ['POST', 'delete'],
+    ] as const) {
+      const res = await h.json(method, `/api/job/${action}?id=${mine.data.id}`, { token: bob });
+      assert.deepEqual(res, { code: 404, message: 'job not found', data: null }, action);
+      const asGuest = await h.json(method, `/api/job/${action}?id=${mine.data.id}`, { token: guest });
+      assert.deepEqual(asGuest, { code: 403, message: 'You are a guest', data: null }, action);
+    }
+    assert.deepEqual((await h.json('GET', '/api/job/list', { token: guest })).code, 403);
+    const bobs = await h.json<JobView[]>('GET', '/api/job/list', { token: bob });
+    assert.deepEqual(bobs.data, []);
+    const all = await h.json<JobView[]>('GET', '/api/job/list', { token: h.adminToken });
+    const seen = all.data.find((j) => j.id === mine.data.id);
+    assert.equal(seen?.src_dir, '/local/alice/src', 'an admin sees the virtual path');
+    const noRemove = await h.user('carol', { permission: 0x08 | 0x40 });
+    const refused = await create(
+      { name: 'x', mode: 'sync', src_dir: '/local/a', dst_dir: '/local/b' },
+      noRemove,
+    );
+    assert.equal(refused.code, 403);
+  });
+
+  it('answers bad input with a 400 naming the field', async () => {
+    const base = { name: 'bad', mode: 'sync', src_dir: '/local/x', dst_dir: '/local/y' };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...base, mode: 'mirror' }, /mode must be one of/],
+      [{ ...base, schedule: { cron: '* * * *' } }, /five fields/],
+      [{ ...base, schedule: { cron: '0 3 * * *', timezone: 'Mars/Olympus' } }, /schedule/],
+      [{ ...base, schedule: { every_seconds: 0 } }, /every_seconds/],
+      [{ ...base, schedule: { every_seconds: 5, cron: '* * * * *' } }, /not both/],
+      [{ ...base, max_delete: -1 }, /max_delete/],
+      [{ ...base, include: 'x' }, /include/],
+      [{ ...base, conflict: 'keep_both' }, /keep_both/],
+      [{ ...base, dst_dir: '/local/x/inner' }, /hold one another/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await create(body);
+      assert.equal(res.code, 400, JSON.stringify(body));
+      assert.match(res.message, message);
+    }
+    const unknown = await h.json('GET', '/api/job/get?id=nope', { token: h.adminToken });
+    assert.deepEqual(unknown, { code: 404, message: 'job not found', data: null });
+    const cron = await create({ ...base, schedule: { cron: '0 3 * * *', timezone: 'Europe/Berlin' } });
+    assert.equal(cron.code, 200, cron.message);
+    const next = new Date(cron.data.next_run_at ?? '');
+    // 03:00 in Berlin is 01:00 or 02:00 UTC.
+    assert.ok([1, 2].includes(next.getUTCHours()) && next.getUTCMinutes() === 0, cron.data.next_run_at ?? '');
+  });
+
+  it('runs every_seconds repeatedly, and records a skipped run while the last one is still going', async () => {
+    await put('every-src/f.txt');
+    const job = await create({
+      name: 'every',
+      mode: 'sync',
+      src_dir: '/local/every-src',
+      dst_dir: '/local/every-dst',
+      schedule: { every_seconds: 1 },
+    });
+    const done = await waitFor(
+      async () => {
+        const list = await runs(job.data.id);
+        return list.filter((r) => r.state === 'succeeded').length >= 2 ? list : undefined;
+      },
+      10_000,
+      'two scheduled runs',
+    );
+    assert.ok(done.every((r) => r.state !== 'skipped'));
+    // No sync worker: the next run waits in the queue, and the slots after it are skipped.
+    const saved = h.core.runner.getLimits().sync;
+    h.core.runner.setLimit('sync', 0);
+    try {
+      const skipped = await waitFor(
+        async () => {
+          const list = await runs(job.data.id);
+          return list.some((r) => r.state === 'skipped') ? list : undefined;
+        },
+        10_000,
+        'a skipped run',
+      );
+      const row = skipped.find((r) => r.state === 'skipped');
+      assert.equal(row?.task_id, null);
+      assert.match(row?.error ?? '', /still going/);
+      const byHand = await h.json('POST', `/api/job/run?id=${job.data.id}`, { token: h.adminToken });
+      assert.equal(byHand.code, 400);
+      assert.match(byHand.message, /still going/);
+    } finally {
+      h.core.runner.setLimit('sync', saved);
+    }
+    const paused = await h.json<JobView>('POST', `/api/job/pause?id=${job.data.id}`, { token: h.adminToken });
+    assert.equal(paused.data.enabled, false);
+    const count = (await runs(job.data.id)).length;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await runs(job.data.id)).length, count, 'a paused job does not run');
+    const resumed = await h.json<JobView>('POST', `/api/job/resume?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal(resumed.data.enabled, true);
+    assert.equal(
+      (await h.json('POST', `/api/job/delete?id=${job.data.id}`, { token: h.adminToken })).code,
+      200,
+    );
+    assert.equal((await h.json('GET', `/api/job/get?id=${job.data.id}`, { token: h.adminToken })).code, 404);
+  });
+});
