@@ -73,7 +73,8 @@ export function runView({ run, task, result }: RunView) {
   return {
     task_id: run.taskId,
     state: skipped ? 'skipped' : (task?.state ?? 'deleted'),
-    scheduled: run.slot !== null,
+    /** The schedule's slot that started it; null for a run asked by hand. */
+    scheduled_at: iso(run.slot),
     started_at: skipped ? iso(run.createdAt) : iso(task?.startTime ?? null),
     ended_at: skipped ? iso(run.createdAt) : iso(task?.endTime ?? null),
     copied_files: result.copied,

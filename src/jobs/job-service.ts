@@ -252,6 +252,7 @@ export class JobService {
         },
       ]);
       if (!task) throw new FerryError('E_INTERNAL', 'no task was created');
+      this.log.debug({ job: job.id, slot, task: task.id }, 'job run started');
       return task;
     } catch (err) {
       await this.store.setRunError(run.id, (err as Error).message);
