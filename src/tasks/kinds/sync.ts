@@ -84,7 +84,9 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
   const spec = treeSpecOf(payload, (path) => ctx.mounts.resolve(path));
   const { src, dst } = spec;
   const { signal, progress } = ctx;
+  progress.setStatus('comparing');
   const plan = await planTree(spec, signal);
+  progress.setStatus(`copying ${plan.copies.length} files`);
   const copyBytes = plan.copies.reduce((sum, c) => sum + c.size, 0);
   progress.setTotals({ bytes: copyBytes, files: plan.copies.length + deletedFiles(plan) });
   const result: TreeRunResult = { copied: 0, deleted: 0, skipped: plan.skipped, failed: 0, bytes: 0 };
@@ -110,6 +112,7 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
       }
     });
     if (spec.mode === 'sync' && result.failed === 0) {
+      progress.setStatus(`deleting ${deletedFiles(plan)} files`);
       // Files before the folders they emptied: the plan lists them in that order.
       for (const d of plan.deletes) {
         signal.throwIfAborted();
