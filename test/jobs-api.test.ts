@@ -19,6 +19,7 @@ interface JobView {
   schedule: { every_seconds?: number; cron?: string; timezone?: string } | null;
   enabled: boolean;
   next_run_at: string | null;
+  owner_id: number;
 }
 
 interface RunRow {
@@ -222,6 +223,15 @@ describe('jobs API', () => {
     const all = await h.json<JobView[]>('GET', '/api/job/list', { token: h.adminToken });
     const seen = all.data.find((j) => j.id === mine.data.id);
     assert.equal(seen?.src_dir, '/local/alice/src', 'an admin sees the virtual path');
+    // Moved to another base path since, its owner may no longer run it: nobody can, not even an admin.
+    const moved = await h.json('POST', '/api/admin/user/update', {
+      token: h.adminToken,
+      body: { id: seen?.owner_id, base_path: '/local/elsewhere' },
+    });
+    assert.equal(moved.code, 200, moved.message);
+    const stale = await h.json('POST', `/api/job/run?id=${mine.data.id}`, { token: h.adminToken });
+    assert.equal(stale.code, 403);
+    assert.match(stale.message, /outside its owner's base path/);
     const noRemove = await h.user('carol', { permission: 0x08 | 0x40 });
     const refused = await create(
       { name: 'x', mode: 'sync', src_dir: '/local/a', dst_dir: '/local/b' },

@@ -227,7 +227,21 @@ export class JobService {
         });
       return null;
     }
-    const owner = toPrincipal(await this.auth.getUser(job.ownerId));
+    let owner: Principal;
+    try {
+      owner = await this.ownerOf(job);
+    } catch (err) {
+      if (slot === null) throw err;
+      await this.store.addRun({
+        jobId: job.id,
+        slot,
+        taskId: null,
+        state: 'skipped',
+        error: (err as Error).message,
+        createdAt: now,
+      });
+      return null;
+    }
     const taskId = nanoid();
     // The run is recorded before its task exists: a slot that has a run was started, and no
     // other node can record a second one for it (unique job_id, slot).
@@ -275,11 +289,27 @@ export class JobService {
   }
 
   /**
+   * The job's owner as it is now, who must still be allowed the job: a user disabled, deleted,
+   * moved to another base path or stripped of a permission since the job was saved runs nothing.
+   */
+  private async ownerOf(job: Job): Promise<Principal> {
+    const user = await this.auth.getUser(job.ownerId).catch(() => {
+      throw new FerryError('E_FORBIDDEN', "the job's owner no longer exists");
+    });
+    if (user.disabled) throw new FerryError('E_FORBIDDEN', "the job's owner is disabled");
+    const owner = toPrincipal(user);
+    if (!isAdmin(owner) && !(isWithin(job.srcDir, owner.basePath) && isWithin(job.dstDir, owner.basePath)))
+      throw new FerryError('E_FORBIDDEN', "the job's folders are outside its owner's base path");
+    this.checkMayOwn(owner, job);
+    return owner;
+  }
+
+  /**
    * A general user may own a job only with write permission and the one its mode needs (a sync
    * deletes too), on folders below its base path (the input's paths are already virtual). Both
    * folders must be mounted, and neither may hold the other.
    */
-  private checkMayOwn(principal: Principal, input: JobInput): void {
+  private checkMayOwn(principal: Principal, input: Pick<JobInput, 'mode' | 'srcDir' | 'dstDir'>): void {
     refuseGuest(principal);
     const needed = input.mode === 'copy' ? ['COPY'] : input.mode === 'move' ? ['MOVE'] : ['COPY', 'REMOVE'];
     for (const permission of ['WRITE', ...needed] as const) {
