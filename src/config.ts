@@ -86,6 +86,31 @@ export interface Config {
   offlineDownload: OfflineDownloadConfig;
   /** Limits of one extraction (zip bombs); counted on the bytes actually written, not headers. */
   archive: ArchiveLimits;
+  webhooks: WebhooksConfig;
+  metrics: MetricsConfig;
+}
+
+/** Webhook deliveries (`/api/admin/webhook/*`): timeouts and retries. */
+export interface WebhooksConfig {
+  /** One attempt's limit, connect to last byte of the answer; past it the attempt failed. */
+  timeoutMs: number;
+  /** First retry delay; doubles each attempt up to `retryMaxDelayMs`, with random jitter. */
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  /** How long a delivery is retried before it is marked failed. */
+  retryWindowMs: number;
+  /** How often each node looks for due deliveries (new ones made on this node go at once). */
+  pollIntervalMs: number;
+  /** Attempts one node sends at once. */
+  concurrency: number;
+  /** Delivered and failed deliveries (and their log) are deleted this long after their event. */
+  retentionHours: number;
+}
+
+/** `GET /metrics`. */
+export interface MetricsConfig {
+  /** When set, `/metrics` requires `Authorization: Bearer <token>`. */
+  token: string;
 }
 
 export interface ArchiveLimits {
@@ -241,6 +266,16 @@ function defaults(): Config {
       noProxy: [],
       aria2: { rpcUrl: '', secret: '', binary: 'aria2c', options: {} },
     },
+    webhooks: {
+      timeoutMs: 10_000,
+      retryBaseDelayMs: 10_000,
+      retryMaxDelayMs: 60 * 60 * 1000,
+      retryWindowMs: 24 * 60 * 60 * 1000,
+      pollIntervalMs: 1000,
+      concurrency: 8,
+      retentionHours: 7 * 24,
+    },
+    metrics: { token: '' },
   };
 }
 
@@ -280,6 +315,14 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_ARIA2_RPC_URL) od.aria2.rpcUrl = env.FERRY_ARIA2_RPC_URL;
   if (env.FERRY_ARIA2_SECRET) od.aria2.secret = env.FERRY_ARIA2_SECRET;
   if (env.FERRY_ARIA2_BINARY) od.aria2.binary = env.FERRY_ARIA2_BINARY;
+  if (env.FERRY_METRICS_TOKEN) config.metrics.token = env.FERRY_METRICS_TOKEN;
+  const wh = config.webhooks;
+  if (env.FERRY_WEBHOOK_TIMEOUT_MS)
+    wh.timeoutMs = toInt('FERRY_WEBHOOK_TIMEOUT_MS', env.FERRY_WEBHOOK_TIMEOUT_MS);
+  if (env.FERRY_WEBHOOK_RETRY_BASE_MS)
+    wh.retryBaseDelayMs = toInt('FERRY_WEBHOOK_RETRY_BASE_MS', env.FERRY_WEBHOOK_RETRY_BASE_MS);
+  if (env.FERRY_WEBHOOK_RETRY_WINDOW_MS)
+    wh.retryWindowMs = toInt('FERRY_WEBHOOK_RETRY_WINDOW_MS', env.FERRY_WEBHOOK_RETRY_WINDOW_MS);
 }
 
 /** A comma-separated env value as a list (blanks dropped). */
@@ -341,6 +384,19 @@ function validate(config: Config): void {
     if (!(config.archive[key] > 0)) bad(`archive.${key}`, 'must be positive');
   }
   if (!(config.archive.ratioGraceBytes >= 0)) bad('archive.ratioGraceBytes', 'must be >= 0');
+  const wh = config.webhooks;
+  for (const key of [
+    'timeoutMs',
+    'retryBaseDelayMs',
+    'retryMaxDelayMs',
+    'retryWindowMs',
+    'pollIntervalMs',
+  ] as const)
+    if (!Number.isInteger(wh[key]) || wh[key] <= 0) bad(`webhooks.${key}`, 'a positive integer (ms)');
+  if (!Number.isInteger(wh.concurrency) || wh.concurrency < 1 || wh.concurrency > 256)
+    bad('webhooks.concurrency', '1..256');
+  if (!(wh.retentionHours > 0)) bad('webhooks.retentionHours', 'must be positive');
+  if (typeof config.metrics.token !== 'string') bad('metrics.token', 'a string (empty: no token)');
 }
 
 async function readConfigFile(path: string): Promise<Record<string, unknown>> {

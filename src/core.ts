@@ -1,12 +1,17 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { alistTask } from './api/alist/task-view.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+<<<<<<< HEAD
 import { JobService } from './jobs/job-service.ts';
+=======
+import { Metrics } from './metrics.ts';
+>>>>>>> main
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
@@ -18,12 +23,19 @@ import { MountStore } from './store/mount-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
 import { SettingStore } from './store/setting-store.ts';
 import { SqlTaskStore } from './store/sql-task-store.ts';
+import { countTasksByKindAndState } from './store/task-counts.ts';
 import { UserStore } from './store/user-store.ts';
+import { WebhookStore } from './store/webhook-store.ts';
 import { TaskEvents } from './tasks/events.ts';
 import { builtinKinds } from './tasks/kinds/index.ts';
 import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
+import { FERRY_VERSION } from './version.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { WebhookOutbox } from './webhooks/outbox.ts';
+import { webhookHostPolicy } from './webhooks/target-policy.ts';
+import { WebhookService } from './webhooks/webhook-service.ts';
 
 /** Everything the HTTP layer and the CLI use, wired together. */
 export interface Core {
@@ -42,6 +54,15 @@ export interface Core {
   offline: OfflineTools;
   /** Settings an admin changes at run time (site title, worker counts, …), stored and applied at once. */
   settings: SiteSettings;
+  /** This node's Prometheus metrics (`GET /metrics`). */
+  metrics: Metrics;
+  /** Webhooks as the admin API manages them. */
+  webhooks: WebhookService;
+  /**
+   * The webhook outbox: `enqueue(trx, event, payload)` writes an event's deliveries with the
+   * transaction that records what it reports (task final states are wired in already).
+   */
+  webhookOutbox: WebhookOutbox;
   /** Stop workers (their tasks resume at next start), close storages and the database. */
   close(): Promise<void>;
 }
@@ -111,6 +132,33 @@ export async function startCore(
     await ensureDefaultMounts(mounts, config);
 
     const store = new SqlTaskStore(database);
+    const metrics = new Metrics(() => countTasksByKindAndState(database.db));
+    const webhookStore = new WebhookStore(database.db, database.dialect);
+    const webhookPolicy = webhookHostPolicy(config.offlineDownload);
+    const dispatcher = new WebhookDispatcher({
+      store: webhookStore,
+      policy: webhookPolicy,
+      config: config.webhooks,
+      log,
+      counted: (outcome) => metrics.webhookDeliveries.inc({ outcome }),
+      userAgent: `ferry/${FERRY_VERSION} (webhooks)`,
+    });
+    const webhookOutbox = new WebhookOutbox({
+      // Webhooks show tasks as the seed's AList view: the documented contract, not a UI's flavour.
+      taskView: (task) => ({ ...alistTask(task, 'seed') }),
+      retryWindowMs: config.webhooks.retryWindowMs,
+      cacheMs: sqlite ? 60_000 : SETTINGS_REFRESH_MS,
+      onEnqueued: () => dispatcher.wake(),
+    });
+    // A task's final state and its webhook deliveries commit together (the outbox).
+    store.onFinal = webhookOutbox.onFinal;
+    const webhooks = new WebhookService({
+      store: webhookStore,
+      outbox: webhookOutbox,
+      dispatcher,
+      policy: webhookPolicy,
+      retryWindowMs: config.webhooks.retryWindowMs,
+    });
     const events = new TaskEvents();
     // Other nodes on the same PostgreSQL store hear of this node's task changes, and it of theirs.
     const notices = sqlite ? null : await PgNotices.open(database.db, config.databaseUrl, 'ferry_tasks', log);
@@ -118,7 +166,7 @@ export async function startCore(
     relay?.start();
     const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
     const kinds = builtinKinds({ archive: config.archive, offline });
-    const runner = new Runner({ store, events, mounts, kinds, config, log });
+    const runner = new Runner({ store, events, mounts, kinds, config, log, metrics });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
     const jobs = new JobService(new JobStore(database.db), store, tasks, events, mounts, auth, log);
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
@@ -141,7 +189,12 @@ export async function startCore(
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       runner.start();
       tasks.startMaintenance();
+<<<<<<< HEAD
       jobs.start();
+=======
+      if (sqlite) await webhookStore.releaseClaims();
+      dispatcher.start();
+>>>>>>> main
     }
     return {
       config,
@@ -155,9 +208,16 @@ export async function startCore(
       events,
       offline,
       settings,
+      metrics,
+      webhooks,
+      webhookOutbox,
       async close() {
         settings.close();
+<<<<<<< HEAD
         await jobs.stop();
+=======
+        await dispatcher.stop();
+>>>>>>> main
         tasks.stopMaintenance();
         await runner.stop();
         await offline.close();

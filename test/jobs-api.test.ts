@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
@@ -130,6 +130,38 @@ describe('jobs API', () => {
     assert.deepEqual(await readdir(join(files(), 'md-dst')), ['new.txt']);
     const [newest] = await runs(job.data.id);
     assert.equal(newest?.deleted_files, 3);
+  });
+
+  it('never writes or deletes through a link at the destination', async () => {
+    await put('outside/keep.txt', 'outside the destination');
+    await put('ln-src/a.txt');
+    await mkdir(join(files(), 'ln-dst'), { recursive: true });
+    await symlink(join(files(), 'outside'), join(files(), 'ln-dst/gone-link'));
+    const job = await create({
+      name: 'links',
+      mode: 'sync',
+      src_dir: '/local/ln-src',
+      dst_dir: '/local/ln-dst',
+    });
+    const plan = await h.json<{ delete: string[] }>('POST', `/api/job/plan?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    assert.deepEqual(plan.data.delete, ['/gone-link'], 'the link is one entry, not the files it leads to');
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    assert.equal((await h.finished('sync', run.data.task.id)).state, 'succeeded');
+    assert.equal(await readFile(join(files(), 'outside/keep.txt'), 'utf8'), 'outside the destination');
+    await assert.rejects(lstat(join(files(), 'ln-dst/gone-link')), 'the link itself is gone');
+    // A source folder of the link's name: nothing is copied through the link, the run fails.
+    await put('ln-src/in-link/b.txt');
+    await symlink(join(files(), 'outside'), join(files(), 'ln-dst/in-link'));
+    const again = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    const failed = await h.finished('sync', again.data.task.id);
+    assert.equal(failed.state, 'failed');
+    assert.deepEqual(await readdir(join(files(), 'outside')), ['keep.txt']);
   });
 
   it('copy and move jobs run under the copy and move task types, with their names', async () => {

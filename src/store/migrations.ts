@@ -13,7 +13,15 @@ type Slot = Migration | null;
 
 export type Dialect = 'sqlite' | 'postgres';
 
+<<<<<<< HEAD
 const MIGRATIONS: Slot[] = [
+=======
+/**
+ * Indexed by number - 1. A `null` is a number given to work landing on another branch: every
+ * migration runs once whatever order the numbers arrive in (see `migrate`).
+ */
+const MIGRATIONS: (Migration | null)[] = [
+>>>>>>> main
   // 1: tasks, users, storages, meta
   async (db, dialect) => {
     // SQLite's rowid alias must be spelled `integer primary key autoincrement`; PostgreSQL wants
@@ -149,6 +157,7 @@ const MIGRATIONS: Slot[] = [
       .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
       .execute();
   },
+<<<<<<< HEAD
   // 5: reserved (nodes); 6: reserved (webhooks). Numbers are handed out before the work lands, so
   // a slot may be empty for a while: `migrate` records only the versions it ran, and runs a slot
   // filled later even on a database that has run higher numbers.
@@ -199,6 +208,77 @@ const MIGRATIONS: Slot[] = [
       .unique()
       .execute();
     await db.schema.createIndex('job_runs_job').on('job_runs').columns(['job_id', 'id']).execute();
+=======
+  // 5: reserved (issue 22, scale-out)
+  null,
+  // 6: webhooks (issue 23): subscriptions, the outbox of deliveries, and each attempt's outcome
+  async (db, dialect) => {
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    const idColumn = (c: ColumnDefinitionBuilder) =>
+      dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
+    await db.schema
+      .createTable('webhooks')
+      .addColumn('id', serial, (c) => idColumn(c))
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('secret', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('kinds', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('seq', serial, (c) => idColumn(c))
+      .addColumn('id', 'text', (c) => c.notNull().unique())
+      .addColumn('webhook_id', 'bigint', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'bigint')
+      .addColumn('give_up_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_until', 'bigint')
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    // the dispatcher's claim: due deliveries only, however many delivered ones are kept
+    await db.schema
+      .createIndex('webhook_deliveries_due')
+      .on('webhook_deliveries')
+      .columns(['next_attempt_at', 'seq'])
+      .where(sql<boolean>`state = 'pending'`)
+      .execute();
+    // the retention sweep: finished deliveries, oldest first
+    await db.schema
+      .createIndex('webhook_deliveries_finished')
+      .on('webhook_deliveries')
+      .column('created_at')
+      .where(sql<boolean>`state <> 'pending'`)
+      .execute();
+    await db.schema
+      .createIndex('webhook_deliveries_hook')
+      .on('webhook_deliveries')
+      .columns(['webhook_id', 'seq'])
+      .execute();
+    await db.schema
+      .createTable('webhook_attempts')
+      .addColumn('seq', serial, (c) => idColumn(c))
+      .addColumn('delivery_id', 'text', (c) => c.notNull())
+      .addColumn('attempt', 'integer', (c) => c.notNull())
+      .addColumn('status_code', 'integer')
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .addColumn('next_attempt_at', 'bigint')
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('webhook_attempts_delivery')
+      .on('webhook_attempts')
+      .columns(['delivery_id', 'attempt'])
+      .execute();
+>>>>>>> main
   },
 ];
 
@@ -212,6 +292,11 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<v
     await sql`CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`.execute(
       trx,
     );
+<<<<<<< HEAD
+=======
+    // Each number not applied yet, not just those above the highest: numbers are handed to
+    // branches developed side by side, so 6 may reach a database before 5 does.
+>>>>>>> main
     const rows = await sql<{ version: number }>`SELECT version FROM ferry_migrations`.execute(trx);
     const applied = new Set(rows.rows.map((r) => Number(r.version)));
     for (let version = 1; version <= MIGRATIONS.length; version++) {

@@ -83,6 +83,7 @@ export interface RevokedTokensTable {
   expires_at: number;
 }
 
+<<<<<<< HEAD
 /** A saved transfer (`src/jobs/`): options and schedule as JSON, times in ms. */
 export interface JobsTable {
   id: string;
@@ -99,10 +100,24 @@ export interface JobsTable {
   enabled: number;
   /** The next due slot (ms); nodes claim it by compare-and-set. Null without a schedule. */
   next_run_at: number | null;
+=======
+/** A webhook subscription (migration 6). */
+export interface WebhooksTable {
+  id: Generated<number>;
+  url: string;
+  /** The HMAC key of `X-Ferry-Signature`; never shown back in full. */
+  secret: string;
+  /** JSON array of event names. */
+  events: string;
+  /** JSON array of task kinds; `[]`: every kind. */
+  kinds: string;
+  enabled: number;
+>>>>>>> main
   created_at: number;
   updated_at: number;
 }
 
+<<<<<<< HEAD
 /** One run of a job: a task it started, or a due slot skipped because the last run was going. */
 export interface JobRunsTable {
   id: Generated<number>;
@@ -116,10 +131,50 @@ export interface JobRunsTable {
   created_at: number;
 }
 
+=======
+/** One event for one webhook: the outbox row, written in the transaction of what it reports. */
+export interface WebhookDeliveriesTable {
+  seq: Generated<number>;
+  /** `X-Ferry-Delivery`: the same on every attempt. */
+  id: string;
+  webhook_id: number;
+  event: string;
+  /** The exact JSON body sent on every attempt. */
+  body: string;
+  /** `pending` (to be sent at `next_attempt_at`), `delivered` or `failed` (retries used up). */
+  state: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  /** After this a failed attempt ends the delivery `failed` instead of scheduling another. */
+  give_up_at: number;
+  /** Set while one dispatcher sends an attempt: others pass it over until then. */
+  lease_until: number | null;
+  delivered_at: number | null;
+  created_at: number;
+}
+
+/** How one attempt of a delivery ended. */
+export interface WebhookAttemptsTable {
+  seq: Generated<number>;
+  delivery_id: string;
+  attempt: number;
+  status_code: number | null;
+  error: string;
+  duration_ms: number;
+  /** When the next attempt was scheduled for (null: delivered, or given up). */
+  next_attempt_at: number | null;
+  delivered_at: number | null;
+  at: number;
+}
+
+>>>>>>> main
 export interface Database {
   jobs: JobsTable;
   job_runs: JobRunsTable;
   tasks: TasksTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
   users: UsersTable;
   revoked_tokens: RevokedTokensTable;
   storages: StoragesTable;

@@ -1,6 +1,6 @@
 import type { Compilable, Kysely } from 'kysely';
 import type { TaskKind } from '../config.ts';
-import { sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
+import { isDone, sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
 import type { OpenedDatabase } from './database.ts';
 import type { Database } from './schema.ts';
 import { listRowOf, type ProgressPatch, progressColumns, toTask, transitionColumns } from './task-rows.ts';
@@ -33,6 +33,13 @@ import { WriteBatcher, type WriteOptions } from './write-batcher.ts';
 type Db = Kysely<Database>;
 
 /**
+ * Told of tasks that just reached a final state (succeeded, canceled, failed), with the handle of
+ * the transaction that wrote it: what it writes commits with the state or not at all (the webhook
+ * outbox). A listener that throws undoes the state change too, which is then retried as any write.
+ */
+export type FinalStateListener = (db: Db, tasks: readonly Task[]) => Promise<void>;
+
+/**
  * `TaskStore` over Kysely, for SQLite and PostgreSQL alike: the statements come from
  * `task-sql.ts` (where the two databases' differences are named), and every write goes through
  * one path, `write`: a group commit (`WriteBatcher`). Reads go straight to the database.
@@ -42,6 +49,8 @@ export class SqlTaskStore implements TaskStore {
   private readonly traits: DialectTraits;
   private readonly batcher: WriteBatcher;
   private readonly selectArrays: OpenedDatabase['selectArrays'];
+  /** Set once at wiring time (see `FinalStateListener`). */
+  onFinal: FinalStateListener | null = null;
 
   constructor(database: Pick<OpenedDatabase, 'db' | 'dialect' | 'selectArrays'>) {
     this.db = database.db;
@@ -183,7 +192,15 @@ export class SqlTaskStore implements TaskStore {
     };
     const set = transitionColumns(to, options.patch ?? {}, now);
     sourcesOf(to, options.from); // a forbidden `from` throws here, to its caller, not inside a batch
-    const row = await this.write((db) => updateTasks(db, guard, set).returningAll().executeTakeFirst());
+    const onFinal = isDone(to) ? this.onFinal : null;
+    const row = await this.write(
+      async (db) => {
+        const updated = await updateTasks(db, guard, set).returningAll().executeTakeFirst();
+        if (updated && onFinal) await onFinal(db, [toTask(updated)]);
+        return updated;
+      },
+      { atomic: onFinal !== null },
+    );
     return row ? toTask(row) : null;
   }
 
@@ -232,13 +249,25 @@ export class SqlTaskStore implements TaskStore {
     now = Date.now(),
     options: { all?: boolean; maxInterruptions?: number } = {},
   ): Promise<number> {
-    return this.write(async (db) => {
-      let requeued = 0;
-      // In order: the last statement is the one that sends tasks back to the queue.
-      for (const statement of reclaimStatements(db, now, options))
-        requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
-      return requeued;
-    });
+    const onFinal = this.onFinal;
+    return this.write(
+      async (db) => {
+        let requeued = 0;
+        // In order: the last statement is the one that sends tasks back to the queue.
+        for (const statement of reclaimStatements(db, now, options)) {
+          if (!onFinal) {
+            requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
+            continue;
+          }
+          const tasks = (await statement.returningAll().execute()).map(toTask);
+          const ended = tasks.filter((t) => isDone(t.state));
+          if (ended.length > 0) await onFinal(db, ended);
+          requeued = tasks.length;
+        }
+        return requeued;
+      },
+      { atomic: onFinal !== null },
+    );
   }
 
   async delete(ids: readonly string[]): Promise<number> {

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
+import type { TaskObserver } from '../metrics.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
 import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
 import { type StopKind, stopKindOf, TaskStopped } from './abort-reason.ts';
@@ -32,6 +33,8 @@ export interface RunnerDeps {
   kinds: ReadonlyMap<TaskKind, TaskKindHandler>;
   config: Config;
   log: Logger;
+  /** Told when each attempt ends (metrics). */
+  metrics?: TaskObserver;
 }
 
 /**
@@ -274,12 +277,22 @@ export class Runner {
       const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
       after = await this.recordFailure(run, error, release.progress);
     }
+    this.observe(task, after, progress.doneBytes);
     if (after?.deleteRequested && after.state !== 'running') {
       await handler.discard?.(after, { dataDir: config.dataDir, log: this.deps.log });
       await store.delete([after.id]);
       events.emitRemoved([after]);
     } else if (after) {
       events.emit(after);
+    }
+  }
+
+  /** Tell the metrics how an attempt ended; their failure never touches the task. */
+  private observe(task: Task, after: Task | null, bytesMoved: number): void {
+    try {
+      this.deps.metrics?.attemptEnded(task, after, bytesMoved);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'metrics update failed');
     }
   }
 

@@ -26,6 +26,11 @@ export interface PlannedCopy {
   replace: boolean;
   /** A folder of that name is at the destination (sync only): it goes first. */
   folderInWay: boolean;
+  /**
+   * Reached through a followed link to a folder at the source (`Entry.link`): the file lives
+   * outside the source tree, so a move copies it but deletes nothing there.
+   */
+  viaLink?: true;
 }
 
 /** A file, or a folder emptied by the files before it, to remove at the destination. */
@@ -42,8 +47,12 @@ export interface TreePlan {
   deletes: PlannedDelete[];
   /** Files identical on both sides, or left alone by `conflict: skip`. */
   skipped: number;
-  /** Source folders that could not be listed: their destination side is left alone. */
-  unreadable: { rel: string; error: string }[];
+  /**
+   * What the run cannot do and reports as failed items: source folders that could not be listed
+   * (their destination side is left alone; worth a retry), links at the destination (never
+   * written or deleted through; a retry would give the same answer).
+   */
+  blocked: { rel: string; error: string; retry: boolean }[];
 }
 
 /**
@@ -65,7 +74,7 @@ export function deletedFiles(plan: TreePlan): number {
  * destination is not, more deletes than `maxDelete`.
  */
 export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<TreePlan> {
-  const plan: TreePlan = { folders: [], copies: [], deletes: [], skipped: 0, unreadable: [] };
+  const plan: TreePlan = { folders: [], copies: [], deletes: [], skipped: 0, blocked: [] };
   const filter = pathFilter(spec.include, spec.exclude);
   let srcRoot: Entry[];
   try {
@@ -84,7 +93,7 @@ export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<Tre
         'the source is empty while the destination is not: refusing to delete everything',
       );
   }
-  await compareFolder(spec, filter, plan, '/', srcRoot, dstRoot, signal);
+  await compareFolder(spec, filter, plan, '/', srcRoot, dstRoot, signal, false);
   const deletes = deletedFiles(plan);
   if (spec.mode === 'sync' && spec.maxDelete !== null && deletes > spec.maxDelete)
     throw new FerryError(
@@ -102,9 +111,12 @@ async function compareFolder(
   srcEntries: Entry[],
   dstEntries: Entry[],
   signal: AbortSignal,
+  viaLink: boolean,
 ): Promise<void> {
   signal.throwIfAborted();
   const sync = spec.mode === 'sync';
+  const copy = (rel: string, size: number, replace: boolean, folderInWay: boolean) =>
+    plan.copies.push({ rel, size, replace, folderInWay, ...(viaLink && { viaLink: true as const }) });
   const dstByName = new Map(dstEntries.filter((e) => !hidden(e)).map((e) => [e.name, e]));
   for (const s of srcEntries) {
     if (hidden(s)) continue;
@@ -112,6 +124,12 @@ async function compareFolder(
     const d = dstByName.get(s.name);
     dstByName.delete(s.name);
     if (filter.excluded(childRel, s.isDir)) continue;
+    if (d?.link) {
+      // Whatever the destination's link leads to is outside the destination folder: nothing is
+      // written or deleted through it.
+      plan.blocked.push({ rel: childRel, error: 'a link at the destination is left alone', retry: false });
+      continue;
+    }
     if (s.isDir) {
       if (d && !d.isDir) {
         // A file where the source has a folder: a sync replaces it, a copy leaves both alone.
@@ -126,35 +144,45 @@ async function compareFolder(
         childSrc = await spec.src.driver.list(joinPath(spec.src.path, childRel));
       } catch (err) {
         // Whatever the destination holds below it stays: an unreadable folder is not an empty one.
-        plan.unreadable.push({ rel: childRel, error: itemError(err) });
+        plan.blocked.push({ rel: childRel, error: itemError(err), retry: true });
         continue;
       }
       if (!d?.isDir) plan.folders.push(childRel);
       const childDst = d?.isDir ? await listOrNone(spec.dst, childRel) : [];
-      await compareFolder(spec, filter, plan, childRel, childSrc, childDst, signal);
+      await compareFolder(
+        spec,
+        filter,
+        plan,
+        childRel,
+        childSrc,
+        childDst,
+        signal,
+        viaLink || s.link === true,
+      );
       continue;
     }
     if (!d) {
-      plan.copies.push({ rel: childRel, size: s.size, replace: false, folderInWay: false });
+      copy(childRel, s.size, false, false);
     } else if (d.isDir) {
       if (!sync) plan.skipped++;
       else {
         await collectDeletes(spec, filter, plan, childRel, signal);
-        plan.copies.push({ rel: childRel, size: s.size, replace: false, folderInWay: true });
+        copy(childRel, s.size, false, true);
       }
     } else if (await same(spec, childRel, s, d, signal)) {
       plan.skipped++;
     } else if (spec.conflict === 'skip') {
       plan.skipped++;
     } else {
-      plan.copies.push({ rel: childRel, size: s.size, replace: true, folderInWay: false });
+      copy(childRel, s.size, true, false);
     }
   }
   if (!sync) return;
   for (const d of dstByName.values()) {
     const childRel = joinPath(rel, d.name);
     if (filter.excluded(childRel, d.isDir)) continue;
-    if (d.isDir) await collectDeletes(spec, filter, plan, childRel, signal);
+    // A link goes as one entry (removing it removes the link only), never walked into.
+    if (d.isDir && !d.link) await collectDeletes(spec, filter, plan, childRel, signal);
     else plan.deletes.push({ rel: childRel, isDir: false });
   }
 }
@@ -178,7 +206,7 @@ async function collectDeletes(
       emptied = false;
       continue;
     }
-    if (!e.isDir) plan.deletes.push({ rel: childRel, isDir: false });
+    if (!e.isDir || e.link) plan.deletes.push({ rel: childRel, isDir: false });
     else if (!(await collectDeletes(spec, filter, plan, childRel, signal))) emptied = false;
   }
   if (emptied) plan.deletes.push({ rel, isDir: true });

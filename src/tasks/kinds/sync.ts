@@ -95,7 +95,7 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
     result.failed++;
     failures.add(rel, err);
   };
-  for (const u of plan.unreadable) failed(u.rel, new FerryError('E_BACKEND', u.error));
+  for (const b of plan.blocked) failed(b.rel, new FerryError(b.retry ? 'E_BACKEND' : 'E_FORBIDDEN', b.error));
 
   try {
     await dst.driver.mkdir(dst.path);
@@ -155,7 +155,8 @@ async function copyOne(
     // A move deletes the only other copy next: its copy must be on disk first.
     sync: ctx.syncFiles || mode === 'move',
   });
-  if (mode === 'move') await from.driver.remove(from.path, { signal: ctx.signal, file: true });
+  if (mode === 'move' && !copy.viaLink)
+    await from.driver.remove(from.path, { signal: ctx.signal, file: true });
 }
 
 /** `name (1).ext`, `name (2).ext`, … beside `path`: the first one not taken. */
