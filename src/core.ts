@@ -7,11 +7,8 @@ import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
-<<<<<<< HEAD
 import { JobService } from './jobs/job-service.ts';
-=======
 import { Metrics } from './metrics.ts';
->>>>>>> main
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
@@ -189,12 +186,9 @@ export async function startCore(
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       runner.start();
       tasks.startMaintenance();
-<<<<<<< HEAD
       jobs.start();
-=======
       if (sqlite) await webhookStore.releaseClaims();
       dispatcher.start();
->>>>>>> main
     }
     return {
       config,
@@ -213,11 +207,8 @@ export async function startCore(
       webhookOutbox,
       async close() {
         settings.close();
-<<<<<<< HEAD
         await jobs.stop();
-=======
         await dispatcher.stop();
->>>>>>> main
         tasks.stopMaintenance();
         await runner.stop();
         await offline.close();

@@ -8,20 +8,13 @@ import type { Database } from './schema.ts';
 // biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists
 type Migration = (db: Kysely<any>, dialect: Dialect) => Promise<void>;
 
-/** A slot whose number is handed out but whose migration has not landed yet. */
-type Slot = Migration | null;
-
 export type Dialect = 'sqlite' | 'postgres';
 
-<<<<<<< HEAD
-const MIGRATIONS: Slot[] = [
-=======
 /**
  * Indexed by number - 1. A `null` is a number given to work landing on another branch: every
  * migration runs once whatever order the numbers arrive in (see `migrate`).
  */
 const MIGRATIONS: (Migration | null)[] = [
->>>>>>> main
   // 1: tasks, users, storages, meta
   async (db, dialect) => {
     // SQLite's rowid alias must be spelled `integer primary key autoincrement`; PostgreSQL wants
@@ -157,58 +150,6 @@ const MIGRATIONS: (Migration | null)[] = [
       .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
       .execute();
   },
-<<<<<<< HEAD
-  // 5: reserved (nodes); 6: reserved (webhooks). Numbers are handed out before the work lands, so
-  // a slot may be empty for a while: `migrate` records only the versions it ran, and runs a slot
-  // filled later even on a database that has run higher numbers.
-  null,
-  null,
-  // 7: jobs (saved, scheduled transfers) and their runs. `jobs.next_run_at` is the due slot a node
-  // claims by compare-and-set; `job_runs (job_id, slot)` is unique, so a slot can start one run.
-  async (db, dialect) => {
-    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
-    await db.schema
-      .createTable('jobs')
-      .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('owner_id', 'integer', (c) => c.notNull())
-      .addColumn('name', 'text', (c) => c.notNull())
-      .addColumn('mode', 'text', (c) => c.notNull())
-      .addColumn('src_dir', 'text', (c) => c.notNull())
-      .addColumn('dst_dir', 'text', (c) => c.notNull())
-      .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
-      .addColumn('schedule', 'text')
-      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
-      .addColumn('next_run_at', 'bigint')
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .addColumn('updated_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema.createIndex('jobs_owner').on('jobs').columns(['owner_id', 'created_at']).execute();
-    await db.schema
-      .createIndex('jobs_due')
-      .on('jobs')
-      .column('next_run_at')
-      .where(sql.ref('enabled'), '=', 1)
-      .execute();
-    await db.schema
-      .createTable('job_runs')
-      .addColumn('id', serial, (c) =>
-        dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey(),
-      )
-      .addColumn('job_id', 'text', (c) => c.notNull())
-      .addColumn('slot', 'bigint')
-      .addColumn('task_id', 'text')
-      .addColumn('state', 'text', (c) => c.notNull())
-      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
-      .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .execute();
-    await db.schema
-      .createIndex('job_runs_slot')
-      .on('job_runs')
-      .columns(['job_id', 'slot'])
-      .unique()
-      .execute();
-    await db.schema.createIndex('job_runs_job').on('job_runs').columns(['job_id', 'id']).execute();
-=======
   // 5: reserved (issue 22, scale-out)
   null,
   // 6: webhooks (issue 23): subscriptions, the outbox of deliveries, and each attempt's outcome
@@ -278,7 +219,52 @@ const MIGRATIONS: (Migration | null)[] = [
       .on('webhook_attempts')
       .columns(['delivery_id', 'attempt'])
       .execute();
->>>>>>> main
+  },
+  // 7: jobs (saved, scheduled transfers) and their runs. `jobs.next_run_at` is the due slot a node
+  // claims by compare-and-set; `job_runs (job_id, slot)` is unique, so a slot can start one run.
+  async (db, dialect) => {
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    await db.schema
+      .createTable('jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner_id', 'integer', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('src_dir', 'text', (c) => c.notNull())
+      .addColumn('dst_dir', 'text', (c) => c.notNull())
+      .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('schedule', 'text')
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('next_run_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('jobs_owner').on('jobs').columns(['owner_id', 'created_at']).execute();
+    await db.schema
+      .createIndex('jobs_due')
+      .on('jobs')
+      .column('next_run_at')
+      .where(sql.ref('enabled'), '=', 1)
+      .execute();
+    await db.schema
+      .createTable('job_runs')
+      .addColumn('id', serial, (c) =>
+        dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey(),
+      )
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('slot', 'bigint')
+      .addColumn('task_id', 'text')
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('job_runs_slot')
+      .on('job_runs')
+      .columns(['job_id', 'slot'])
+      .unique()
+      .execute();
+    await db.schema.createIndex('job_runs_job').on('job_runs').columns(['job_id', 'id']).execute();
   },
 ];
 
@@ -292,11 +278,8 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<v
     await sql`CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`.execute(
       trx,
     );
-<<<<<<< HEAD
-=======
     // Each number not applied yet, not just those above the highest: numbers are handed to
     // branches developed side by side, so 6 may reach a database before 5 does.
->>>>>>> main
     const rows = await sql<{ version: number }>`SELECT version FROM ferry_migrations`.execute(trx);
     const applied = new Set(rows.rows.map((r) => Number(r.version)));
     for (let version = 1; version <= MIGRATIONS.length; version++) {

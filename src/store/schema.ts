@@ -83,7 +83,6 @@ export interface RevokedTokensTable {
   expires_at: number;
 }
 
-<<<<<<< HEAD
 /** A saved transfer (`src/jobs/`): options and schedule as JSON, times in ms. */
 export interface JobsTable {
   id: string;
@@ -100,7 +99,10 @@ export interface JobsTable {
   enabled: number;
   /** The next due slot (ms); nodes claim it by compare-and-set. Null without a schedule. */
   next_run_at: number | null;
-=======
+  created_at: number;
+  updated_at: number;
+}
+
 /** A webhook subscription (migration 6). */
 export interface WebhooksTable {
   id: Generated<number>;
@@ -112,12 +114,10 @@ export interface WebhooksTable {
   /** JSON array of task kinds; `[]`: every kind. */
   kinds: string;
   enabled: number;
->>>>>>> main
   created_at: number;
   updated_at: number;
 }
 
-<<<<<<< HEAD
 /** One run of a job: a task it started, or a due slot skipped because the last run was going. */
 export interface JobRunsTable {
   id: Generated<number>;
@@ -131,7 +131,6 @@ export interface JobRunsTable {
   created_at: number;
 }
 
-=======
 /** One event for one webhook: the outbox row, written in the transaction of what it reports. */
 export interface WebhookDeliveriesTable {
   seq: Generated<number>;
@@ -167,7 +166,6 @@ export interface WebhookAttemptsTable {
   at: number;
 }
 
->>>>>>> main
 export interface Database {
   jobs: JobsTable;
   job_runs: JobRunsTable;
