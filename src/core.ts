@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
 import { JobService } from './jobs/job-service.ts';
+import { jobOfRun } from './jobs/run-event.ts';
 import { Metrics } from './metrics.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
@@ -147,8 +148,15 @@ export async function startCore(
       cacheMs: sqlite ? 60_000 : SETTINGS_REFRESH_MS,
       onEnqueued: () => dispatcher.wake(),
     });
-    // A task's final state and its webhook deliveries commit together (the outbox).
-    store.onFinal = webhookOutbox.onFinal;
+    // A task's final state and its webhook deliveries commit together (the outbox); a job's run
+    // adds its `job.run.finished` in the same transaction.
+    store.onFinal = async (db, finished) => {
+      await webhookOutbox.onFinal(db, finished);
+      for (const task of finished) {
+        const job = jobOfRun(task);
+        if (job) await webhookOutbox.enqueueTask(db, 'job.run.finished', task, { job });
+      }
+    };
     const webhooks = new WebhookService({
       store: webhookStore,
       outbox: webhookOutbox,
@@ -165,7 +173,16 @@ export async function startCore(
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log, metrics });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
-    const jobs = new JobService(new JobStore(database.db), store, tasks, events, mounts, auth, log);
+    const jobs = new JobService(
+      new JobStore(database.db),
+      store,
+      tasks,
+      events,
+      mounts,
+      auth,
+      log,
+      (outcome) => metrics.jobRuns.inc({ outcome }),
+    );
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
     // settings every few seconds, so a change made through one reaches the others.
     const settings = await SiteSettings.open(

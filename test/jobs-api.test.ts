@@ -3,6 +3,7 @@ import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/pro
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
+import { startReceiver } from './helpers/webhook-receiver.ts';
 
 /**
  * `/api/job/*` on one node (Local mounts): the data-loss guards, who may see and run which job,
@@ -162,6 +163,46 @@ describe('jobs API', () => {
     const failed = await h.finished('sync', again.data.task.id);
     assert.equal(failed.state, 'failed');
     assert.deepEqual(await readdir(join(files(), 'outside')), ['keep.txt']);
+  });
+
+  it('a finished run sends job.run.finished (signed, with the job and its counts) and counts ferry_job_runs_total', async () => {
+    const receiver = await startReceiver('job-secret');
+    try {
+      const hook = await h.json<{ id: number }>('POST', '/api/admin/webhook/create', {
+        token: h.adminToken,
+        body: { url: receiver.url, secret: 'job-secret', events: ['job.run.finished'] },
+      });
+      assert.equal(hook.code, 200, hook.message);
+      await put('hook-src/a.txt', 'hello');
+      const job = await create({
+        name: 'hooked',
+        mode: 'sync',
+        src_dir: '/local/hook-src',
+        dst_dir: '/local/hook-dst',
+      });
+      const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+        token: h.adminToken,
+      });
+      await h.finished('sync', run.data.task.id);
+      const got = await waitFor(async () => receiver.received[0], 10_000, 'the job.run.finished delivery');
+      assert.equal(got.headers['x-ferry-event'], 'job.run.finished');
+      assert.ok(got.signatureValid);
+      const body = got.json as unknown as {
+        task: { id: string; state: string };
+        job: Record<string, unknown>;
+      };
+      assert.equal(body.task.id, run.data.task.id);
+      assert.equal(body.task.state, 'succeeded');
+      assert.deepEqual(
+        [body.job.id, body.job.name, body.job.mode, body.job.copied_files, body.job.bytes],
+        [job.data.id, 'hooked', 'sync', 1, 5],
+      );
+      await h.json('POST', `/api/admin/webhook/delete?id=${hook.data.id}`, { token: h.adminToken });
+    } finally {
+      await receiver.close();
+    }
+    const metrics = await h.call('GET', '/metrics');
+    assert.match(metrics.body, /^ferry_job_runs_total\{outcome="succeeded"\} [1-9]/m);
   });
 
   it('copy and move jobs run under the copy and move task types, with their names', async () => {
@@ -330,6 +371,10 @@ describe('jobs API', () => {
         'a skipped run',
       );
       const row = skipped.find((r) => r.state === 'skipped');
+      assert.match(
+        (await h.call('GET', '/metrics')).body,
+        /^ferry_job_runs_total\{outcome="skipped"\} [1-9]/m,
+      );
       assert.equal(row?.task_id, null);
       assert.match(row?.error ?? '', /still going/);
       const byHand = await h.json('POST', `/api/job/run?id=${job.data.id}`, { token: h.adminToken });

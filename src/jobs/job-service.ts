@@ -43,8 +43,13 @@ export interface PlanView {
   delete_count?: number;
 }
 
-/** Called once per finished job run on the node that ran it (webhook `job.run.finished`, metrics). */
-export type RunFinished = (job: { id: string; name: string }, task: Task, result: TreeRunResult) => void;
+/**
+ * Counts a run's outcome on this node (`ferry_job_runs_total{outcome}`): the task's final state
+ * (`succeeded`, `failed`, `canceled`) once per run that finished here, `skipped` per slot passed
+ * over here. The `job.run.finished` webhook is not sent from here but written with the task's
+ * final state (see `jobOfRun`), so it survives a crash between the two.
+ */
+export type CountRun = (outcome: string) => void;
 
 /**
  * Saved transfers that create ordinary tasks, by hand or on a schedule. Every method takes the
@@ -67,7 +72,7 @@ export class JobService {
     private readonly mounts: MountRegistry,
     private readonly auth: AuthService,
     private readonly log: Logger,
-    private readonly onRunFinished: RunFinished = () => undefined,
+    private readonly countRun: CountRun = () => undefined,
   ) {}
 
   async create(principal: Principal, input: JobInput): Promise<Job> {
@@ -225,6 +230,7 @@ export class JobService {
           error: `the last run (task ${lastTask.id}) was still going`,
           createdAt: now,
         });
+      if (slot !== null) this.countRun('skipped');
       return null;
     }
     let owner: Principal;
@@ -240,6 +246,7 @@ export class JobService {
         error: (err as Error).message,
         createdAt: now,
       });
+      this.countRun('skipped');
       return null;
     }
     const taskId = nanoid();
@@ -274,18 +281,14 @@ export class JobService {
     }
   }
 
-  /** A task finished on this node: when it is a job's run, report it once. */
+  /** A task finished on this node: when it is a job's run, count it once. */
   private finished(task: Task): void {
     const job = task.payload.job as { id?: unknown; name?: unknown } | undefined;
     if (!job || typeof job.id !== 'string' || this.reported.has(task.id)) return;
     this.reported.add(task.id);
     // A bounded memory of what was reported: a task is finished once, the set only guards repeats.
     if (this.reported.size > 10_000) this.reported.clear();
-    try {
-      this.onRunFinished({ id: job.id, name: String(job.name ?? '') }, task, resultOf(task));
-    } catch (err) {
-      this.log.warn({ err, task: task.id }, 'reporting a finished job run failed');
-    }
+    this.countRun(task.state);
   }
 
   /**
