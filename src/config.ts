@@ -31,6 +31,13 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
+  /**
+   * Where tasks keep their work in progress: upload spools, offline downloads' partial files,
+   * decompress areas (`FERRY_STAGING_DIR`, default the data directory). Nodes sharing PostgreSQL
+   * should point it at one path every node sees, so that a node taking over a task of a dead one
+   * continues its partial work instead of starting over.
+   */
+  stagingDir: string;
   /** Password of `admin` set on first start; generated and printed once when absent. */
   adminPassword: string | undefined;
   /** `sqlite:<file>` (default `<dataDir>/ferry.db`) or `postgres://…`. */
@@ -207,6 +214,7 @@ export async function loadConfig(
   const merged = deepMerge(deepMerge(defaults(), fromFile), overrides) as Config;
   applyEnv(merged, env);
   merged.dataDir = resolve(merged.dataDir);
+  merged.stagingDir = resolve(merged.stagingDir || merged.dataDir);
   if (!merged.databaseUrl) merged.databaseUrl = `sqlite:${resolve(merged.dataDir, 'ferry.db')}`;
   validate(merged);
   return merged;
@@ -217,6 +225,7 @@ function defaults(): Config {
     host: '0.0.0.0',
     port: 5244,
     dataDir: './data',
+    stagingDir: '',
     adminPassword: undefined,
     databaseUrl: '',
     sqliteSynchronous: 'FULL',
@@ -283,6 +292,7 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_HOST) config.host = env.FERRY_HOST;
   if (env.FERRY_PORT) config.port = toInt('FERRY_PORT', env.FERRY_PORT);
   if (env.FERRY_DATA_DIR) config.dataDir = env.FERRY_DATA_DIR;
+  if (env.FERRY_STAGING_DIR) config.stagingDir = env.FERRY_STAGING_DIR;
   if (env.FERRY_ADMIN_PASSWORD) config.adminPassword = env.FERRY_ADMIN_PASSWORD;
   if (env.FERRY_DATABASE_URL) config.databaseUrl = env.FERRY_DATABASE_URL;
   if (env.FERRY_LOG_LEVEL) config.logLevel = env.FERRY_LOG_LEVEL;

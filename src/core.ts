@@ -18,6 +18,7 @@ import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
 import { JobStore } from './store/job-store.ts';
 import { MountStore } from './store/mount-store.ts';
+import { NodeStore } from './store/node-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
 import { SettingStore } from './store/setting-store.ts';
 import { SqlTaskStore } from './store/sql-task-store.ts';
@@ -26,6 +27,7 @@ import { UserStore } from './store/user-store.ts';
 import { WebhookStore } from './store/webhook-store.ts';
 import { TaskEvents } from './tasks/events.ts';
 import { builtinKinds } from './tasks/kinds/index.ts';
+import { NodeRegistry } from './tasks/nodes.ts';
 import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
@@ -47,6 +49,8 @@ export interface Core {
   /** Saved and scheduled transfers (`/api/job/*`). */
   jobs: JobService;
   runner: Runner;
+  /** This process as a node of the store, and the live nodes (`GET /api/admin/nodes`). */
+  nodes: NodeRegistry;
   events: TaskEvents;
   /** Offline download tools (host policy, SimpleHttp, aria2). */
   offline: OfflineTools;
@@ -110,7 +114,7 @@ export async function startCore(
   log: Logger,
   options: { runWorkers?: boolean } = {},
 ): Promise<Core> {
-  await mkdir(join(config.dataDir, 'spool'), { recursive: true });
+  await mkdir(join(config.stagingDir, 'spool'), { recursive: true });
   const sqlite = config.databaseUrl.startsWith('sqlite:');
   const releaseLock = sqlite ? await lockDataDir(config.dataDir) : async () => undefined;
   try {
@@ -169,7 +173,7 @@ export async function startCore(
     const notices = sqlite ? null : await PgNotices.open(database.db, config.databaseUrl, 'ferry_tasks', log);
     const relay = notices && new TaskRelay(notices, events, store, log);
     relay?.start();
-    const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
+    const offline = new OfflineTools(config.offlineDownload, config.stagingDir, log);
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log, metrics });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
@@ -183,6 +187,7 @@ export async function startCore(
       log,
       (outcome) => metrics.jobRuns.inc({ outcome }),
     );
+    const nodes = new NodeRegistry(new NodeStore(database.db), runner, config.tasks.leaseMs, log);
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
     // settings every few seconds, so a change made through one reaches the others.
     const settings = await SiteSettings.open(
@@ -201,6 +206,7 @@ export async function startCore(
         maxInterruptions: config.tasks.maxInterruptions,
       });
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
+      await nodes.start();
       runner.start();
       tasks.startMaintenance();
       jobs.start();
@@ -216,6 +222,7 @@ export async function startCore(
       tasks,
       jobs,
       runner,
+      nodes,
       events,
       offline,
       settings,
@@ -228,6 +235,7 @@ export async function startCore(
         await dispatcher.stop();
         tasks.stopMaintenance();
         await runner.stop();
+        await nodes.stop();
         await offline.close();
         await mounts.close();
         await relay?.stop();

@@ -150,8 +150,39 @@ const MIGRATIONS: (Migration | null)[] = [
       .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
       .execute();
   },
-  // 5: reserved (issue 22, scale-out)
-  null,
+  // 5: scale-out. `tasks.lease_token`: bumped by every claim, so a write names the attempt it
+  // belongs to (owner + token) and a node that stalled past its lease changes nothing.
+  // `tasks.insert_xid` (PostgreSQL): the inserting transaction's id, the key of KooDrive's stable
+  // pages (see `task-sql.ts`, `stablePage`); 0 on SQLite, whose one writer commits in `seq` order.
+  // `nodes`: one row per running process, renewed with its leases (`GET /api/admin/nodes`).
+  async (db, dialect) => {
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('lease_token', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('insert_xid', 'bigint', (c) =>
+        c.notNull().defaultTo(dialect === 'postgres' ? sql`(pg_current_xact_id()::text)::bigint` : 0),
+      )
+      .execute();
+    await db.schema.createIndex('tasks_xid_seq').on('tasks').columns(['insert_xid', 'seq']).execute();
+    await db.schema
+      .createIndex('tasks_creator_xid_seq')
+      .on('tasks')
+      .columns(['creator_id', 'insert_xid', 'seq'])
+      .execute();
+    await db.schema
+      .createTable('nodes')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('host', 'text', (c) => c.notNull())
+      .addColumn('pid', 'integer', (c) => c.notNull())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
+      .addColumn('workers', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('running', 'text', (c) => c.notNull().defaultTo('{}'))
+      .execute();
+  },
   // 6: webhooks (issue 23): subscriptions, the outbox of deliveries, and each attempt's outcome
   async (db, dialect) => {
     const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';

@@ -31,6 +31,13 @@ export interface TasksTable {
   run_at: number;
   lease_owner: string | null;
   lease_until: number | null;
+  /** Bumped by every claim: a write names its attempt (owner + token), so a stale holder writes nothing. */
+  lease_token: Generated<number>;
+  /**
+   * PostgreSQL: the id of the transaction that inserted the row (0 on SQLite), the key of
+   * KooDrive's pages that stay stable under concurrent inserts.
+   */
+  insert_xid: Generated<number>;
   cancel_requested: number;
   delete_requested: number;
   created_at: number;
@@ -166,6 +173,19 @@ export interface WebhookAttemptsTable {
   at: number;
 }
 
+/** A running ferry process (a node), renewed with its leases; gone once it stops renewing. */
+export interface NodesTable {
+  id: string;
+  host: string;
+  pid: number;
+  started_at: number;
+  heartbeat_at: number;
+  /** Worker limits per kind, as JSON. */
+  workers: string;
+  /** Running tasks per kind, as JSON. */
+  running: string;
+}
+
 export interface Database {
   jobs: JobsTable;
   job_runs: JobRunsTable;
@@ -173,6 +193,7 @@ export interface Database {
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  nodes: NodesTable;
   users: UsersTable;
   revoked_tokens: RevokedTokensTable;
   storages: StoragesTable;

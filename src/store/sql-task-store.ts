@@ -3,7 +3,14 @@ import type { TaskKind } from '../config.ts';
 import { isDone, sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
 import type { OpenedDatabase } from './database.ts';
 import type { Database } from './schema.ts';
-import { listRowOf, type ProgressPatch, progressColumns, toTask, transitionColumns } from './task-rows.ts';
+import {
+  LIST_COLUMNS,
+  listRowOf,
+  type ProgressPatch,
+  progressColumns,
+  toTask,
+  transitionColumns,
+} from './task-rows.ts';
 import {
   cancelRequestedOf,
   claimCandidates,
@@ -15,19 +22,30 @@ import {
   heldBy,
   ID_SLICE,
   INSERT_SLICE,
+  type Lease,
   type PageRequest,
   reclaimStatements,
   renewLeases,
   requestCancel,
+  type StableKey,
   selectDeletedAndFinished,
   selectExpired,
   selectMany,
   selectOne,
   selectPage,
+  selectStablePage,
   type TaskFilter,
+  takeoverCandidates,
   updateTasks,
 } from './task-sql.ts';
-import type { CancelRequest, MoveOptions, NewTask, TaskStore } from './task-store.ts';
+import type {
+  CancelRequest,
+  ClaimOptions,
+  HeldLease,
+  MoveOptions,
+  NewTask,
+  TaskStore,
+} from './task-store.ts';
 import { WriteBatcher, type WriteOptions } from './write-batcher.ts';
 
 type Db = Kysely<Database>;
@@ -137,6 +155,21 @@ export class SqlTaskStore implements TaskStore {
     return this.listed(selectPage(this.db, filter, page));
   }
 
+  async listStable(
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }> {
+    const query = selectStablePage(this.db, this.traits, filter, page.after, page.limit + 1);
+    const rows = await this.selectArrays(query.compile());
+    const tasks: Task[] = [];
+    // Settled rows come first (their transactions are older than any unsettled row's).
+    for (const values of rows) {
+      if (tasks.length === page.limit || Number(values[LIST_COLUMNS.length]) !== 1) break;
+      tasks.push(toTask(listRowOf(values)));
+    }
+    return { tasks, more: rows.length > tasks.length };
+  }
+
   async count(filter: TaskFilter): Promise<number> {
     const row = await countMatching(this.db, filter).executeTakeFirst();
     return Number(row?.n ?? 0);
@@ -148,15 +181,23 @@ export class SqlTaskStore implements TaskStore {
     limit: number,
     leaseMs: number,
     now = Date.now(),
+    options: ClaimOptions = {},
   ): Promise<Task[]> {
     if (limit <= 0) return [];
     const until = now + leaseMs;
+    const maxInterruptions = options.maxInterruptions ?? 0;
     // A claim shares its commit with the outcomes recorded in the same turn.
     const rows = await this.write(
       async (db) => {
-        const seqs = (await claimCandidates(db, this.traits, kind, limit, now).execute()).map((r) =>
-          Number(r.seq),
-        );
+        // Expired leases first: those tasks have waited longest, and their partial work is kept.
+        const seqs = this.traits.takeOverInClaim
+          ? (await takeoverCandidates(db, kind, owner, limit, now, maxInterruptions).execute()).map((r) =>
+              Number(r.seq),
+            )
+          : [];
+        if (seqs.length < limit)
+          for (const r of await claimCandidates(db, this.traits, kind, limit - seqs.length, now).execute())
+            seqs.push(Number(r.seq));
         return seqs.length === 0 ? [] : claimRows(db, seqs, owner, until, now).execute();
       },
       { atomic: true },
@@ -164,18 +205,24 @@ export class SqlTaskStore implements TaskStore {
     return rows.map(toTask).sort((a, b) => a.seq - b.seq);
   }
 
-  renewLeases(owner: string, ids: readonly string[], until: number): Promise<string[]> {
+  renewLeases(owner: string, ids: readonly string[], until: number): Promise<HeldLease[]> {
     if (ids.length === 0) return Promise.resolve([]);
+    const held = (rows: readonly { id: string; lease_token: number | string }[]) =>
+      rows.map((r) => ({ id: r.id, token: Number(r.lease_token) }));
     return this.write(async (db) => {
-      const renewed = (await renewLeases(db, this.traits, owner, ids, until).execute()).map((r) => r.id);
+      const renewed = held(await renewLeases(db, this.traits, owner, ids, until).execute());
       if (renewed.length === ids.length || !this.traits.skipLocked) return renewed;
       // Rows another transaction is writing (this process's other batch recording an outcome)
       // were skipped rather than waited for: waiting on them while holding the others' locks is
       // how a renewal and a batch deadlocked. A skipped row is still held if its owner says so.
-      const skipped = ids.filter((id) => !renewed.includes(id));
-      const still = await heldBy(db, owner, skipped).execute();
-      return [...renewed, ...still.map((r) => r.id)];
+      const skipped = ids.filter((id) => !renewed.some((r) => r.id === id));
+      return [...renewed, ...held(await heldBy(db, owner, skipped).execute())];
     });
+  }
+
+  async holds(id: string, lease: Lease): Promise<boolean> {
+    const row = await heldBy(this.db, lease.owner, [id]).executeTakeFirst();
+    return row !== undefined && Number(row.lease_token) === lease.token;
   }
 
   async cancelRequested(owner: string): Promise<CancelRequest[]> {
@@ -188,7 +235,7 @@ export class SqlTaskStore implements TaskStore {
     const guard = {
       id,
       move: { to, ...(options.from && { from: options.from }) },
-      ...(options.owner !== undefined && { owner: options.owner }),
+      ...(options.lease !== undefined && { lease: options.lease }),
     };
     const set = transitionColumns(to, options.patch ?? {}, now);
     sourcesOf(to, options.from); // a forbidden `from` throws here, to its caller, not inside a batch
@@ -227,14 +274,16 @@ export class SqlTaskStore implements TaskStore {
     return row ? toTask(row) : null;
   }
 
-  async saveProgress(id: string, owner: string, progress: ProgressPatch, now = Date.now()): Promise<void> {
+  async saveProgress(id: string, lease: Lease, progress: ProgressPatch, now = Date.now()): Promise<boolean> {
     const set = { ...progressColumns(progress), updated_at: now };
-    await this.write((db) => updateTasks(db, { id, owner }, set).execute());
+    const result = await this.write((db) => updateTasks(db, { id, lease }, set).executeTakeFirst());
+    return Number(result.numUpdatedRows) > 0;
   }
 
-  async updatePayload(id: string, owner: string, payload: Record<string, unknown>): Promise<void> {
+  async updatePayload(id: string, lease: Lease, payload: Record<string, unknown>): Promise<boolean> {
     const set = { payload: JSON.stringify(payload) };
-    await this.write((db) => updateTasks(db, { id, owner }, set).execute());
+    const result = await this.write((db) => updateTasks(db, { id, lease }, set).executeTakeFirst());
+    return Number(result.numUpdatedRows) > 0;
   }
 
   async requestCancel(ids: readonly string[], options: { alsoDelete?: boolean } = {}): Promise<string[]> {

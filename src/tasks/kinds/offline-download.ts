@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { constants, copyFile, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
@@ -82,6 +82,8 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
             if (ctx.syncFiles) await syncFileSystem(doneDir, ctx.signal);
           }
         }
+        // A node that stalled past its lease queues nothing: the node holding the task does.
+        await ctx.fence();
         await handOff(task, payload, doneDir, ctx);
         await save({ handedOff: true });
       } catch (err) {
@@ -115,6 +117,7 @@ async function downloadHttp(
 ): Promise<void> {
   const url = parseDownloadUrl(payload.url, 'SimpleHttp');
   const partPath = join(area, 'partial');
+  if (ctx.resumed) await detachPartial(partPath);
   ctx.progress.setStatus('connecting');
   const http = await tools.http();
   const { fileName } = await http.download({
@@ -132,8 +135,28 @@ async function downloadHttp(
     onBytes: (n) => ctx.progress.addBytes(n),
     sync: ctx.syncFiles,
   });
+  // The partial file may be another node's now (a takeover): only the holder finishes it.
+  await ctx.fence();
   await mkdir(doneDir, { recursive: true });
   await rename(partPath, join(doneDir, fileName));
+}
+
+/**
+ * Give the partial file of an earlier attempt a new inode before resuming it. That attempt may
+ * live on in a node that stalled past its lease (SIGSTOP, a long pause) with the file still open:
+ * once it wakes, its writes land in the old inode, which no name points to any more, instead of
+ * in the file this attempt finishes and places. A copy within one file system is cheap (a
+ * reflink or an in-kernel copy where the file system has them).
+ */
+async function detachPartial(partPath: string): Promise<void> {
+  const fresh = `${partPath}.resumed`;
+  try {
+    await copyFile(partPath, fresh, constants.COPYFILE_FICLONE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rename(fresh, partPath);
 }
 
 /** SimpleHttp's body straight into the destination driver (upload_download_stream). */
@@ -205,6 +228,7 @@ async function downloadAria2(
   // aria2's control files mean "unfinished"; a finished download has none left, but be sure.
   for (const name of await readdir(dir))
     if (name.endsWith('.aria2')) await rm(join(dir, name), { force: true });
+  await ctx.fence();
   await rename(dir, doneDir);
 }
 

@@ -83,6 +83,8 @@ export const offlineTransferKind: TaskKindHandler = {
       ctx.progress.setTotals(totals);
       ctx.progress.setStatus(basename(p.src));
       await dst.driver.mkdir(dst.path);
+      // Placing is not undone: a node that stalled past its lease must not place over the result.
+      await ctx.fence();
       const local = dst.driver.localPath(dstPath);
       if (
         local &&
@@ -103,7 +105,10 @@ export const offlineTransferKind: TaskKindHandler = {
       if (!ctx.signal.aborted && final && deleteOnFailure) await removeSource(p.src);
       throw err;
     }
-    if (!keep) await removeSource(p.src);
+    if (!keep) {
+      await ctx.fence();
+      await removeSource(p.src);
+    }
   },
   async discard(task, deps: KindDeps) {
     // A transfer that never succeeded (failed, canceled) and is deleted: nobody can retry it, so

@@ -39,6 +39,8 @@ export const uploadKind: TaskKindHandler = {
     if (local) await dst.driver.mkdir(parentPath(dst.path));
     // A link shares the spool file's inode, and so its time.
     if (local && modified !== undefined) await utimes(spool, modified / 1000, modified / 1000);
+    // A node that stalled past its lease places nothing over the holder's result.
+    await ctx.fence();
     if (local && (await placeByLink(spool, local, { overwrite, taskId: task.id }))) {
       ctx.progress.addBytes(size);
     } else {
