@@ -8,6 +8,8 @@ import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from '
 
 /** Files copied at once by one run: small files are latency-bound. */
 const FILE_CONCURRENCY = 8;
+/** Deletes between two checks of the lease (one store query each). */
+const FENCE_EVERY = 100;
 
 /**
  * Payload of a job's run (a `sync` task, or a `copy`/`move` task made by a job): the job's
@@ -113,9 +115,12 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
     });
     if (spec.mode === 'sync' && result.failed === 0) {
       progress.setStatus(`deleting ${deletedFiles(plan)} files`);
-      // Files before the folders they emptied: the plan lists them in that order.
-      for (const d of plan.deletes) {
+      // Files before the folders they emptied: the plan lists them in that order. A delete is not
+      // undone: the lease is checked before the first and every FENCE_EVERY after, so a node that
+      // stalled past its lease stops within that many.
+      for (const [i, d] of plan.deletes.entries()) {
         signal.throwIfAborted();
+        if (i % FENCE_EVERY === 0) await ctx.fence();
         try {
           await dst.driver.remove(joinPath(dst.path, d.rel), { signal, file: !d.isDir });
           if (!d.isDir) {
@@ -155,8 +160,14 @@ async function copyOne(
     // A move deletes the only other copy next: its copy must be on disk first.
     sync: ctx.syncFiles || mode === 'move',
   });
-  if (mode === 'move' && !copy.viaLink)
+  if (mode === 'move' && !copy.viaLink) {
+    // Deleting a source is not undone: only the lease holder does it, once the copy is checked.
+    const written = await to.driver.stat(to.path);
+    if (!written || written.isDir || written.size !== copy.size)
+      throw new FerryError('E_VERIFY_FAILED', `destination check failed for ${to.path}; source kept`);
+    await ctx.fence();
     await from.driver.remove(from.path, { signal: ctx.signal, file: true });
+  }
 }
 
 /** `name (1).ext`, `name (2).ext`, … beside `path`: the first one not taken. */
