@@ -133,6 +133,29 @@ describe('jobs API', () => {
     assert.equal(newest?.deleted_files, 3);
   });
 
+  it('include and exclude globs: only matching files are taken, the others are left alone on both sides', async () => {
+    for (const rel of ['a.jpg', 'deep/b.jpg', 'deep/c.txt', 'raw/d.jpg', '.hidden.jpg'])
+      await put(`glob-src/${rel}`);
+    for (const rel of ['old.jpg', 'notes.txt', 'raw/old.jpg']) await put(`glob-dst/${rel}`);
+    const job = await create({
+      name: 'globs',
+      mode: 'sync',
+      src_dir: '/local/glob-src',
+      dst_dir: '/local/glob-dst',
+      include: ['*.jpg'],
+      exclude: ['raw'],
+    });
+    const plan = await h.json<{ copy: string[]; delete: string[]; skip: number }>(
+      'POST',
+      `/api/job/plan?id=${job.data.id}`,
+      { token: h.adminToken },
+    );
+    assert.deepEqual(
+      { copy: [...plan.data.copy].sort(), delete: plan.data.delete },
+      { copy: ['/.hidden.jpg', '/a.jpg', '/deep/b.jpg'], delete: ['/old.jpg'] },
+    );
+  });
+
   it('never writes or deletes through a link at the destination', async () => {
     await put('outside/keep.txt', 'outside the destination');
     await put('ln-src/a.txt');
