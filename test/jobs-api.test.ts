@@ -156,6 +156,48 @@ describe('jobs API', () => {
     );
   });
 
+  it('a sync replaces a folder where the source has a file, and a file where it has a folder', async () => {
+    await put('swap-src/x', 'now a file');
+    await put('swap-src/y/inner.txt', 'now in a folder');
+    await put('swap-dst/x/old.txt', 'was in a folder');
+    await put('swap-dst/x/deeper/old2.txt', 'was deeper');
+    await put('swap-dst/y', 'was a file');
+    const job = await create({
+      name: 'swap',
+      mode: 'sync',
+      src_dir: '/local/swap-src',
+      dst_dir: '/local/swap-dst',
+    });
+    const plan = await h.json<{ copy: string[]; delete: string[] }>(
+      'POST',
+      `/api/job/plan?id=${job.data.id}`,
+      {
+        token: h.adminToken,
+      },
+    );
+    assert.deepEqual(
+      { copy: [...plan.data.copy].sort(), delete: [...plan.data.delete].sort() },
+      { copy: ['/x', '/y/inner.txt'], delete: ['/x/deeper/old2.txt', '/x/old.txt', '/y'] },
+    );
+    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
+      token: h.adminToken,
+    });
+    const task = await h.finished('sync', run.data.task.id);
+    assert.equal(task.state, 'succeeded', task.error);
+    assert.equal(await readFile(join(files(), 'swap-dst/x'), 'utf8'), 'now a file');
+    assert.equal(await readFile(join(files(), 'swap-dst/y/inner.txt'), 'utf8'), 'now in a folder');
+    const [row] = await runs(job.data.id);
+    assert.deepEqual([row?.copied_files, row?.deleted_files], [2, 3]);
+    const again = await h.json<{ copy: string[]; delete: string[] }>(
+      'POST',
+      `/api/job/plan?id=${job.data.id}`,
+      {
+        token: h.adminToken,
+      },
+    );
+    assert.deepEqual([again.data.copy, again.data.delete], [[], []]);
+  });
+
   it('never writes or deletes through a link at the destination', async () => {
     await put('outside/keep.txt', 'outside the destination');
     await put('ln-src/a.txt');

@@ -9,7 +9,7 @@ import type { Job, JobRun, JobStore } from '../store/job-store.ts';
 import type { TaskStore } from '../store/task-store.ts';
 import type { TaskEvents } from '../tasks/events.ts';
 import { type TreeRunPayload, type TreeRunResult, treeSpecOf } from '../tasks/kinds/sync.ts';
-import { deletedFiles, planTree } from '../tasks/kinds/sync-plan.ts';
+import { deletedFiles, deletedPaths, planTree } from '../tasks/kinds/sync-plan.ts';
 import { isDone, type Task } from '../tasks/model.ts';
 import type { TaskService } from '../tasks/service.ts';
 import type { JobInput } from './job-input.ts';
@@ -160,10 +160,7 @@ export class JobService {
     const plan = await planTree(spec, AbortSignal.timeout(10 * 60_000));
     return {
       copy: plan.copies.slice(0, MAX_PLAN_PATHS).map((c) => c.rel),
-      delete: plan.deletes
-        .filter((d) => !d.isDir)
-        .slice(0, MAX_PLAN_PATHS)
-        .map((d) => d.rel),
+      delete: deletedPaths(plan).slice(0, MAX_PLAN_PATHS),
       skip: plan.skipped,
       ...(deletedFiles(plan) > MAX_PLAN_PATHS || plan.copies.length > MAX_PLAN_PATHS
         ? { copy_count: plan.copies.length, delete_count: deletedFiles(plan) }

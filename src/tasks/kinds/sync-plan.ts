@@ -24,8 +24,10 @@ export interface PlannedCopy {
   size: number;
   /** A different file of that name is at the destination: replace it (or keep both). */
   replace: boolean;
-  /** A folder of that name is at the destination (sync only): it goes first. */
+  /** A folder of that name is at the destination (sync only): it is removed right before the copy. */
   folderInWay: boolean;
+  /** The files below that folder: they count as deleted. */
+  clears: string[];
   /**
    * Reached through a followed link to a folder at the source (`Entry.link`): the file lives
    * outside the source tree, so a move copies it but deletes nothing there.
@@ -39,9 +41,16 @@ export interface PlannedDelete {
   isDir: boolean;
 }
 
+/** A folder to create at the destination. */
+export interface PlannedFolder {
+  rel: string;
+  /** A file of that name is at the destination (sync only): it is removed first, as a delete. */
+  fileInWay: boolean;
+}
+
 export interface TreePlan {
   /** Folders to create at the destination, parents first. */
-  folders: string[];
+  folders: PlannedFolder[];
   copies: PlannedCopy[];
   /** Files first, each emptied folder after what it held. */
   deletes: PlannedDelete[];
@@ -62,9 +71,20 @@ export interface TreePlan {
  */
 const MTIME_SLACK_MS = 1000;
 
-/** The files of a plan's deletes (folders are removed only once emptied, and not counted). */
+/**
+ * Every file the plan deletes: those of the delete phase (folders are removed only once emptied,
+ * and not counted), and those removed to make room for a folder or a file of the source.
+ */
+export function deletedPaths(plan: TreePlan): string[] {
+  return [
+    ...plan.deletes.filter((d) => !d.isDir).map((d) => d.rel),
+    ...plan.folders.filter((f) => f.fileInWay).map((f) => f.rel),
+    ...plan.copies.flatMap((c) => c.clears),
+  ];
+}
+
 export function deletedFiles(plan: TreePlan): number {
-  return plan.deletes.filter((d) => !d.isDir).length;
+  return deletedPaths(plan).length;
 }
 
 /**
@@ -115,8 +135,15 @@ async function compareFolder(
 ): Promise<void> {
   signal.throwIfAborted();
   const sync = spec.mode === 'sync';
-  const copy = (rel: string, size: number, replace: boolean, folderInWay: boolean) =>
-    plan.copies.push({ rel, size, replace, folderInWay, ...(viaLink && { viaLink: true as const }) });
+  const copy = (rel: string, size: number, replace: boolean, clears: string[] | null = null) =>
+    plan.copies.push({
+      rel,
+      size,
+      replace,
+      folderInWay: clears !== null,
+      clears: clears ?? [],
+      ...(viaLink && { viaLink: true as const }),
+    });
   const dstByName = new Map(dstEntries.filter((e) => !hidden(e)).map((e) => [e.name, e]));
   for (const s of srcEntries) {
     if (hidden(s)) continue;
@@ -131,13 +158,11 @@ async function compareFolder(
       continue;
     }
     if (s.isDir) {
-      if (d && !d.isDir) {
-        // A file where the source has a folder: a sync replaces it, a copy leaves both alone.
-        if (!sync) {
-          plan.skipped++;
-          continue;
-        }
-        plan.deletes.push({ rel: childRel, isDir: false });
+      // A file where the source has a folder: a sync replaces it, a copy leaves both alone.
+      const fileInWay = d !== undefined && !d.isDir;
+      if (fileInWay && !sync) {
+        plan.skipped++;
+        continue;
       }
       let childSrc: Entry[];
       try {
@@ -147,7 +172,7 @@ async function compareFolder(
         plan.blocked.push({ rel: childRel, error: itemError(err), retry: true });
         continue;
       }
-      if (!d?.isDir) plan.folders.push(childRel);
+      if (!d?.isDir) plan.folders.push({ rel: childRel, fileInWay });
       const childDst = d?.isDir ? await listOrNone(spec.dst, childRel) : [];
       await compareFolder(
         spec,
@@ -162,19 +187,30 @@ async function compareFolder(
       continue;
     }
     if (!d) {
-      copy(childRel, s.size, false, false);
+      copy(childRel, s.size, false);
     } else if (d.isDir) {
+      // A folder where the source has a file: a sync replaces it (when nothing kept is inside).
+      const inside: PlannedDelete[] = [];
       if (!sync) plan.skipped++;
-      else {
-        await collectDeletes(spec, filter, plan, childRel, signal);
-        copy(childRel, s.size, false, true);
-      }
+      else if (!(await collectDeletes(spec, filter, inside, childRel, signal)))
+        plan.blocked.push({
+          rel: childRel,
+          error: 'a folder holding excluded files is in the way',
+          retry: false,
+        });
+      else
+        copy(
+          childRel,
+          s.size,
+          false,
+          inside.filter((x) => !x.isDir).map((x) => x.rel),
+        );
     } else if (await same(spec, childRel, s, d, signal)) {
       plan.skipped++;
     } else if (spec.conflict === 'skip') {
       plan.skipped++;
     } else {
-      copy(childRel, s.size, true, false);
+      copy(childRel, s.size, true);
     }
   }
   if (!sync) return;
@@ -182,7 +218,7 @@ async function compareFolder(
     const childRel = joinPath(rel, d.name);
     if (filter.excluded(childRel, d.isDir)) continue;
     // A link goes as one entry (removing it removes the link only), never walked into.
-    if (d.isDir && !d.link) await collectDeletes(spec, filter, plan, childRel, signal);
+    if (d.isDir && !d.link) await collectDeletes(spec, filter, plan.deletes, childRel, signal);
     else plan.deletes.push({ rel: childRel, isDir: false });
   }
 }
@@ -194,7 +230,7 @@ async function compareFolder(
 async function collectDeletes(
   spec: TreeSpec,
   filter: PathFilter,
-  plan: TreePlan,
+  deletes: PlannedDelete[],
   rel: string,
   signal: AbortSignal,
 ): Promise<boolean> {
@@ -206,10 +242,10 @@ async function collectDeletes(
       emptied = false;
       continue;
     }
-    if (!e.isDir || e.link) plan.deletes.push({ rel: childRel, isDir: false });
-    else if (!(await collectDeletes(spec, filter, plan, childRel, signal))) emptied = false;
+    if (!e.isDir || e.link) deletes.push({ rel: childRel, isDir: false });
+    else if (!(await collectDeletes(spec, filter, deletes, childRel, signal))) emptied = false;
   }
-  if (emptied) plan.deletes.push({ rel, isDir: true });
+  if (emptied) deletes.push({ rel, isDir: true });
   return emptied;
 }
 

@@ -101,11 +101,25 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
 
   try {
     await dst.driver.mkdir(dst.path);
-    for (const folder of plan.folders)
-      await dst.driver.mkdir(joinPath(dst.path, folder)).catch((err) => failed(folder, err));
+    for (const folder of plan.folders) {
+      const path = joinPath(dst.path, folder.rel);
+      try {
+        if (folder.fileInWay) {
+          await ctx.fence();
+          await dst.driver.remove(path, { signal, file: true });
+          result.deleted++;
+          progress.fileDone();
+        }
+        await dst.driver.mkdir(path);
+      } catch (err) {
+        failed(folder.rel, err);
+      }
+    }
     await forEachLimit(plan.copies, FILE_CONCURRENCY, signal, async (copy) => {
       try {
         await copyOne(spec.mode, copy, { src, dst, payload, ctx });
+        result.deleted += copy.clears.length;
+        for (const _ of copy.clears) progress.fileDone();
         result.copied++;
         result.bytes += copy.size;
         progress.fileDone();
@@ -149,7 +163,10 @@ async function copyOne(
   const { ctx } = run;
   const from: Endpoint = { driver: run.src.driver, path: joinPath(run.src.path, copy.rel) };
   let to: Endpoint = { driver: run.dst.driver, path: joinPath(run.dst.path, copy.rel) };
-  if (copy.folderInWay) await to.driver.remove(to.path, { signal: ctx.signal });
+  if (copy.folderInWay) {
+    await ctx.fence();
+    await to.driver.remove(to.path, { signal: ctx.signal });
+  }
   const keepBoth = copy.replace && run.payload.conflict === 'keep_both';
   if (keepBoth) to = { ...to, path: await freeName(to.driver, to.path) };
   await transferFile(from, to, copy.size, {
