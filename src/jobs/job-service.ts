@@ -7,8 +7,9 @@ import type { MountRegistry } from '../storage/mounts.ts';
 import { isWithin } from '../storage/paths.ts';
 import type { Job, JobRun, JobStore } from '../store/job-store.ts';
 import type { TaskStore } from '../store/task-store.ts';
+import { type TreeRunPayload, treeRunName } from '../tasks/definitions/sync.ts';
 import type { TaskEvents } from '../tasks/events.ts';
-import { type TreeRunPayload, type TreeRunResult, treeSpecOf } from '../tasks/kinds/sync.ts';
+import { type TreeRunResult, treeSpecOf } from '../tasks/kinds/sync.ts';
 import { deletedFiles, deletedPaths, planTree } from '../tasks/kinds/sync-plan.ts';
 import { isDone, type Task } from '../tasks/model.ts';
 import type { TaskService } from '../tasks/service.ts';
@@ -259,14 +260,15 @@ export class JobService {
     });
     if (!run) return null;
     try {
-      const src = this.mounts.resolve(job.srcDir);
-      const dst = this.mounts.resolve(job.dstDir);
+      const payload = payloadOf(job);
+      // A copy or move job's run is a task of that kind with the run's payload (its kind reads
+      // either form); a sync job's is a `sync` task.
       const [task] = await this.tasks.create(owner, [
         {
           id: taskId,
           kind: job.mode,
-          name: `${job.mode} [${src.mountPath}](${src.path}) to [${dst.mountPath}](${dst.path})`,
-          payload: { ...payloadOf(job) },
+          name: treeRunName(payload, (path) => this.mounts.resolve(path)),
+          payload,
         },
       ]);
       if (!task) throw new FerryError('E_INTERNAL', 'no task was created');

@@ -2,15 +2,8 @@ import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
 import { StagedCopies, type StagedFile } from '../../storage/local/staged-copies.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import {
-  baseName,
-  checkName,
-  isWithin,
-  joinPath,
-  normalizePath,
-  parentPath,
-  tempPathFor,
-} from '../../storage/paths.ts';
+import { baseName, isWithin, joinPath, parentPath, tempPathFor } from '../../storage/paths.ts';
+import { type CopyPayload, copyDefinition } from '../definitions/copy.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { isTreeRun, runTree } from './sync.ts';
@@ -29,35 +22,8 @@ import {
   walkTree,
 } from './transfer.ts';
 
-/** Input of a copy or move task: one source item into a destination folder. */
-export interface CopyPayload {
-  /** Virtual path of the file or folder to copy. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  overwrite: boolean;
-  /** Skip a destination file of the same name and size instead of failing. */
-  skipExisting: boolean;
-  /** When the destination name is taken, use a free one (`name (1).ext`): efile's `both`. */
-  keepBoth: boolean;
-  /** The destination name chosen for `keepBoth`, kept so a resumed task writes to the same one. */
-  dstName?: string;
-}
-
 /** Files copied at once inside one directory task: small files are latency-bound. */
 const FILE_CONCURRENCY = 8;
-
-export function readCopyPayload(task: Task): CopyPayload {
-  const p = task.payload;
-  return {
-    src: normalizePath(p.src),
-    dstDir: normalizePath(p.dstDir),
-    overwrite: p.overwrite === true,
-    skipExisting: p.skipExisting === true,
-    keepBoth: p.keepBoth === true,
-    ...(typeof p.dstName === 'string' && { dstName: checkName(p.dstName) }),
-  };
-}
 
 /** `name (1).ext`, `name (2).ext`, … : the first name not taken in `dir`. */
 async function freeName(driver: Driver, dir: string, name: string): Promise<string> {
@@ -364,7 +330,7 @@ export const copyKind: TaskKindHandler = {
   async run(task, ctx) {
     // A copy job's run: a folder's tree into another, with the job's filters and conflict rule.
     if (isTreeRun(task.payload)) return runTree(task, ctx);
-    const payload = readCopyPayload(task);
+    const payload = copyDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);
     await copyPlanned(plan, payload, ctx);

@@ -1,7 +1,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { FerryError } from '../../errors.ts';
 import { LocalDriver } from '../../storage/local/local-driver.ts';
-import { normalizePath } from '../../storage/paths.ts';
+import { decompressUploadDefinition } from '../definitions/decompress.ts';
 import { copyPlanned } from './copy.ts';
 import { workArea } from './decompress.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
@@ -27,8 +27,7 @@ export const decompressUploadKind: TaskKindHandler = {
       ))
     )
       throw new FerryError('E_NOT_FOUND', 'the extracted files are gone from the data directory');
-    const dstDir = normalizePath(task.payload.dstDir);
-    const overwrite = task.payload.overwrite === true;
+    const { dstDir, overwrite } = decompressUploadDefinition.read(task.payload);
     const dst = ctx.mounts.resolve(dstDir);
     const local = await LocalDriver.open(area);
     try {

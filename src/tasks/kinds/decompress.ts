@@ -5,35 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import { archiveStem, ExtractionGuard, extractArchive, formatOf, LocalTree } from '../../archive/index.ts';
 import type { ArchiveLimits } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
-import { baseName, checkName, joinPath, normalizePath } from '../../storage/paths.ts';
-import type { Task } from '../model.ts';
+import { baseName, checkName, joinPath } from '../../storage/paths.ts';
+import { decompressDefinition } from '../definitions/decompress.ts';
+import { taskSpec } from '../definitions/index.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
-
-/** Input of a decompress task. */
-export interface DecompressPayload {
-  /** Virtual path of the archive. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  password: string;
-  /** Only this folder or file of the archive (`/` for all). */
-  innerPath: string;
-  /** Extract into a new folder named after the archive (without its ending). */
-  putIntoNewDir: boolean;
-  overwrite: boolean;
-}
-
-export function readDecompressPayload(task: Task): DecompressPayload {
-  const p = task.payload;
-  return {
-    src: normalizePath(p.src),
-    dstDir: normalizePath(p.dstDir),
-    password: typeof p.password === 'string' ? p.password : '',
-    innerPath: normalizePath(typeof p.innerPath === 'string' ? p.innerPath : '/'),
-    putIntoNewDir: p.putIntoNewDir === true,
-    overwrite: p.overwrite === true,
-  };
-}
 
 /** A task's private folder in the data directory (`<dataDir>/decompress/<taskId>`). */
 export function workArea(dataDir: string, taskId: string): string {
@@ -68,7 +43,7 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
   return {
     kind: 'decompress',
     async run(task, ctx) {
-      const p = readDecompressPayload(task);
+      const p = decompressDefinition.read(task.payload);
       const { progress, signal } = ctx;
       const src = ctx.mounts.resolve(p.src);
       const entry = await src.driver.stat(src.path);
@@ -85,10 +60,11 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
       const handOver = () =>
         ctx.enqueue({
           id: uploadId,
-          kind: 'decompress_upload',
-          // The seed's naming: `upload <file name> to [<mount>](<path in driver>)`.
-          name: `upload ${name} to [${dst.mountPath}](${target})`,
-          payload: { dstDir: joinPath(dst.mountPath, target), overwrite: p.overwrite, archive: name },
+          ...taskSpec(
+            'decompress_upload',
+            { dstDir: joinPath(dst.mountPath, target), overwrite: p.overwrite, archive: name },
+            (path) => ctx.mounts.resolve(path),
+          ),
         });
       // Resumed after the tree was handed over but before the upload task was recorded.
       if (ctx.resumed && (await exists(uploadArea))) {

@@ -1,7 +1,8 @@
 import { FerryError, isFerryError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { baseName, joinPath } from '../../storage/paths.ts';
-import { copyPlanned, planCopy, readCopyPayload } from './copy.ts';
+import { moveDefinition } from '../definitions/copy.ts';
+import { copyPlanned, planCopy } from './copy.ts';
 import type { TaskKindHandler } from './kind.ts';
 import { isTreeRun, runTree } from './sync.ts';
 import type { Endpoint } from './transfer.ts';
@@ -18,7 +19,7 @@ export const moveKind: TaskKindHandler = {
   async run(task, ctx) {
     // A move job's run: every file of a folder's tree into another, each source removed once copied.
     if (isTreeRun(task.payload)) return runTree(task, ctx);
-    const payload = readCopyPayload(task);
+    const payload = moveDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) {
       // Resumed after the move finished but before it was recorded: the result is in place.

@@ -2,41 +2,16 @@ import { link, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
-import { joinPath, normalizePath, tempPathFor } from '../../storage/paths.ts';
+import { joinPath, tempPathFor } from '../../storage/paths.ts';
+import {
+  type DeletePolicy,
+  type OfflineTransferPayload,
+  offlineTransferDefinition,
+  readDeletePolicy,
+} from '../definitions/offline-download.ts';
 import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
 import { writeLocalFile } from './ranged-fetch.ts';
-
-/**
- * AList's `delete_policy`: what happens to the downloaded file in ferry's data dir after the
- * transfer; or `upload_download_stream` (the OpenList UI's default), where SimpleHttp streams the
- * body straight to the destination: no file in the data dir, no transfer task (other tools
- * refuse it when the download is added).
- */
-export const DELETE_POLICIES = [
-  'delete_on_upload_succeed',
-  'delete_on_upload_failed',
-  'delete_never',
-  'delete_always',
-  'upload_download_stream',
-] as const;
-export type DeletePolicy = (typeof DELETE_POLICIES)[number];
-
-export function readDeletePolicy(value: unknown): DeletePolicy {
-  if (value === undefined || value === null || value === '') return 'delete_on_upload_succeed';
-  if (!(DELETE_POLICIES as readonly unknown[]).includes(value))
-    throw new FerryError('E_BAD_REQUEST', `delete_policy must be one of ${DELETE_POLICIES.join(', ')}`);
-  return value as DeletePolicy;
-}
-
-/** Input of an `offline_download_transfer` task. */
-export interface OfflineTransferPayload {
-  /** Absolute path of the downloaded file or folder, inside `<dataDir>/offline/`. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  deletePolicy: DeletePolicy;
-}
 
 /** `<dataDir>/offline/<taskId>`: one offline download's own area. */
 export function offlineArea(dataDir: string, taskId: string): string {
@@ -45,11 +20,11 @@ export function offlineArea(dataDir: string, taskId: string): string {
 }
 
 function readPayload(task: Task, dataDir: string): OfflineTransferPayload {
-  const p = task.payload;
+  const p = offlineTransferDefinition.read(task.payload);
   const root = join(dataDir, 'offline') + sep;
-  if (typeof p.src !== 'string' || !resolve(p.src).startsWith(root) || resolve(p.src) !== p.src)
+  if (!resolve(p.src).startsWith(root) || resolve(p.src) !== p.src)
     throw new FerryError('E_PATH_OUTSIDE_ROOT', 'transfer source is not in the offline download area');
-  return { src: p.src, dstDir: normalizePath(p.dstDir), deletePolicy: readDeletePolicy(p.deletePolicy) };
+  return p;
 }
 
 /** Policies that keep the downloaded file once it is in place. */

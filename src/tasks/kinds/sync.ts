@@ -1,31 +1,20 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
 import { joinPath, normalizePath, parentPath } from '../../storage/paths.ts';
+import { isTreeRun, syncDefinition, type TreeRunPayload } from '../definitions/sync.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { deletedFiles, type PlannedCopy, planTree, type TreeMode, type TreeSpec } from './sync-plan.ts';
+
+// The kinds that run a job's copy or move read this too.
+export { isTreeRun };
+
 import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from './transfer.ts';
 
 /** Files copied at once by one run: small files are latency-bound. */
 const FILE_CONCURRENCY = 8;
 /** Deletes between two checks of the lease (one store query each). */
 const FENCE_EVERY = 100;
-
-/**
- * Payload of a job's run (a `sync` task, or a `copy`/`move` task made by a job): the job's
- * folders and options, copied into the task so a run does what the job said when it started.
- */
-export interface TreeRunPayload {
-  job: { id: string; name: string };
-  mode: TreeMode;
-  srcDir: string;
-  dstDir: string;
-  include: string[];
-  exclude: string[];
-  compare: 'size_mtime' | 'hash';
-  conflict: 'overwrite' | 'skip' | 'keep_both';
-  maxDelete: number | null;
-}
 
 /** What a run did, saved in its task's payload as `result` (the job's `runs` show it). */
 export interface TreeRunResult {
@@ -34,30 +23,6 @@ export interface TreeRunResult {
   skipped: number;
   failed: number;
   bytes: number;
-}
-
-/** True for the payload of a job's run (a copy or move task from `/api/fs` has none). */
-export function isTreeRun(payload: Record<string, unknown>): boolean {
-  return typeof payload.job === 'object' && payload.job !== null;
-}
-
-function readTreePayload(task: Task): TreeRunPayload {
-  const p = task.payload as Partial<TreeRunPayload>;
-  const strings = (v: unknown) =>
-    Array.isArray(v) ? v.filter((g): g is string => typeof g === 'string') : [];
-  const mode = p.mode ?? 'sync';
-  if (!['copy', 'move', 'sync'].includes(mode)) throw new FerryError('E_BAD_REQUEST', `unknown mode ${mode}`);
-  return {
-    job: p.job ?? { id: '', name: '' },
-    mode,
-    srcDir: normalizePath(p.srcDir),
-    dstDir: normalizePath(p.dstDir),
-    include: strings(p.include),
-    exclude: strings(p.exclude),
-    compare: p.compare === 'hash' ? 'hash' : 'size_mtime',
-    conflict: p.conflict === 'skip' || p.conflict === 'keep_both' ? p.conflict : 'overwrite',
-    maxDelete: typeof p.maxDelete === 'number' ? p.maxDelete : null,
-  };
 }
 
 /** Turn a run's payload into the two ends and rules `planTree` compares (shared with `plan`). */
@@ -82,7 +47,7 @@ export function treeSpecOf(payload: TreeRunPayload, resolve: (path: string) => E
  * rest go on; the run's counts are saved with the task, and it fails when any file did.
  */
 export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
-  const payload = readTreePayload(task);
+  const payload = syncDefinition.read(task.payload);
   const spec = treeSpecOf(payload, (path) => ctx.mounts.resolve(path));
   const { src, dst } = spec;
   const { signal, progress } = ctx;

@@ -1,15 +1,10 @@
 import { link, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FerryError, fromFsError } from '../../errors.ts';
-import { normalizePath, parentPath, TEMP_PREFIX, tempToken } from '../../storage/paths.ts';
+import { parentPath, TEMP_PREFIX, tempToken } from '../../storage/paths.ts';
+import { spoolPath, uploadDefinition } from '../definitions/upload.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
 import { writeLocalFile } from './ranged-fetch.ts';
-
-/** Where an upload's body waits, in the data directory, until its task writes it to storage. */
-export function spoolPath(dataDir: string, taskId: string): string {
-  if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
-  return join(dataDir, 'spool', taskId);
-}
 
 /**
  * Write a spooled upload to its destination. The body was saved (and fsynced) in the data
@@ -21,9 +16,8 @@ export function spoolPath(dataDir: string, taskId: string): string {
 export const uploadKind: TaskKindHandler = {
   kind: 'upload',
   async run(task, ctx) {
-    const dst = ctx.mounts.resolve(normalizePath(task.payload.dst));
-    const overwrite = task.payload.overwrite === true;
-    const modified = typeof task.payload.modified === 'number' ? task.payload.modified : undefined;
+    const { dst: path, overwrite, modified } = uploadDefinition.read(task.payload);
+    const dst = ctx.mounts.resolve(path);
     const spool = spoolPath(ctx.dataDir, task.id);
     const size = await stat(spool).then(
       (s) => s.size,
