@@ -1,15 +1,14 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
-import { joinPath, normalizePath, parentPath } from '../../storage/paths.ts';
+import { joinPath, parentPath } from '../../storage/paths.ts';
 import { isTreeRun, syncDefinition, type TreeRunPayload } from '../definitions/sync.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { deletedFiles, type PlannedCopy, planTree, type TreeMode, type TreeSpec } from './sync-plan.ts';
+import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from './transfer.ts';
 
 // The kinds that run a job's copy or move read this too.
 export { isTreeRun };
-
-import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from './transfer.ts';
 
 /** Files copied at once by one run: small files are latency-bound. */
 const FILE_CONCURRENCY = 8;
