@@ -311,7 +311,7 @@ describe('jobs API', () => {
       src_dir: '/local/cm-copy',
       dst_dir: '/local/cm-sync',
     });
-    const synced = await h.json<{ task: { type: string; name: string } }>(
+    const synced = await h.json<{ task: { id: string; type: string; name: string } }>(
       'POST',
       `/api/job/run?id=${sync.data.id}`,
       {
@@ -320,8 +320,19 @@ describe('jobs API', () => {
     );
     assert.equal(synced.data.task.type, 'sync');
     assert.equal(synced.data.task.name, 'sync [/local](/cm-copy) to [/local](/cm-sync)');
+    const syncTask = await h.finished('sync', synced.data.task.id);
+    assert.equal(syncTask.state, 'succeeded');
     const listed = await h.json<{ id: string }[]>('GET', '/api/task/sync/done', { token: h.adminToken });
-    assert.equal(listed.code, 200);
+    assert.ok(
+      listed.data.some((t) => t.id === syncTask.id),
+      'listed under /api/task/sync',
+    );
+    // KooDrive counts a sync run among its transfers (type 0).
+    const koo = await h.call('GET', '/koodrive/ose/v1/task/list?taskType=0&pageSize=100', {
+      headers: { authorization: `Bearer ${h.adminToken}` },
+    });
+    const kooTasks = (JSON.parse(koo.body) as { taskList: { taskId: string; taskType: number }[] }).taskList;
+    assert.equal(kooTasks.find((t) => t.taskId === syncTask.id)?.taskType, 0);
   });
 
   it('a general user works below its base path, sees only its own jobs; guests are refused', async () => {
