@@ -57,10 +57,10 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
   let db: pg.Client;
   let token = '';
 
-  const spawnNode = async () => {
+  const spawnNode = async (extra: Record<string, string> = {}) => {
     const dataDir = await mkdtemp(join(tmpdir(), 'ferry-scale-node-'));
     dirs.push(dataDir);
-    const node = await spawnFerry(dataDir, env);
+    const node = await spawnFerry(dataDir, { ...env, ...extra });
     nodes.push(node);
     return node;
   };
@@ -373,6 +373,34 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     const missing = created.filter((id) => !seen.includes(id));
     assert.deepEqual(missing, [], 'no task skipped');
     assert.ok(created.length >= 150);
+  });
+
+  it('SIGTERM hands a node’s tasks back at once: another continues them long before the lease would end', async (t) => {
+    // A node with a long lease: only its hand-back can explain a quick takeover.
+    const f = await spawnNode({ FERRY_LEASE_MS: '30000' });
+    const live = nodes.filter((n) => n !== f && n.child.exitCode === null && n.child.signalCode === null);
+    const x = live[0] as FerryProcess;
+    for (const node of live) await setWorkers(node, { offline_download: 0 });
+    const names = ['term-a.bin', 'term-b.bin'];
+    const ids = await download(f, names, 'term');
+    const fId = await idOf(f);
+    const xId = await idOf(x);
+    await runningOn(x, fId, ids, 128 * 1024);
+    await setWorkers(x, { offline_download: 2, offline_download_transfer: 2 });
+    await f.stop();
+    const exited = Date.now();
+    const took = (await heldBy(xId, ids)) - exited;
+    t.diagnostic(`taken over ${took} ms after the SIGTERMed node exited (its lease 30 s)`);
+    assert.ok(took < 3000, `taken over ${took} ms after the exit`);
+    for (const id of ids)
+      assert.equal((await x.finished(token, 'offline_download', id, 15_000)).state, 'succeeded');
+    await assertLanded(names, 'term');
+    assert.ok(
+      !(await x.api<{ content: NodeRow[] }>('GET', '/api/admin/nodes', { token })).data.content.some(
+        (n) => n.id === fId,
+      ),
+      'a stopped node leaves the list',
+    );
   });
 
   it('kill -9 of the node that accepted an upload: another places it from the shared staging dir, byte-identical', async () => {

@@ -65,7 +65,7 @@ export class TaskRequests {
   }
 
   /** `E_NOT_A_DIRECTORY` when the caller's `userPath` is a file (a missing folder is made by the task). */
-  async requireFolder(principal: Principal, userPath: unknown, label: string): Promise<string> {
+  private async requireFolder(principal: Principal, userPath: unknown, label: string): Promise<string> {
     const path = this.files.pathOf(principal, userPath);
     const r = this.files.mounts.resolve(path);
     const entry = await r.driver.stat(r.path);

@@ -11,8 +11,8 @@ import { spoolPath } from '../tasks/definitions/upload.ts';
  * accepted upload survives a crash. Returns the byte count; a body that ends early is
  * `E_BAD_REQUEST` and leaves nothing behind.
  */
-export async function spoolUpload(dataDir: string, id: string, source: Readable): Promise<number> {
-  const path = spoolPath(dataDir, id);
+export async function spoolUpload(stagingDir: string, id: string, source: Readable): Promise<number> {
+  const path = spoolPath(stagingDir, id);
   await mkdir(dirname(path), { recursive: true });
   let size = 0;
   try {
@@ -35,6 +35,6 @@ export async function spoolUpload(dataDir: string, id: string, source: Readable)
 }
 
 /** Drop a spooled body no task took. */
-export async function dropSpooled(dataDir: string, id: string): Promise<void> {
-  await rm(spoolPath(dataDir, id), { force: true });
+export async function dropSpooled(stagingDir: string, id: string): Promise<void> {
+  await rm(spoolPath(stagingDir, id), { force: true });
 }

@@ -61,9 +61,9 @@ function param(request: FastifyRequest, name: string): unknown {
 const QUERY = {
   type: 'object',
   properties: {
-    id: { type: 'string', description: 'the webhook' },
-    limit: { type: 'string', description: 'deliveries: how many, newest first' },
-    delivery_id: { type: 'string', description: 'redeliver: the delivery' },
+    id: { type: 'string', description: 'webhook id' },
+    delivery_id: { type: 'string', description: 'redeliver: the delivery (X-Ferry-Delivery)' },
+    limit: { type: 'string', description: 'deliveries: how many deliveries, 1–200 (default 50)' },
   },
 };
 const ID_BODY = {
@@ -87,13 +87,14 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
     method: 'GET' | 'POST',
     url: string,
     run: (request: FastifyRequest) => Promise<unknown>,
-    input: { body?: object; reply: string },
+    input: { summary: string; body?: object; reply: string },
   ) =>
     app.route({
       method,
       url: `/api/admin/webhook/${url}`,
       schema: {
         tags: ['webhooks'],
+        summary: input.summary,
         querystring: QUERY,
         // Fastify takes no body schema on a GET.
         ...(method === 'POST' && { body: input.body ?? ID_BODY }),
@@ -106,6 +107,7 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
     });
 
   route('POST', 'create', async (request) => webhookView(await webhooks.create(request.body)), {
+    summary: 'Create a webhook {url, secret, events, kinds?, enabled?}',
     body: WEBHOOK_BODY,
     reply: 'the webhook (its secret never shown back)',
   });
@@ -116,12 +118,14 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
       const all = (await webhooks.list()).map(webhookView);
       return { content: all, total: all.length };
     },
-    { reply: '`{content: [webhook], total}`' },
+    { summary: 'Every webhook (secrets never shown)', reply: '`{content: [webhook], total}`' },
   );
   route('GET', 'get', async (request) => webhookView(await webhooks.get(param(request, 'id'))), {
+    summary: 'One webhook by id',
     reply: 'the webhook',
   });
   route('POST', 'update', async (request) => webhookView(await webhooks.update(request.body)), {
+    summary: 'Replace a webhook (body: the webhook with its id; no secret keeps it)',
     body: WEBHOOK_BODY,
     reply: 'the webhook',
   });
@@ -132,9 +136,10 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
       await webhooks.delete(param(request, 'id'));
       return null;
     },
-    { reply: 'data: null' },
+    { summary: 'Delete a webhook with its deliveries', reply: 'data: null' },
   );
   route('POST', 'test', async (request) => ({ delivery_id: await webhooks.test(param(request, 'id')) }), {
+    summary: 'Send a signed ping event now',
     reply: '`{delivery_id}`',
   });
   route(
@@ -142,7 +147,7 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
     'deliveries',
     async (request) =>
       (await webhooks.deliveries(param(request, 'id'), param(request, 'limit'))).map(deliveryView),
-    { reply: '[delivery attempt]' },
+    { summary: 'The delivery log, one row per attempt, newest first', reply: '[delivery attempt]' },
   );
   route(
     'POST',
@@ -151,6 +156,6 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
       const delivery = await webhooks.redeliver(param(request, 'delivery_id'));
       return { id: delivery.id, state: delivery.state, next_attempt_at: iso(delivery.nextAttemptAt) };
     },
-    { reply: '`{id, state, next_attempt_at}`' },
+    { summary: 'Send a delivery again (same id, new retry window)', reply: '`{id, state, next_attempt_at}`' },
   );
 }

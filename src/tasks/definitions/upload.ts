@@ -27,10 +27,11 @@ export const uploadDefinition: TaskDefinition<'upload', UploadPayload> = {
 };
 
 /**
- * Where an upload's body waits, in the data directory, until its task writes it to storage: the
- * receiving side writes it there under the task's id before the task exists, the kind reads it.
+ * Where an upload's body waits, in the staging directory (`Config.stagingDir`), until its task
+ * writes it to storage: the receiving side writes it there under the task's id before the task
+ * exists, the kind reads it.
  */
-export function spoolPath(dataDir: string, taskId: string): string {
+export function spoolPath(stagingDir: string, taskId: string): string {
   if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
-  return join(dataDir, 'spool', taskId);
+  return join(stagingDir, 'spool', taskId);
 }
