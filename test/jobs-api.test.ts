@@ -389,6 +389,27 @@ describe('jobs API', () => {
     assert.equal(refused.code, 403);
   });
 
+  it('two runs asked at once start one task; the other is told the run is going', async () => {
+    await put('twice-src/a.txt');
+    const job = await create({
+      name: 'twice',
+      mode: 'sync',
+      src_dir: '/local/twice-src',
+      dst_dir: '/local/twice-dst',
+    });
+    const saved = h.core.runner.getLimits().sync;
+    h.core.runner.setLimit('sync', 0);
+    try {
+      const both = await Promise.all(
+        [1, 2].map(() => h.json('POST', `/api/job/run?id=${job.data.id}`, { token: h.adminToken })),
+      );
+      assert.deepEqual(both.map((r) => r.code).sort(), [200, 400]);
+      assert.equal((await runs(job.data.id)).length, 1);
+    } finally {
+      h.core.runner.setLimit('sync', saved);
+    }
+  });
+
   it('answers bad input with a 400 naming the field', async () => {
     const base = { name: 'bad', mode: 'sync', src_dir: '/local/x', dst_dir: '/local/y' };
     const cases: [Record<string, unknown>, RegExp][] = [

@@ -62,6 +62,8 @@ export class JobService {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
+  /** Per job, the start under way on this node (see `startRun`). */
+  private readonly starting = new Map<string, Promise<void>>();
   /** Finished runs already reported by this node (a done task may be emitted more than once). */
   private readonly reported = new Set<string>();
 
@@ -215,6 +217,23 @@ export class JobService {
    * scheduled slot is recorded as skipped and nothing starts; null is returned either way.
    */
   private async startRun(job: Job, slot: number | null): Promise<Task | null> {
+    // Two starts of one job at once on this node (two clicks on run, or a click as its slot comes)
+    // would both find no run going: one waits for the other.
+    const before = this.starting.get(job.id) ?? Promise.resolve();
+    const mine = before.then(() => this.startRunNow(job, slot));
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.starting.set(job.id, settled);
+    try {
+      return await mine;
+    } finally {
+      if (this.starting.get(job.id) === settled) this.starting.delete(job.id);
+    }
+  }
+
+  private async startRunNow(job: Job, slot: number | null): Promise<Task | null> {
     const now = Date.now();
     const last = await this.store.lastStarted(job.id);
     const lastTask = last?.taskId ? await this.taskStore.get(last.taskId) : null;
