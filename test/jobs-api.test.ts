@@ -389,6 +389,22 @@ describe('jobs API', () => {
     assert.equal(refused.code, 403);
   });
 
+  it('compare: hash finds a same-size change that size and time miss', async () => {
+    await put('hash-src/a.txt', 'AAAA');
+    await put('hash-dst/a.txt', 'BBBB'); // same size, newer than the source
+    const body = { mode: 'sync', src_dir: '/local/hash-src', dst_dir: '/local/hash-dst' };
+    const bySize = await create({ name: 'size', ...body });
+    const byHash = await create({ name: 'hash', ...body, compare: 'hash' });
+    const planOf = async (id: string) =>
+      (
+        await h.json<{ copy: string[]; skip: number }>('POST', `/api/job/plan?id=${id}`, {
+          token: h.adminToken,
+        })
+      ).data;
+    assert.deepEqual(await planOf(bySize.data.id), { copy: [], delete: [], skip: 1 });
+    assert.deepEqual(await planOf(byHash.data.id), { copy: ['/a.txt'], delete: [], skip: 0 });
+  });
+
   it('two runs asked at once start one task; the other is told the run is going', async () => {
     await put('twice-src/a.txt');
     const job = await create({
