@@ -23,6 +23,8 @@ export type { Job } from '../store/job-store.ts';
 const TICK_MS = 500;
 /** Most runs `runs` answers. */
 const MAX_RUNS = 100;
+/** Runs kept per job (a schedule every second while a long run goes adds one skipped run a second). */
+const KEEP_RUNS = 1000;
 /** Most paths of each list `plan` answers (the counts are always whole). */
 const MAX_PLAN_PATHS = 10_000;
 
@@ -230,6 +232,9 @@ export class JobService {
       return await mine;
     } finally {
       if (this.starting.get(job.id) === settled) this.starting.delete(job.id);
+      await this.store
+        .prune(job.id, KEEP_RUNS)
+        .catch((err) => this.log.warn({ err, job: job.id }, 'pruning job runs failed'));
     }
   }
 

@@ -137,6 +137,26 @@ export class JobStore {
     return row ? runFromRow(row) : null;
   }
 
+  /**
+   * Forget a job's runs beyond the newest `keep`, except the newest that started a task (the
+   * overlap check reads it, however many skipped slots came after).
+   */
+  async prune(jobId: string, keep: number): Promise<void> {
+    const cutoff = await this.db
+      .selectFrom('job_runs')
+      .select('id')
+      .where('job_id', '=', jobId)
+      .orderBy('id', 'desc')
+      .offset(keep)
+      .limit(1)
+      .executeTakeFirst();
+    if (!cutoff) return;
+    const last = await this.lastStarted(jobId);
+    let q = this.db.deleteFrom('job_runs').where('job_id', '=', jobId).where('id', '<=', Number(cutoff.id));
+    if (last) q = q.where('id', '<>', last.id);
+    await q.execute();
+  }
+
   async setRunError(id: number, error: string): Promise<void> {
     await this.db.updateTable('job_runs').set({ error }).where('id', '=', id).execute();
   }
