@@ -4,8 +4,8 @@ import { join, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError } from '../errors.ts';
-import { syncFileSystem } from '../storage/local/background-flush.ts';
-import { fileThreads, WriteFailure } from '../storage/local/file-threads.ts';
+import { syncFileSystem } from '../io/background-flush.ts';
+import { fileThreads, WriteFailure } from '../io/file-threads.ts';
 import { parentPath, tempPathFor } from '../storage/paths.ts';
 import type { ExtractionGuard } from './guard.ts';
 

@@ -4,7 +4,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError } from '../errors.ts';
-import { fileThreads } from '../storage/local/file-threads.ts';
+import { fileThreads } from '../io/file-threads.ts';
 import type { ArchiveEntry, ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
 import { selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';

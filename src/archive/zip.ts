@@ -16,7 +16,7 @@ import {
   ZipReader,
 } from '@zip.js/zip.js';
 import { FerryError } from '../errors.ts';
-import { fileThreads } from '../storage/local/file-threads.ts';
+import { fileThreads } from '../io/file-threads.ts';
 import { type ArchiveListing, type ExtractJob, selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
 import { BUFFERED_FILE_MAX } from './local-tree.ts';

@@ -4,7 +4,7 @@ import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
 import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
-import { FileSystemFlush, syncFileSystem } from '../../storage/local/background-flush.ts';
+import { FileSystemFlush, syncFileSystem } from '../../io/background-flush.ts';
 import { joinPath, normalizePath } from '../../storage/paths.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';

@@ -2,9 +2,9 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { FerryError } from '../../errors.ts';
+import { writebackOf } from '../../io/background-flush.ts';
+import { ChunkWriter } from '../../io/chunk-writer.ts';
 import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
-import { writebackOf } from '../../storage/local/background-flush.ts';
-import { ChunkWriter } from '../../storage/local/chunk-writer.ts';
 import type { Endpoint } from './transfer.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
