@@ -89,6 +89,12 @@ export interface WriteOptions {
  */
 export type ReadInto = (start: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
+/** A file or folder on some driver. */
+export interface Endpoint {
+  driver: Driver;
+  path: string;
+}
+
 /**
  * The contract every storage backend fulfils. Paths are driver-relative (`/a/b.txt`), already
  * normalised by `normalizePath`; every driver checks again that they stay inside its root
