@@ -44,7 +44,8 @@ export interface CopyOptions {
  *   their offsets;
  * - a destination that uploads in parts (`writeRanges`, S3): parallel ranges of the source;
  * - otherwise the source stream piped into the destination's `write`, with back-pressure.
- * `E_EXISTS` when `dst` exists and not `overwrite`.
+ * The caller has made the folder `dst` goes into. `E_EXISTS` when `dst` exists and not
+ * `overwrite`.
  */
 export async function copyBetween(
   src: Endpoint,

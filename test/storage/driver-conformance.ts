@@ -4,6 +4,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Driver } from '../../src/storage/driver.ts';
 import { TEMP_PREFIX } from '../../src/storage/paths.ts';
+import { runStorageLayerConformance } from './storage-layer-conformance.ts';
 
 /** The `code` of the error a promise rejects with, or undefined when it resolves. */
 export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
@@ -332,5 +333,7 @@ export function runDriverConformance(
         ['visible'],
       );
     });
+
+    runStorageLayerConformance(name, () => driver);
   });
 }
