@@ -22,6 +22,7 @@ import { builtinKinds } from './tasks/kinds/index.ts';
 import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
+import { removeFinishedSpools } from './tasks/spool-reconcile.ts';
 
 /** Everything the HTTP layer and the CLI use, wired together. */
 export interface Core {
@@ -134,6 +135,8 @@ export async function startCore(
         maxInterruptions: config.tasks.maxInterruptions,
       });
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
+      // Spools of uploads that succeeded just before the last process died.
+      await removeFinishedSpools(config.dataDir, store, { orphans: sqlite, log });
       runner.start();
       tasks.startMaintenance();
     }

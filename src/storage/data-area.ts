@@ -45,6 +45,12 @@ export class DataArea {
     return this.at(taskFolder('spool', taskId));
   }
 
+  /** The ids of the tasks whose upload bodies wait in the spool. */
+  async spooled(): Promise<string[]> {
+    const entries = await this.driver.list('/spool').catch(() => []);
+    return entries.filter((e) => !e.isDir && /^[\w-]+$/.test(e.name)).map((e) => e.name);
+  }
+
   /** One offline download's own folder (`offline/<taskId>`). */
   offline(taskId: string): Endpoint {
     return this.at(taskFolder('offline', taskId));
