@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
 import { FerryError } from '../errors.ts';
 import type { Driver, Endpoint } from './driver.ts';
@@ -59,6 +60,11 @@ export class DataArea {
   /** A decompress (or decompress_upload) task's private folder (`decompress/<taskId>`). */
   decompress(taskId: string): Endpoint {
     return this.at(taskFolder('decompress', taskId));
+  }
+
+  /** A private folder for one look into an archive (`decompress/list-<random>`). */
+  listing(): Endpoint {
+    return this.at(`/decompress/list-${randomBytes(8).toString('hex')}`);
   }
 
   /**

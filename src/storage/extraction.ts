@@ -1,4 +1,5 @@
-import { type ArchiveFormat, type ExtractionGuard, extractArchive } from '../archive/index.ts';
+import type { ArchiveListing } from '../archive/formats.ts';
+import { type ArchiveFormat, type ExtractionGuard, extractArchive, listArchive } from '../archive/index.ts';
 import { FerryError } from '../errors.ts';
 import type { Endpoint } from './driver.ts';
 import { LocalTree } from './local/extract-tree.ts';
@@ -33,6 +34,37 @@ export interface ExtractOptions {
   onItemFailed(rel: string, err: FerryError): void;
   /** A link entry inside the archive, not created. */
   onSkippedLink(rel: string): void;
+}
+
+/**
+ * The entries of the archive `src` without extracting it (see `listArchive`). A remote archive
+ * is first copied into `work` (a private folder of the data area, removed afterwards); a Local
+ * one is read where it is.
+ */
+export async function listArchiveAt(
+  src: Endpoint,
+  work: Endpoint,
+  options: { format: ArchiveFormat; size: number; password: string; signal: AbortSignal },
+): Promise<ArchiveListing> {
+  const { signal } = options;
+  const here = src.driver.localPath(src.path);
+  if (here) return listArchive(here, options.format, options.password, signal);
+  const cached = { driver: work.driver, path: joinPath(work.path, baseName(src.path)) };
+  try {
+    await work.driver.mkdir(work.path);
+    await copyBetween(src, cached, options.size, {
+      signal,
+      overwrite: true,
+      tempKey: 'listing',
+      sync: false,
+      onProgress: () => undefined,
+    });
+    const file = work.driver.localPath(cached.path);
+    if (file === null) throw new FerryError('E_INTERNAL', `not on the local disk: ${cached.path}`);
+    return await listArchive(file, options.format, options.password, signal);
+  } finally {
+    await work.driver.remove(work.path).catch(() => undefined);
+  }
 }
 
 /**

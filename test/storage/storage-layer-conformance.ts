@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { TextReader, Uint8ArrayReader, Uint8ArrayWriter, ZipWriter } from '@zip.js/zip.js';
 import { ExtractionGuard } from '../../src/archive/index.ts';
 import type { Driver, Endpoint } from '../../src/storage/driver.ts';
-import { extractTo } from '../../src/storage/extraction.ts';
+import { extractTo, listArchiveAt } from '../../src/storage/extraction.ts';
 import { LocalDriver } from '../../src/storage/local/local-driver.ts';
 import { TEMP_PREFIX } from '../../src/storage/paths.ts';
 import { fetchRangesInto, rangeReaderOf } from '../../src/storage/ranged-fetch.ts';
@@ -223,6 +223,14 @@ export function runStorageLayerConformance(name: string, driverOf: () => Driver)
       assert.equal(tree === null, driver.localPath('/') !== null);
       assert.equal((await readAll(await out.driver.read(`${out.path}/top.txt`))).toString(), 'top');
       assert.equal((await readAll(await out.driver.read(`${out.path}/dir/inner.bin`))).length, 70_000);
+      const listing = await listArchiveAt(at(driver, '/ex/a.zip'), at(local, '/listing'), {
+        format: 'zip',
+        size,
+        password: '',
+        signal,
+      });
+      assert.ok(listing.entries.some((e) => e.path === '/dir/inner.bin' && e.size === 70_000));
+      assert.equal(await local.stat('/listing'), null, 'the cached copy is removed');
     });
   });
 }
