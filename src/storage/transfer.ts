@@ -91,6 +91,9 @@ export async function copyBetween(
     return;
   }
   const stream = await src.driver.read(src.path, { signal });
+  // The destination's write reports the stream's errors once it pipes it, after a lookup or two;
+  // an abort in between errors the stream with no listener yet, which would end the process.
+  stream.on('error', () => undefined);
   await dst.driver.write(dst.path, stream, writeOptions);
 }
 
