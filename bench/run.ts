@@ -16,6 +16,8 @@
  *               files, 1 GiB) vs `unzip -q -o` and `tar xzf` (goal ≤ 1.20×); BENCH_EXTRACT_BYTES,
  *               BENCH_EXTRACT_FILES
  *   loader      context: idle RSS of the server under tsx vs compiled to JS
+ *   scale-out   tiny copy tasks/s end to end with 1 and with 2 nodes on one PostgreSQL (ratio);
+ *               BENCH_SCALE_TASKS, BENCH_POSTGRES_URL
  *
  * Each benchmark starts a real `node --import tsx src/cli.ts serve` on a free port with its own
  * data directory under `.bench-tmp/` (or $FERRY_BENCH_DIR), drives it over HTTP and reads the
@@ -48,6 +50,7 @@ import {
   useCompiledServer,
 } from './lib.ts';
 import { offline } from './offline.ts';
+import { scaleOut } from './scale-out.ts';
 import { tasksBench } from './tasks.ts';
 
 /** Context for the memory figures: the same server idle, under tsx and as `npm run build` bundles it. */
@@ -93,6 +96,7 @@ const BENCHES: Record<string, (root: string) => Promise<Row[]>> = {
   drivers,
   offline,
   extract,
+  'scale-out': scaleOut,
 };
 
 function environment(): string {

@@ -7,12 +7,14 @@ import { errorEnvelope } from './api/alist/envelope.ts';
 import { CURRENT_PREFIX } from './api/alist/flavour.ts';
 import { alistSettingsRoutes } from './api/alist/settings-routes.ts';
 import { alistTaskRoutes } from './api/alist/task-routes.ts';
+import { alistWebhookRoutes } from './api/alist/webhook-routes.ts';
 import { archiveRoutes } from './api/archive.ts';
 import { downloadRoutes } from './api/download.ts';
 import { efileRoutes } from './api/efile/routes.ts';
 import { eventRoutes } from './api/events.ts';
 import { fsRoutes } from './api/fs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
+import { measureRequests, metricsRoutes } from './api/metrics.ts';
 import { offlineRoutes } from './api/offline.ts';
 import { WebUi, webUiRoutes } from './api/web-ui.ts';
 import type { AlistFlavour } from './config.ts';
@@ -77,7 +79,9 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
     },
   });
 
+  measureRequests(app);
   app.get('/ping', { schema: { hide: true } }, async () => 'pong');
+  await app.register(metricsRoutes);
   await app.register(alistDialect, { flavour: core.config.alistCompat });
   await app.register(alistDialect, { prefix: CURRENT_PREFIX, flavour: 'current' });
   await app.register(eventRoutes);
@@ -98,6 +102,7 @@ async function alistDialect(app: FastifyInstance, options: { flavour: AlistFlavo
   });
   await app.register(alistAuthRoutes);
   await app.register(alistAdminRoutes);
+  await app.register(alistWebhookRoutes);
   await app.register(alistSettingsRoutes);
   await app.register(alistAbsentFeatureRoutes);
   await app.register(alistTaskRoutes);

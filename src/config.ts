@@ -30,6 +30,13 @@ export interface Config {
   host: string;
   port: number;
   dataDir: string;
+  /**
+   * Where tasks keep their work in progress: upload spools, offline downloads' partial files,
+   * decompress areas (`FERRY_STAGING_DIR`, default the data directory). Nodes sharing PostgreSQL
+   * should point it at one path every node sees, so that a node taking over a task of a dead one
+   * continues its partial work instead of starting over.
+   */
+  stagingDir: string;
   /** Password of `admin` set on first start; generated and printed once when absent. */
   adminPassword: string | undefined;
   /** `sqlite:<file>` (default `<dataDir>/ferry.db`) or `postgres://…`. */
@@ -85,6 +92,31 @@ export interface Config {
   offlineDownload: OfflineDownloadConfig;
   /** Limits of one extraction (zip bombs); counted on the bytes actually written, not headers. */
   archive: ArchiveLimits;
+  webhooks: WebhooksConfig;
+  metrics: MetricsConfig;
+}
+
+/** Webhook deliveries (`/api/admin/webhook/*`): timeouts and retries. */
+export interface WebhooksConfig {
+  /** One attempt's limit, connect to last byte of the answer; past it the attempt failed. */
+  timeoutMs: number;
+  /** First retry delay; doubles each attempt up to `retryMaxDelayMs`, with random jitter. */
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  /** How long a delivery is retried before it is marked failed. */
+  retryWindowMs: number;
+  /** How often each node looks for due deliveries (new ones made on this node go at once). */
+  pollIntervalMs: number;
+  /** Attempts one node sends at once. */
+  concurrency: number;
+  /** Delivered and failed deliveries (and their log) are deleted this long after their event. */
+  retentionHours: number;
+}
+
+/** `GET /metrics`. */
+export interface MetricsConfig {
+  /** When set, `/metrics` requires `Authorization: Bearer <token>`. */
+  token: string;
 }
 
 export interface ArchiveLimits {
@@ -179,6 +211,7 @@ export async function loadConfig(
   const merged = deepMerge(deepMerge(defaults(), fromFile), overrides) as Config;
   applyEnv(merged, env);
   merged.dataDir = resolve(merged.dataDir);
+  merged.stagingDir = resolve(merged.stagingDir || merged.dataDir);
   if (!merged.databaseUrl) merged.databaseUrl = `sqlite:${resolve(merged.dataDir, 'ferry.db')}`;
   validate(merged);
   return merged;
@@ -189,6 +222,7 @@ function defaults(): Config {
     host: '0.0.0.0',
     port: 5244,
     dataDir: './data',
+    stagingDir: '',
     adminPassword: undefined,
     databaseUrl: '',
     sqliteSynchronous: 'FULL',
@@ -238,6 +272,16 @@ function defaults(): Config {
       noProxy: [],
       aria2: { rpcUrl: '', secret: '', binary: 'aria2c', options: {} },
     },
+    webhooks: {
+      timeoutMs: 10_000,
+      retryBaseDelayMs: 10_000,
+      retryMaxDelayMs: 60 * 60 * 1000,
+      retryWindowMs: 24 * 60 * 60 * 1000,
+      pollIntervalMs: 1000,
+      concurrency: 8,
+      retentionHours: 7 * 24,
+    },
+    metrics: { token: '' },
   };
 }
 
@@ -245,6 +289,7 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_HOST) config.host = env.FERRY_HOST;
   if (env.FERRY_PORT) config.port = toInt('FERRY_PORT', env.FERRY_PORT);
   if (env.FERRY_DATA_DIR) config.dataDir = env.FERRY_DATA_DIR;
+  if (env.FERRY_STAGING_DIR) config.stagingDir = env.FERRY_STAGING_DIR;
   if (env.FERRY_ADMIN_PASSWORD) config.adminPassword = env.FERRY_ADMIN_PASSWORD;
   if (env.FERRY_DATABASE_URL) config.databaseUrl = env.FERRY_DATABASE_URL;
   if (env.FERRY_LOG_LEVEL) config.logLevel = env.FERRY_LOG_LEVEL;
@@ -277,6 +322,14 @@ function applyEnv(config: Config, env: Env): void {
   if (env.FERRY_ARIA2_RPC_URL) od.aria2.rpcUrl = env.FERRY_ARIA2_RPC_URL;
   if (env.FERRY_ARIA2_SECRET) od.aria2.secret = env.FERRY_ARIA2_SECRET;
   if (env.FERRY_ARIA2_BINARY) od.aria2.binary = env.FERRY_ARIA2_BINARY;
+  if (env.FERRY_METRICS_TOKEN) config.metrics.token = env.FERRY_METRICS_TOKEN;
+  const wh = config.webhooks;
+  if (env.FERRY_WEBHOOK_TIMEOUT_MS)
+    wh.timeoutMs = toInt('FERRY_WEBHOOK_TIMEOUT_MS', env.FERRY_WEBHOOK_TIMEOUT_MS);
+  if (env.FERRY_WEBHOOK_RETRY_BASE_MS)
+    wh.retryBaseDelayMs = toInt('FERRY_WEBHOOK_RETRY_BASE_MS', env.FERRY_WEBHOOK_RETRY_BASE_MS);
+  if (env.FERRY_WEBHOOK_RETRY_WINDOW_MS)
+    wh.retryWindowMs = toInt('FERRY_WEBHOOK_RETRY_WINDOW_MS', env.FERRY_WEBHOOK_RETRY_WINDOW_MS);
 }
 
 /** A comma-separated env value as a list (blanks dropped). */
@@ -338,6 +391,19 @@ function validate(config: Config): void {
     if (!(config.archive[key] > 0)) bad(`archive.${key}`, 'must be positive');
   }
   if (!(config.archive.ratioGraceBytes >= 0)) bad('archive.ratioGraceBytes', 'must be >= 0');
+  const wh = config.webhooks;
+  for (const key of [
+    'timeoutMs',
+    'retryBaseDelayMs',
+    'retryMaxDelayMs',
+    'retryWindowMs',
+    'pollIntervalMs',
+  ] as const)
+    if (!Number.isInteger(wh[key]) || wh[key] <= 0) bad(`webhooks.${key}`, 'a positive integer (ms)');
+  if (!Number.isInteger(wh.concurrency) || wh.concurrency < 1 || wh.concurrency > 256)
+    bad('webhooks.concurrency', '1..256');
+  if (!(wh.retentionHours > 0)) bad('webhooks.retentionHours', 'must be positive');
+  if (typeof config.metrics.token !== 'string') bad('metrics.token', 'a string (empty: no token)');
 }
 
 async function readConfigFile(path: string): Promise<Record<string, unknown>> {

@@ -1,11 +1,13 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { alistTask } from './api/alist/task-view.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+import { Metrics } from './metrics.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
 import { LocalDriver } from './storage/local/local-driver.ts';
@@ -13,16 +15,25 @@ import { localRoot } from './storage/local/settings.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
 import { MountStore } from './store/mount-store.ts';
+import { NodeStore } from './store/node-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
 import { SettingStore } from './store/setting-store.ts';
 import { SqlTaskStore } from './store/sql-task-store.ts';
+import { countTasksByKindAndState } from './store/task-counts.ts';
 import { UserStore } from './store/user-store.ts';
+import { WebhookStore } from './store/webhook-store.ts';
 import { TaskEvents } from './tasks/events.ts';
 import { builtinKinds } from './tasks/kinds/index.ts';
+import { NodeRegistry } from './tasks/nodes.ts';
 import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
 import { removeFinishedSpools } from './tasks/spool-reconcile.ts';
+import { FERRY_VERSION } from './version.ts';
+import { WebhookDispatcher } from './webhooks/dispatcher.ts';
+import { WebhookOutbox } from './webhooks/outbox.ts';
+import { webhookHostPolicy } from './webhooks/target-policy.ts';
+import { WebhookService } from './webhooks/webhook-service.ts';
 
 /** Everything the HTTP layer and the CLI use, wired together. */
 export interface Core {
@@ -34,11 +45,22 @@ export interface Core {
   mounts: MountRegistry;
   tasks: TaskService;
   runner: Runner;
+  /** This process as a node of the store, and the live nodes (`GET /api/admin/nodes`). */
+  nodes: NodeRegistry;
   events: TaskEvents;
   /** Offline download tools (host policy, SimpleHttp, aria2). */
   offline: OfflineTools;
   /** Settings an admin changes at run time (site title, worker counts, …), stored and applied at once. */
   settings: SiteSettings;
+  /** This node's Prometheus metrics (`GET /metrics`). */
+  metrics: Metrics;
+  /** Webhooks as the admin API manages them. */
+  webhooks: WebhookService;
+  /**
+   * The webhook outbox: `enqueue(trx, event, payload)` writes an event's deliveries with the
+   * transaction that records what it reports (task final states are wired in already).
+   */
+  webhookOutbox: WebhookOutbox;
   /** Stop workers (their tasks resume at next start), close storages and the database. */
   close(): Promise<void>;
 }
@@ -88,7 +110,7 @@ export async function startCore(
   log: Logger,
   options: { runWorkers?: boolean } = {},
 ): Promise<Core> {
-  await mkdir(join(config.dataDir, 'spool'), { recursive: true });
+  await mkdir(join(config.stagingDir, 'spool'), { recursive: true });
   const sqlite = config.databaseUrl.startsWith('sqlite:');
   const releaseLock = sqlite ? await lockDataDir(config.dataDir) : async () => undefined;
   try {
@@ -108,15 +130,43 @@ export async function startCore(
     await ensureDefaultMounts(mounts, config);
 
     const store = new SqlTaskStore(database);
+    const metrics = new Metrics(() => countTasksByKindAndState(database.db));
+    const webhookStore = new WebhookStore(database.db, database.dialect);
+    const webhookPolicy = webhookHostPolicy(config.offlineDownload);
+    const dispatcher = new WebhookDispatcher({
+      store: webhookStore,
+      policy: webhookPolicy,
+      config: config.webhooks,
+      log,
+      counted: (outcome) => metrics.webhookDeliveries.inc({ outcome }),
+      userAgent: `ferry/${FERRY_VERSION} (webhooks)`,
+    });
+    const webhookOutbox = new WebhookOutbox({
+      // Webhooks show tasks as the seed's AList view: the documented contract, not a UI's flavour.
+      taskView: (task) => ({ ...alistTask(task, 'seed') }),
+      retryWindowMs: config.webhooks.retryWindowMs,
+      cacheMs: sqlite ? 60_000 : SETTINGS_REFRESH_MS,
+      onEnqueued: () => dispatcher.wake(),
+    });
+    // A task's final state and its webhook deliveries commit together (the outbox).
+    store.onFinal = webhookOutbox.onFinal;
+    const webhooks = new WebhookService({
+      store: webhookStore,
+      outbox: webhookOutbox,
+      dispatcher,
+      policy: webhookPolicy,
+      retryWindowMs: config.webhooks.retryWindowMs,
+    });
     const events = new TaskEvents();
     // Other nodes on the same PostgreSQL store hear of this node's task changes, and it of theirs.
     const notices = sqlite ? null : await PgNotices.open(database.db, config.databaseUrl, 'ferry_tasks', log);
     const relay = notices && new TaskRelay(notices, events, store, log);
     relay?.start();
-    const offline = new OfflineTools(config.offlineDownload, config.dataDir, log);
+    const offline = new OfflineTools(config.offlineDownload, config.stagingDir, log);
     const kinds = builtinKinds({ archive: config.archive, offline });
-    const runner = new Runner({ store, events, mounts, kinds, config, log });
+    const runner = new Runner({ store, events, mounts, kinds, config, log, metrics });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
+    const nodes = new NodeRegistry(new NodeStore(database.db), runner, config.tasks.leaseMs, log);
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
     // settings every few seconds, so a change made through one reaches the others.
     const settings = await SiteSettings.open(
@@ -137,8 +187,11 @@ export async function startCore(
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       // Spools of uploads that succeeded just before the last process died.
       await removeFinishedSpools(config.dataDir, store, { orphans: sqlite, log });
+      await nodes.start();
       runner.start();
       tasks.startMaintenance();
+      if (sqlite) await webhookStore.releaseClaims();
+      dispatcher.start();
     }
     return {
       config,
@@ -148,13 +201,19 @@ export async function startCore(
       mounts,
       tasks,
       runner,
+      nodes,
       events,
       offline,
       settings,
+      metrics,
+      webhooks,
+      webhookOutbox,
       async close() {
         settings.close();
+        await dispatcher.stop();
         tasks.stopMaintenance();
         await runner.stop();
+        await nodes.stop();
         await offline.close();
         await mounts.close();
         await relay?.stop();

@@ -58,6 +58,7 @@ export const ERROR_CODES = {
     unrecoverable: true,
     meaning: 'a system program this format needs is not installed',
   },
+  E_WEBHOOK_NOT_FOUND: { http: 404, unrecoverable: true, meaning: 'no such webhook or delivery' },
   E_CANCELED: { http: 499, unrecoverable: true, meaning: 'the task was canceled' },
   E_INTERRUPTED: {
     http: 500,

@@ -184,7 +184,7 @@ async function accept(
   if (existing?.isDir) throw new FerryError('E_IS_A_DIRECTORY', 'a folder has that name');
   if (existing && !target.overwrite) throw new FerryError('E_EXISTS', 'file exists');
   const id = nanoid();
-  const spool = spoolPath(config.dataDir, id);
+  const spool = spoolPath(config.stagingDir, id);
   const size = await spoolTo(spool, source, request);
   try {
     if (expected !== undefined && Number.isFinite(expected) && size !== expected) {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { constants, copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -30,6 +30,10 @@ export interface HttpIntoOptions {
   onBytes(n: number): void;
   /** Flush the file to disk as it comes and at the end; false leaves that to the OS. */
   sync: boolean;
+  /** An earlier attempt ran: its partial file is detached before it is continued (`detachPartial`). */
+  resumed: boolean;
+  /** Called before the finished file takes its place in `done/`: throws when that may not happen. */
+  beforePlacing(): Promise<void>;
 }
 
 /** An aria2 download into an offline download's area (see `OfflineTools.aria2Into`). */
@@ -42,6 +46,8 @@ export interface Aria2IntoOptions {
   onProgress(completed: number, total: number): void;
   /** Flush the files to disk before returning; false leaves that to the OS. */
   sync: boolean;
+  /** Called before the finished files take their place in `done/`: throws when that may not happen. */
+  beforePlacing(): Promise<void>;
 }
 
 export interface Aria2DownloadOptions {
@@ -106,8 +112,10 @@ export class OfflineTools {
     const area = this.areaOf(taskId);
     await mkdir(area, { recursive: true });
     const partPath = join(area, 'partial');
+    if (options.resumed) await detachPartial(partPath);
     const http = await this.http();
     const { fileName } = await http.download({ ...options, partPath });
+    await options.beforePlacing();
     const done = join(area, 'done');
     await mkdir(done, { recursive: true });
     await rename(partPath, join(done, fileName));
@@ -139,6 +147,7 @@ export class OfflineTools {
     // aria2's control files mean "unfinished"; a finished download has none left, but be sure.
     for (const name of await readdir(dir))
       if (name.endsWith('.aria2')) await rm(join(dir, name), { force: true });
+    await options.beforePlacing();
     const done = join(area, 'done');
     await rename(dir, done);
     if (options.sync) await syncFileSystem(done, options.signal);
@@ -236,6 +245,24 @@ export class OfflineTools {
     await this.daemon?.close();
     this.daemon = null;
   }
+}
+
+/**
+ * Give the partial file of an earlier attempt a new inode before resuming it. That attempt may
+ * live on in a node that stalled past its lease (SIGSTOP, a long pause) with the file still open:
+ * once it wakes, its writes land in the old inode, which no name points to any more, instead of
+ * in the file this attempt finishes and places. A copy within one file system is cheap (a
+ * reflink or an in-kernel copy where the file system has them).
+ */
+async function detachPartial(partPath: string): Promise<void> {
+  const fresh = `${partPath}.resumed`;
+  try {
+    await copyFile(partPath, fresh, constants.COPYFILE_FICLONE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rename(fresh, partPath);
 }
 
 /**

@@ -10,7 +10,11 @@ type Migration = (db: Kysely<any>, dialect: Dialect) => Promise<void>;
 
 export type Dialect = 'sqlite' | 'postgres';
 
-const MIGRATIONS: Migration[] = [
+/**
+ * Indexed by number - 1. A `null` is a number given to work landing on another branch: every
+ * migration runs once whatever order the numbers arrive in (see `migrate`).
+ */
+const MIGRATIONS: (Migration | null)[] = [
   // 1: tasks, users, storages, meta
   async (db, dialect) => {
     // SQLite's rowid alias must be spelled `integer primary key autoincrement`; PostgreSQL wants
@@ -146,6 +150,107 @@ const MIGRATIONS: Migration[] = [
       .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
       .execute();
   },
+  // 5: scale-out. `tasks.lease_token`: bumped by every claim, so a write names the attempt it
+  // belongs to (owner + token) and a node that stalled past its lease changes nothing.
+  // `tasks.insert_xid` (PostgreSQL): the inserting transaction's id, the key of KooDrive's stable
+  // pages (see `task-sql.ts`, `stablePage`); 0 on SQLite, whose one writer commits in `seq` order.
+  // `nodes`: one row per running process, renewed with its leases (`GET /api/admin/nodes`).
+  async (db, dialect) => {
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('lease_token', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('insert_xid', 'bigint', (c) =>
+        c.notNull().defaultTo(dialect === 'postgres' ? sql`(pg_current_xact_id()::text)::bigint` : 0),
+      )
+      .execute();
+    await db.schema.createIndex('tasks_xid_seq').on('tasks').columns(['insert_xid', 'seq']).execute();
+    await db.schema
+      .createIndex('tasks_creator_xid_seq')
+      .on('tasks')
+      .columns(['creator_id', 'insert_xid', 'seq'])
+      .execute();
+    await db.schema
+      .createTable('nodes')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('host', 'text', (c) => c.notNull())
+      .addColumn('pid', 'integer', (c) => c.notNull())
+      .addColumn('started_at', 'bigint', (c) => c.notNull())
+      .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
+      .addColumn('workers', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('running', 'text', (c) => c.notNull().defaultTo('{}'))
+      .execute();
+  },
+  // 6: webhooks (issue 23): subscriptions, the outbox of deliveries, and each attempt's outcome
+  async (db, dialect) => {
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    const idColumn = (c: ColumnDefinitionBuilder) =>
+      dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey();
+    await db.schema
+      .createTable('webhooks')
+      .addColumn('id', serial, (c) => idColumn(c))
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('secret', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('kinds', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('seq', serial, (c) => idColumn(c))
+      .addColumn('id', 'text', (c) => c.notNull().unique())
+      .addColumn('webhook_id', 'bigint', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('next_attempt_at', 'bigint')
+      .addColumn('give_up_at', 'bigint', (c) => c.notNull())
+      .addColumn('lease_until', 'bigint')
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    // the dispatcher's claim: due deliveries only, however many delivered ones are kept
+    await db.schema
+      .createIndex('webhook_deliveries_due')
+      .on('webhook_deliveries')
+      .columns(['next_attempt_at', 'seq'])
+      .where(sql<boolean>`state = 'pending'`)
+      .execute();
+    // the retention sweep: finished deliveries, oldest first
+    await db.schema
+      .createIndex('webhook_deliveries_finished')
+      .on('webhook_deliveries')
+      .column('created_at')
+      .where(sql<boolean>`state <> 'pending'`)
+      .execute();
+    await db.schema
+      .createIndex('webhook_deliveries_hook')
+      .on('webhook_deliveries')
+      .columns(['webhook_id', 'seq'])
+      .execute();
+    await db.schema
+      .createTable('webhook_attempts')
+      .addColumn('seq', serial, (c) => idColumn(c))
+      .addColumn('delivery_id', 'text', (c) => c.notNull())
+      .addColumn('attempt', 'integer', (c) => c.notNull())
+      .addColumn('status_code', 'integer')
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .addColumn('next_attempt_at', 'bigint')
+      .addColumn('delivered_at', 'bigint')
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('webhook_attempts_delivery')
+      .on('webhook_attempts')
+      .columns(['delivery_id', 'attempt'])
+      .execute();
+  },
 ];
 
 /**
@@ -158,11 +263,13 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<v
     await sql`CREATE TABLE IF NOT EXISTS ferry_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`.execute(
       trx,
     );
-    const row = await sql<{ v: number | null }>`SELECT MAX(version) AS v FROM ferry_migrations`.execute(trx);
-    const current = Number(row.rows[0]?.v ?? 0);
-    for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+    // Each number not applied yet, not just those above the highest: numbers are handed to
+    // branches developed side by side, so 6 may reach a database before 5 does.
+    const rows = await sql<{ version: number }>`SELECT version FROM ferry_migrations`.execute(trx);
+    const applied = new Set(rows.rows.map((r) => Number(r.version)));
+    for (let version = 1; version <= MIGRATIONS.length; version++) {
       const migration = MIGRATIONS[version - 1];
-      if (!migration) break;
+      if (!migration || applied.has(version)) continue;
       await migration(trx, dialect);
       await sql`INSERT INTO ferry_migrations (version, applied_at) VALUES (${version}, ${Date.now()})`.execute(
         trx,

@@ -31,6 +31,13 @@ export interface TasksTable {
   run_at: number;
   lease_owner: string | null;
   lease_until: number | null;
+  /** Bumped by every claim: a write names its attempt (owner + token), so a stale holder writes nothing. */
+  lease_token: Generated<number>;
+  /**
+   * PostgreSQL: the id of the transaction that inserted the row (0 on SQLite), the key of
+   * KooDrive's pages that stay stable under concurrent inserts.
+   */
+  insert_xid: Generated<number>;
   cancel_requested: number;
   delete_requested: number;
   created_at: number;
@@ -83,8 +90,75 @@ export interface RevokedTokensTable {
   expires_at: number;
 }
 
+/** A webhook subscription (migration 6). */
+export interface WebhooksTable {
+  id: Generated<number>;
+  url: string;
+  /** The HMAC key of `X-Ferry-Signature`; never shown back in full. */
+  secret: string;
+  /** JSON array of event names. */
+  events: string;
+  /** JSON array of task kinds; `[]`: every kind. */
+  kinds: string;
+  enabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One event for one webhook: the outbox row, written in the transaction of what it reports. */
+export interface WebhookDeliveriesTable {
+  seq: Generated<number>;
+  /** `X-Ferry-Delivery`: the same on every attempt. */
+  id: string;
+  webhook_id: number;
+  event: string;
+  /** The exact JSON body sent on every attempt. */
+  body: string;
+  /** `pending` (to be sent at `next_attempt_at`), `delivered` or `failed` (retries used up). */
+  state: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  /** After this a failed attempt ends the delivery `failed` instead of scheduling another. */
+  give_up_at: number;
+  /** Set while one dispatcher sends an attempt: others pass it over until then. */
+  lease_until: number | null;
+  delivered_at: number | null;
+  created_at: number;
+}
+
+/** How one attempt of a delivery ended. */
+export interface WebhookAttemptsTable {
+  seq: Generated<number>;
+  delivery_id: string;
+  attempt: number;
+  status_code: number | null;
+  error: string;
+  duration_ms: number;
+  /** When the next attempt was scheduled for (null: delivered, or given up). */
+  next_attempt_at: number | null;
+  delivered_at: number | null;
+  at: number;
+}
+
+/** A running ferry process (a node), renewed with its leases; gone once it stops renewing. */
+export interface NodesTable {
+  id: string;
+  host: string;
+  pid: number;
+  started_at: number;
+  heartbeat_at: number;
+  /** Worker limits per kind, as JSON. */
+  workers: string;
+  /** Running tasks per kind, as JSON. */
+  running: string;
+}
+
 export interface Database {
   tasks: TasksTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+  nodes: NodesTable;
   users: UsersTable;
   revoked_tokens: RevokedTokensTable;
   storages: StoragesTable;

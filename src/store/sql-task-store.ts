@@ -1,9 +1,16 @@
 import type { Compilable, Kysely } from 'kysely';
 import type { TaskKind } from '../config.ts';
-import { sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
+import { isDone, sourcesOf, type Task, type TaskState } from '../tasks/model.ts';
 import type { OpenedDatabase } from './database.ts';
 import type { Database } from './schema.ts';
-import { listRowOf, type ProgressPatch, progressColumns, toTask, transitionColumns } from './task-rows.ts';
+import {
+  LIST_COLUMNS,
+  listRowOf,
+  type ProgressPatch,
+  progressColumns,
+  toTask,
+  transitionColumns,
+} from './task-rows.ts';
 import {
   cancelRequestedOf,
   claimCandidates,
@@ -15,22 +22,40 @@ import {
   heldBy,
   ID_SLICE,
   INSERT_SLICE,
+  type Lease,
   type PageRequest,
   reclaimStatements,
   renewLeases,
   requestCancel,
+  type StableKey,
   selectDeletedAndFinished,
   selectExpired,
   selectMany,
   selectOne,
   selectPage,
+  selectStablePage,
   type TaskFilter,
+  takeoverCandidates,
   updateTasks,
 } from './task-sql.ts';
-import type { CancelRequest, MoveOptions, NewTask, TaskStore } from './task-store.ts';
+import type {
+  CancelRequest,
+  ClaimOptions,
+  HeldLease,
+  MoveOptions,
+  NewTask,
+  TaskStore,
+} from './task-store.ts';
 import { WriteBatcher, type WriteOptions } from './write-batcher.ts';
 
 type Db = Kysely<Database>;
+
+/**
+ * Told of tasks that just reached a final state (succeeded, canceled, failed), with the handle of
+ * the transaction that wrote it: what it writes commits with the state or not at all (the webhook
+ * outbox). A listener that throws undoes the state change too, which is then retried as any write.
+ */
+export type FinalStateListener = (db: Db, tasks: readonly Task[]) => Promise<void>;
 
 /**
  * `TaskStore` over Kysely, for SQLite and PostgreSQL alike: the statements come from
@@ -42,6 +67,8 @@ export class SqlTaskStore implements TaskStore {
   private readonly traits: DialectTraits;
   private readonly batcher: WriteBatcher;
   private readonly selectArrays: OpenedDatabase['selectArrays'];
+  /** Set once at wiring time (see `FinalStateListener`). */
+  onFinal: FinalStateListener | null = null;
 
   constructor(database: Pick<OpenedDatabase, 'db' | 'dialect' | 'selectArrays'>) {
     this.db = database.db;
@@ -128,6 +155,21 @@ export class SqlTaskStore implements TaskStore {
     return this.listed(selectPage(this.db, filter, page));
   }
 
+  async listStable(
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }> {
+    const query = selectStablePage(this.db, this.traits, filter, page.after, page.limit + 1);
+    const rows = await this.selectArrays(query.compile());
+    const tasks: Task[] = [];
+    // Settled rows come first (their transactions are older than any unsettled row's).
+    for (const values of rows) {
+      if (tasks.length === page.limit || Number(values[LIST_COLUMNS.length]) !== 1) break;
+      tasks.push(toTask(listRowOf(values)));
+    }
+    return { tasks, more: rows.length > tasks.length };
+  }
+
   async count(filter: TaskFilter): Promise<number> {
     const row = await countMatching(this.db, filter).executeTakeFirst();
     return Number(row?.n ?? 0);
@@ -139,15 +181,23 @@ export class SqlTaskStore implements TaskStore {
     limit: number,
     leaseMs: number,
     now = Date.now(),
+    options: ClaimOptions = {},
   ): Promise<Task[]> {
     if (limit <= 0) return [];
     const until = now + leaseMs;
+    const maxInterruptions = options.maxInterruptions ?? 0;
     // A claim shares its commit with the outcomes recorded in the same turn.
     const rows = await this.write(
       async (db) => {
-        const seqs = (await claimCandidates(db, this.traits, kind, limit, now).execute()).map((r) =>
-          Number(r.seq),
-        );
+        // Expired leases first: those tasks have waited longest, and their partial work is kept.
+        const seqs = this.traits.takeOverInClaim
+          ? (await takeoverCandidates(db, kind, owner, limit, now, maxInterruptions).execute()).map((r) =>
+              Number(r.seq),
+            )
+          : [];
+        if (seqs.length < limit)
+          for (const r of await claimCandidates(db, this.traits, kind, limit - seqs.length, now).execute())
+            seqs.push(Number(r.seq));
         return seqs.length === 0 ? [] : claimRows(db, seqs, owner, until, now).execute();
       },
       { atomic: true },
@@ -155,18 +205,24 @@ export class SqlTaskStore implements TaskStore {
     return rows.map(toTask).sort((a, b) => a.seq - b.seq);
   }
 
-  renewLeases(owner: string, ids: readonly string[], until: number): Promise<string[]> {
+  renewLeases(owner: string, ids: readonly string[], until: number): Promise<HeldLease[]> {
     if (ids.length === 0) return Promise.resolve([]);
+    const held = (rows: readonly { id: string; lease_token: number | string }[]) =>
+      rows.map((r) => ({ id: r.id, token: Number(r.lease_token) }));
     return this.write(async (db) => {
-      const renewed = (await renewLeases(db, this.traits, owner, ids, until).execute()).map((r) => r.id);
+      const renewed = held(await renewLeases(db, this.traits, owner, ids, until).execute());
       if (renewed.length === ids.length || !this.traits.skipLocked) return renewed;
       // Rows another transaction is writing (this process's other batch recording an outcome)
       // were skipped rather than waited for: waiting on them while holding the others' locks is
       // how a renewal and a batch deadlocked. A skipped row is still held if its owner says so.
-      const skipped = ids.filter((id) => !renewed.includes(id));
-      const still = await heldBy(db, owner, skipped).execute();
-      return [...renewed, ...still.map((r) => r.id)];
+      const skipped = ids.filter((id) => !renewed.some((r) => r.id === id));
+      return [...renewed, ...held(await heldBy(db, owner, skipped).execute())];
     });
+  }
+
+  async holds(id: string, lease: Lease): Promise<boolean> {
+    const row = await heldBy(this.db, lease.owner, [id]).executeTakeFirst();
+    return row !== undefined && Number(row.lease_token) === lease.token;
   }
 
   async cancelRequested(owner: string): Promise<CancelRequest[]> {
@@ -179,11 +235,19 @@ export class SqlTaskStore implements TaskStore {
     const guard = {
       id,
       move: { to, ...(options.from && { from: options.from }) },
-      ...(options.owner !== undefined && { owner: options.owner }),
+      ...(options.lease !== undefined && { lease: options.lease }),
     };
     const set = transitionColumns(to, options.patch ?? {}, now);
     sourcesOf(to, options.from); // a forbidden `from` throws here, to its caller, not inside a batch
-    const row = await this.write((db) => updateTasks(db, guard, set).returningAll().executeTakeFirst());
+    const onFinal = isDone(to) ? this.onFinal : null;
+    const row = await this.write(
+      async (db) => {
+        const updated = await updateTasks(db, guard, set).returningAll().executeTakeFirst();
+        if (updated && onFinal) await onFinal(db, [toTask(updated)]);
+        return updated;
+      },
+      { atomic: onFinal !== null },
+    );
     return row ? toTask(row) : null;
   }
 
@@ -210,14 +274,16 @@ export class SqlTaskStore implements TaskStore {
     return row ? toTask(row) : null;
   }
 
-  async saveProgress(id: string, owner: string, progress: ProgressPatch, now = Date.now()): Promise<void> {
+  async saveProgress(id: string, lease: Lease, progress: ProgressPatch, now = Date.now()): Promise<boolean> {
     const set = { ...progressColumns(progress), updated_at: now };
-    await this.write((db) => updateTasks(db, { id, owner }, set).execute());
+    const result = await this.write((db) => updateTasks(db, { id, lease }, set).executeTakeFirst());
+    return Number(result.numUpdatedRows) > 0;
   }
 
-  async updatePayload(id: string, owner: string, payload: Record<string, unknown>): Promise<void> {
+  async updatePayload(id: string, lease: Lease, payload: Record<string, unknown>): Promise<boolean> {
     const set = { payload: JSON.stringify(payload) };
-    await this.write((db) => updateTasks(db, { id, owner }, set).execute());
+    const result = await this.write((db) => updateTasks(db, { id, lease }, set).executeTakeFirst());
+    return Number(result.numUpdatedRows) > 0;
   }
 
   async requestCancel(ids: readonly string[], options: { alsoDelete?: boolean } = {}): Promise<string[]> {
@@ -232,13 +298,25 @@ export class SqlTaskStore implements TaskStore {
     now = Date.now(),
     options: { all?: boolean; maxInterruptions?: number } = {},
   ): Promise<number> {
-    return this.write(async (db) => {
-      let requeued = 0;
-      // In order: the last statement is the one that sends tasks back to the queue.
-      for (const statement of reclaimStatements(db, now, options))
-        requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
-      return requeued;
-    });
+    const onFinal = this.onFinal;
+    return this.write(
+      async (db) => {
+        let requeued = 0;
+        // In order: the last statement is the one that sends tasks back to the queue.
+        for (const statement of reclaimStatements(db, now, options)) {
+          if (!onFinal) {
+            requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
+            continue;
+          }
+          const tasks = (await statement.returningAll().execute()).map(toTask);
+          const ended = tasks.filter((t) => isDone(t.state));
+          if (ended.length > 0) await onFinal(db, ended);
+          requeued = tasks.length;
+        }
+        return requeued;
+      },
+      { atomic: onFinal !== null },
+    );
   }
 
   async delete(ids: readonly string[]): Promise<number> {

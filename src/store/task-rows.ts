@@ -68,6 +68,8 @@ export const LIST_COLUMNS = [
   'start_time',
   'end_time',
   'updated_at',
+  'lease_token',
+  'insert_xid',
 ] as const satisfies readonly Exclude<keyof TasksTable, 'failures'>[];
 
 /**
@@ -108,6 +110,8 @@ export function listRowOf(v: readonly unknown[]): ListRow {
     start_time: v[28] as number | null,
     end_time: v[29] as number | null,
     updated_at: v[30] as number,
+    lease_token: v[31] as number,
+    insert_xid: v[32] as number,
   };
 }
 
@@ -185,6 +189,8 @@ export function toTask(row: ListRow): Task {
     runAt: Number(row.run_at),
     leaseOwner: row.lease_owner,
     leaseUntil: row.lease_until === null ? null : Number(row.lease_until),
+    leaseToken: Number(row.lease_token),
+    insertXid: Number(row.insert_xid),
     cancelRequested: row.cancel_requested === 1,
     deleteRequested: row.delete_requested === 1,
     createdAt: Number(row.created_at),

@@ -6,8 +6,7 @@
  *
  * Every UPDATE of `tasks` is built by `updateTasks` from a `RowGuard`: the one place that says
  * which rows a write may touch (this task, in a state the state table lets move to the target,
- * held by this lease owner). Lease fencing (an attempt token checked with every write) belongs
- * there too.
+ * held by this lease: owner and attempt token, checked in the same statement as the write).
  */
 
 import { type Kysely, type SqlBool, sql, type UpdateObject } from 'kysely';
@@ -32,11 +31,22 @@ export interface DialectTraits {
    * runs under a savepoint so it fails alone. On SQLite only writes of several statements need one.
    */
   readonly savepointPerWrite: boolean;
+  /**
+   * Several processes share the store (PostgreSQL): a claim also takes over running tasks whose
+   * holder's lease expired. SQLite has one process, which settles every held task at start.
+   */
+  readonly takeOverInClaim: boolean;
+  /**
+   * Transactions may commit in another order than they drew `seq` (PostgreSQL): KooDrive's pages
+   * key on `insert_xid` below the oldest transaction still running (`stablePage`). SQLite's one
+   * writer commits in `seq` order.
+   */
+  readonly commitOrderedSeq: boolean;
 }
 
 export const DIALECT_TRAITS: Readonly<Record<Dialect, DialectTraits>> = {
-  sqlite: { skipLocked: false, savepointPerWrite: false },
-  postgres: { skipLocked: true, savepointPerWrite: true },
+  sqlite: { skipLocked: false, savepointPerWrite: false, takeOverInClaim: false, commitOrderedSeq: true },
+  postgres: { skipLocked: true, savepointPerWrite: true, takeOverInClaim: true, commitOrderedSeq: false },
 };
 
 /** Rows per INSERT: SQLite caps the bound parameters of one statement (32,766), 32 columns a row. */
@@ -68,8 +78,19 @@ export interface RowGuard {
    * (narrowed to `from` when given; `from` naming a forbidden move throws, see `sourcesOf`).
    */
   move?: { to: TaskState; from?: readonly TaskState[] };
-  /** The lease holder the row must have: a worker that lost its lease writes nothing. */
+  /** The lease holder the row must have (any attempt of it: lease renewal). */
   owner?: string;
+  /**
+   * The lease and attempt the row must have: a worker that lost its lease, or whose attempt was
+   * taken over and claimed again since, writes nothing.
+   */
+  lease?: Lease;
+}
+
+/** A holder's lease on one task: its owner, and the token its claim set (`lease_token`). */
+export interface Lease {
+  owner: string;
+  token: number;
 }
 
 /** `UPDATE tasks SET … WHERE <guard>`: the one builder of every update of a task row. */
@@ -80,6 +101,8 @@ export function updateTasks(db: Db, guard: RowGuard, set: TaskColumns) {
   if (guard.ids) q = q.where('id', 'in', [...guard.ids]);
   if (move) q = q.where('state', 'in', [...sourcesOf(move.to, move.from)]);
   if (guard.owner !== undefined) q = q.where('lease_owner', '=', guard.owner);
+  if (guard.lease)
+    q = q.where('lease_owner', '=', guard.lease.owner).where('lease_token', '=', guard.lease.token);
   return q;
 }
 
@@ -88,6 +111,9 @@ function claimColumns(owner: string, until: number, now: number): TaskColumns {
   return {
     lease_owner: owner,
     lease_until: until,
+    lease_token: sql<number>`lease_token + 1`,
+    // A takeover: the holder died (or stalled) under the task.
+    interruptions: sql<number>`interruptions + CASE WHEN state = 'running' THEN 1 ELSE 0 END`,
     start_time: sql<number>`COALESCE(start_time, ${now})`,
     end_time: null,
     updated_at: now,
@@ -117,11 +143,52 @@ export function claimCandidates(db: Db, traits: DialectTraits, kind: TaskKind, l
     .$if(traits.skipLocked, (q) => q.forUpdate().skipLocked());
 }
 
-/** Make the runnable tasks among `seqs` running under `owner`'s lease until `until`; returns their rows. */
+/**
+ * Running tasks of `kind` whose holder (not `owner`) let its lease expire before `now`: the claim
+ * takes them over in the same transaction as the queue's (`claimRows`), locked and skipped as
+ * those are, so the first live node to poll continues them. Tasks with a cancel asked, or
+ * interrupted `maxInterruptions` times already, are left to the sweep (`reclaimStatements`),
+ * which ends them canceled or failed. The partial index `tasks_lease` serves it.
+ */
+export function takeoverCandidates(
+  db: Db,
+  kind: TaskKind,
+  owner: string,
+  limit: number,
+  now: number,
+  maxInterruptions: number,
+) {
+  return db
+    .selectFrom('tasks')
+    .select('seq')
+    .where('lease_owner', 'is not', null)
+    .where('lease_until', '<', now)
+    .where('lease_owner', '<>', owner)
+    .where('kind', '=', kind)
+    .where('state', '=', 'running')
+    .where('cancel_requested', '=', 0)
+    .$if(maxInterruptions > 0, (q) => q.where('interruptions', '<', maxInterruptions - 1))
+    .orderBy('lease_until')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked();
+}
+
+/**
+ * Make the tasks among `seqs` running under `owner`'s lease until `until`, with a new attempt
+ * token: runnable ones, and running ones whose lease expired before `now` under another holder
+ * (a takeover). Returns their rows.
+ */
 export function claimRows(db: Db, seqs: readonly number[], owner: string, until: number, now: number) {
   return updateTasks(db, { move: { to: 'running' } }, claimColumns(owner, until, now))
     .where('cancel_requested', '=', 0)
     .where('seq', 'in', [...seqs])
+    .where((eb) =>
+      eb.or([
+        eb('state', '<>', 'running'),
+        eb.and([eb('lease_until', '<', now), eb('lease_owner', '<>', owner)]),
+      ]),
+    )
     .returningAll();
 }
 
@@ -143,14 +210,14 @@ export function renewLeases(
         .forUpdate()
         .skipLocked(),
     );
-  return q.returning('id');
+  return q.returning(['id', 'lease_token']);
 }
 
-/** Ids among `ids` whose lease `owner` holds (a plain read: no lock). */
+/** Ids among `ids` whose lease `owner` holds, with their attempt tokens (a plain read: no lock). */
 export function heldBy(db: Db, owner: string, ids: readonly string[]) {
   return db
     .selectFrom('tasks')
-    .select('id')
+    .select(['id', 'lease_token'])
     .where('lease_owner', '=', owner)
     .where('id', 'in', [...ids]);
 }
@@ -277,6 +344,41 @@ export function selectPage(db: Db, filter: TaskFilter, page: PageRequest) {
   if (page.afterSeq !== undefined) q = q.where('seq', page.order === 'asc' ? '>' : '<', page.afterSeq);
   q = q.orderBy('seq', page.order).limit(page.limit);
   return page.offset ? q.offset(page.offset) : q;
+}
+
+/** Where a stable page starts: after this key (exclusive), in `(insert_xid, seq)` order. */
+export interface StableKey {
+  xid: number;
+  seq: number;
+}
+
+/**
+ * One page of `filter`'s tasks that stays stable under concurrent inserts (KooDrive's contract:
+ * no task seen twice, none skipped), oldest first, with `settled` on each row.
+ *
+ * `seq` is drawn when a row is inserted, not when it commits: on PostgreSQL a transaction that
+ * drew a smaller `seq` may commit after a reader paged past a larger one, which would skip it.
+ * So pages key on `(insert_xid, seq)`: the inserting transaction's id, then `seq`. A row is
+ * `settled` when its transaction is older than the oldest one still running
+ * (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction that will ever commit a row has
+ * an id at or above that horizon, so no row can appear below a settled one later. A page returns
+ * settled rows only; the caller reads `limit + 1` rows to learn whether more are coming (an
+ * unsettled row, or one past the page). On SQLite, whose one writer commits in `seq` order,
+ * `insert_xid` is 0 and every committed row is settled.
+ */
+export function selectStablePage(
+  db: Db,
+  traits: DialectTraits,
+  filter: TaskFilter,
+  after: StableKey | undefined,
+  limit: number,
+) {
+  const settled = traits.commitOrderedSeq
+    ? sql<number>`1`
+    : sql<number>`CASE WHEN insert_xid < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint THEN 1 ELSE 0 END`;
+  let q = filtered(db, filter).select([...LIST_COLUMNS, settled.as('settled')]);
+  if (after) q = q.where((eb) => eb(eb.refTuple('insert_xid', 'seq'), '>', eb.tuple(after.xid, after.seq)));
+  return q.orderBy('insert_xid').orderBy('seq').limit(limit);
 }
 
 export function countMatching(db: Db, filter: TaskFilter) {

@@ -1,10 +1,10 @@
 import type { TaskKind } from '../config.ts';
 import type { Task, TaskState } from '../tasks/model.ts';
 import type { ProgressPatch, TransitionPatch } from './task-rows.ts';
-import type { PageRequest, TaskFilter } from './task-sql.ts';
+import type { Lease, PageRequest, StableKey, TaskFilter } from './task-sql.ts';
 
 export type { ProgressPatch, TransitionPatch } from './task-rows.ts';
-export type { PageRequest, TaskFilter } from './task-sql.ts';
+export type { Lease, PageRequest, StableKey, TaskFilter } from './task-sql.ts';
 
 export interface NewTask {
   id: string;
@@ -26,11 +26,25 @@ export interface MoveOptions {
    * expectation than the table's, e.g. a cancel that must not touch a running task.
    */
   from?: readonly TaskState[];
-  /** Move only while `owner` holds the task's lease. */
-  owner?: string;
+  /** Move only while this lease (owner and attempt token) holds the task. */
+  lease?: Lease;
   /** Fields written with the state. */
   patch?: TransitionPatch;
   now?: number;
+}
+
+/** A task a lease renewal found still held by its owner, with the attempt token it has now. */
+export interface HeldLease {
+  id: string;
+  token: number;
+}
+
+export interface ClaimOptions {
+  /**
+   * Take over no expired task interrupted this many times already (0: no limit): the sweep fails
+   * it with `E_INTERRUPTED` instead.
+   */
+  maxInterruptions?: number;
 }
 
 /** A task whose cancel was requested while a worker holds it. */
@@ -45,7 +59,8 @@ export interface CancelRequest {
  * memory. Every state change is checked against the one state table (`TRANSITIONS` in
  * `tasks/model.ts`) in the statement itself (`WHERE state IN (…)`), so a forbidden move changes
  * nothing and two actors racing (a cancel and a finishing worker, two nodes claiming) cannot
- * both win. Writes of a worker name its lease (`owner`): a worker that lost its lease writes nothing.
+ * both win. Writes of a worker name its lease (owner and attempt token, `Lease`): a worker that
+ * lost its lease, or whose task was taken over, writes nothing.
  */
 export interface TaskStore {
   /** Store new tasks, `pending` and due now. */
@@ -63,18 +78,47 @@ export interface TaskStore {
    */
   list(filter: TaskFilter, page: PageRequest): Promise<Task[]>;
 
+  /**
+   * One page of tasks matching `filter` that stays stable while other nodes insert tasks: paged
+   * with `after` (the last task's `{ xid: insertXid, seq }`), no task is ever returned twice or
+   * skipped. Oldest first (by inserting transaction, then `seq`). A task whose inserting
+   * transaction is younger than the oldest one still running waits for a later page; `more`
+   * says whether anything is left or still coming, so the caller hands out a next cursor.
+   */
+  listStable(
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }>;
+
   /** How many tasks match `filter`, over all the pages `list` would return. */
   count(filter: TaskFilter): Promise<number>;
 
   /**
-   * Claim up to `limit` runnable tasks of `kind` due by `now` for `owner`, oldest `run_at` first:
-   * they become `running` with a lease until `now + leaseMs`. A task is never claimed twice, by
-   * this node or another (`SKIP LOCKED` on PostgreSQL). Returned in `seq` order.
+   * Claim up to `limit` tasks of `kind` for `owner`: on a store several nodes share, first running
+   * tasks whose holder let its lease expire before `now` (a takeover: one interruption more), then
+   * runnable tasks due by `now`, oldest `run_at` first. They become `running` with a lease until
+   * `now + leaseMs` and a new attempt token (`Task.leaseToken`) that every later write of this
+   * attempt names. A task is never claimed twice, by this node or another (`SKIP LOCKED` on
+   * PostgreSQL). Returned in `seq` order.
    */
-  claim(kind: TaskKind, owner: string, limit: number, leaseMs: number, now?: number): Promise<Task[]>;
+  claim(
+    kind: TaskKind,
+    owner: string,
+    limit: number,
+    leaseMs: number,
+    now?: number,
+    options?: ClaimOptions,
+  ): Promise<Task[]>;
 
-  /** Extend the leases `owner` holds on `ids` to `until`. Returns the ids it still holds. */
-  renewLeases(owner: string, ids: readonly string[], until: number): Promise<string[]>;
+  /**
+   * Extend the leases `owner` holds on `ids` to `until`. Returns those it still holds, with their
+   * attempt tokens: a token other than the caller's means the task was taken over and claimed
+   * again since, and the caller's attempt is over.
+   */
+  renewLeases(owner: string, ids: readonly string[], until: number): Promise<HeldLease[]>;
+
+  /** Whether `lease` (owner and attempt token) still holds task `id`: checked before an irreversible step. */
+  holds(id: string, lease: Lease): Promise<boolean>;
 
   /** The tasks `owner` holds whose cancel (or delete) was requested. */
   cancelRequested(owner: string): Promise<CancelRequest[]>;
@@ -95,11 +139,17 @@ export interface TaskStore {
    */
   requeue(id: string, from?: readonly TaskState[], now?: number): Promise<Task | null>;
 
-  /** Write a running task's counters (throttled by the runner). Nothing is written unless `owner` holds it. */
-  saveProgress(id: string, owner: string, progress: ProgressPatch, now?: number): Promise<void>;
+  /**
+   * Write a running task's counters (throttled by the runner). Nothing is written unless `lease`
+   * holds it; returns whether it did.
+   */
+  saveProgress(id: string, lease: Lease, progress: ProgressPatch, now?: number): Promise<boolean>;
 
-  /** Replace a task's payload (kinds keep resume state there). Nothing is written unless `owner` holds it. */
-  updatePayload(id: string, owner: string, payload: Record<string, unknown>): Promise<void>;
+  /**
+   * Replace a task's payload (kinds keep resume state there). Nothing is written unless `lease`
+   * holds it; returns whether it did.
+   */
+  updatePayload(id: string, lease: Lease, payload: Record<string, unknown>): Promise<boolean>;
 
   /** Flag unfinished tasks for cancellation (and deletion); returns the ids whose flag was set. */
   requestCancel(ids: readonly string[], options?: { alsoDelete?: boolean }): Promise<string[]>;

@@ -33,7 +33,9 @@ export function isDone(state: TaskState): boolean {
  * - running → succeeded | canceling (cancel asked) | canceled | errored (the attempt failed) |
  *   failing (unrecoverable, or retries used up; clean-up runs) | pending (the server shut down,
  *   or its worker died and the lease was reclaimed) | failed (its worker died under it
- *   `maxInterruptions` times: `E_INTERRUPTED`; no worker is left to clean up, so it skips failing).
+ *   `maxInterruptions` times: `E_INTERRUPTED`; no worker is left to clean up, so it skips failing)
+ *   | running again, under another node's lease, when its holder's lease expired: the claim takes
+ *   it over (see `claimRows`), so a dead node's task continues within a lease and a poll.
  * - canceling → canceled | succeeded (the last byte landed before the worker saw the cancel) |
  *   errored (the attempt failed first; the runner then ends it canceled). A canceling task whose
  *   worker died ends canceled: the flag is set before any task becomes canceling, so the cancel
@@ -47,7 +49,7 @@ export function isDone(state: TaskState): boolean {
  */
 export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
   pending: ['running', 'canceled'],
-  running: ['succeeded', 'canceling', 'canceled', 'errored', 'failing', 'failed', 'pending'],
+  running: ['succeeded', 'canceling', 'canceled', 'errored', 'failing', 'failed', 'pending', 'running'],
   canceling: ['canceled', 'succeeded', 'errored'],
   errored: ['waiting_retry', 'failing', 'canceled'],
   waiting_retry: ['running', 'canceled'],
@@ -83,8 +85,11 @@ export function sourcesOf(to: TaskState, among?: readonly TaskState[]): readonly
   return allowed.filter((from) => among.includes(from));
 }
 
-/** States a worker may claim: those that may move to running (the partial index `tasks_runnable` lists the same). */
-export const RUNNABLE_STATES: readonly TaskState[] = sourcesOf('running');
+/**
+ * States a worker may claim from the queue: those that may move to running, but running itself
+ * (a takeover of an expired lease, claimed apart). The partial index `tasks_runnable` lists the same.
+ */
+export const RUNNABLE_STATES: readonly TaskState[] = sourcesOf('running').filter((s) => s !== 'running');
 
 /** One failed item of a directory task. */
 export interface ItemFailure {
@@ -127,6 +132,10 @@ export interface Task {
   runAt: number;
   leaseOwner: string | null;
   leaseUntil: number | null;
+  /** Bumped by every claim: with `leaseOwner`, the fence every write of the holder names. */
+  leaseToken: number;
+  /** PostgreSQL: the inserting transaction's id (0 on SQLite); the key of KooDrive's stable pages. */
+  insertXid: number;
   cancelRequested: boolean;
   /** Set when the user deleted an unfinished task: removed once its worker lets go. */
   deleteRequested: boolean;
@@ -134,6 +143,34 @@ export interface Task {
   startTime: number | null;
   endTime: number | null;
   updatedAt: number;
+}
+
+/** Who holds a running task, as a task's detail shows it (extra fields; the seed's keep their meaning). */
+export interface HolderView {
+  /** The node (lease owner) holding the task, null when none does. */
+  node: string | null;
+  /** How long ago its holder last renewed the lease, null when none holds it. */
+  leaseRenewedAgoMs: number | null;
+  /**
+   * The holder missed its last two renewals (a lease is renewed every third of `leaseMs`): it is
+   * dead or stalled, and another node takes the task over once the lease ends.
+   */
+  holderStalled: boolean;
+}
+
+/**
+ * `task`'s holder, read from its lease: renewed at `leaseUntil - leaseMs` (every node renews to
+ * now + its `leaseMs`; nodes are expected to share that setting).
+ */
+export function holderOf(
+  task: Pick<Task, 'leaseOwner' | 'leaseUntil'>,
+  leaseMs: number,
+  now: number,
+): HolderView {
+  if (task.leaseOwner === null || task.leaseUntil === null)
+    return { node: null, leaseRenewedAgoMs: null, holderStalled: false };
+  const ago = Math.max(0, now - (task.leaseUntil - leaseMs));
+  return { node: task.leaseOwner, leaseRenewedAgoMs: ago, holderStalled: ago > (2 * leaseMs) / 3 };
 }
 
 /** Progress in percent, 0–100, from bytes when known, else from files. */

@@ -4,8 +4,9 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type Config, TASK_KINDS, type TaskKind } from '../config.ts';
 import { coerceError, FerryError, isFerryError } from '../errors.ts';
+import type { TaskObserver } from '../metrics.ts';
 import type { MountRegistry } from '../storage/mounts.ts';
-import type { ProgressPatch, TaskStore } from '../store/task-store.ts';
+import type { Lease, ProgressPatch, TaskStore } from '../store/task-store.ts';
 import { type StopKind, stopKindOf, TaskStopped } from './abort-reason.ts';
 import type { TaskEvents } from './events.ts';
 import type { FollowUp, TaskKindHandler } from './kinds/kind.ts';
@@ -17,6 +18,8 @@ const TASK_SIGNAL_LISTENERS = 256;
 
 interface Running {
   task: Task;
+  /** This attempt's lease: every write for the task names it, and writes nothing once it is lost. */
+  lease: Lease;
   /** Aborted with a `TaskStopped` saying why (see `abortWith`). */
   controller: AbortController;
   progress: ProgressTracker;
@@ -32,6 +35,8 @@ export interface RunnerDeps {
   kinds: ReadonlyMap<TaskKind, TaskKindHandler>;
   config: Config;
   log: Logger;
+  /** Told when each attempt ends (metrics). */
+  metrics?: TaskObserver;
 }
 
 /**
@@ -146,7 +151,9 @@ export class Runner {
         const handler = this.deps.kinds.get(kind);
         const free = this.limits[kind] - this.countRunning(kind);
         if (!handler || free <= 0 || this.stopped) return;
-        const tasks = await store.claim(kind, this.owner, free, config.tasks.leaseMs, claimedAt);
+        const tasks = await store.claim(kind, this.owner, free, config.tasks.leaseMs, claimedAt, {
+          maxInterruptions: config.tasks.maxInterruptions,
+        });
         if (tasks.length < free && this.wanted.get(kind) === generation) this.wanted.delete(kind);
         // On a store several nodes share, a task may name a mount another node created just
         // before it: the claim came after both were stored, so a sync now knows the mount. Not
@@ -164,6 +171,13 @@ export class Runner {
     return n;
   }
 
+  /** Tasks this process runs now, per kind (kinds with none left out). */
+  runningByKind(): Partial<Record<TaskKind, number>> {
+    const out: Partial<Record<TaskKind, number>> = {};
+    for (const run of this.running.values()) out[run.task.kind] = (out[run.task.kind] ?? 0) + 1;
+    return out;
+  }
+
   private launch(task: Task, handler: TaskKindHandler, resumed: boolean): void {
     const { config, mounts, log, events } = this.deps;
     events.emit(task);
@@ -172,8 +186,14 @@ export class Runner {
     // Node's warning threshold of 10 is normal here, not a leak.
     setMaxListeners(TASK_SIGNAL_LISTENERS, controller.signal);
     const progress = new ProgressTracker(config.tasks.maxItemFailures);
+    // A run of the same task still here is an attempt of this process that stalled past its
+    // lease and was taken over since: the new claim's attempt is the one that stands.
+    const stale = this.running.get(task.id);
+    if (stale) this.loseLease(stale, 'claimed again');
+    const lease: Lease = { owner: this.owner, token: task.leaseToken };
     const run: Running = {
       task,
+      lease,
       controller,
       progress,
       settling: false,
@@ -181,18 +201,25 @@ export class Runner {
     };
     this.running.set(task.id, run);
     const taskLog = log.child({ task: task.id, kind: task.kind });
-    taskLog.debug({ owner: this.owner, resumed }, 'task started');
+    taskLog.debug({ owner: this.owner, token: lease.token, resumed }, 'task started');
     run.done = handler
       .run(task, {
         signal: controller.signal,
         progress,
         log: taskLog,
         mounts,
-        dataDir: config.dataDir,
+        dataDir: config.stagingDir,
         syncFiles: config.syncFiles,
         resumed,
         taskId: task.id,
-        savePayload: (payload) => this.deps.store.updatePayload(task.id, this.owner, payload),
+        savePayload: async (payload) => {
+          if (!(await this.deps.store.updatePayload(task.id, lease, payload)))
+            this.fenceLost(run, 'saving its state');
+        },
+        fence: async () => {
+          if (controller.signal.aborted) throw controller.signal.reason;
+          if (!(await this.deps.store.holds(task.id, lease))) this.fenceLost(run, 'before a final step');
+        },
         enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(
@@ -208,7 +235,7 @@ export class Runner {
       })
       .catch((err) => taskLog.error({ err }, 'could not record the task outcome'))
       .finally(() => {
-        this.running.delete(task.id);
+        if (this.running.get(task.id) === run) this.running.delete(task.id);
         this.wake([]);
       });
   }
@@ -239,8 +266,7 @@ export class Runner {
   /** Record how an attempt ended. Every write is guarded by the lease, so a lost lease writes nothing. */
   private async settle(run: Running, handler: TaskKindHandler, err: Error | null): Promise<void> {
     const { store, events, config } = this.deps;
-    const { task, progress } = run;
-    const owner = this.owner;
+    const { task, progress, lease } = run;
     const stopped = stopKindOf(run.controller.signal);
     if (stopped === 'lease-lost') return;
     // The final counters ride along with the state change: one write per finished task.
@@ -252,21 +278,21 @@ export class Runner {
       // meanwhile stays held: the next start's reclaim ends it canceled.
       after = await store.move(task.id, 'pending', {
         from: ['running'],
-        owner,
+        lease,
         patch: { ...release, runAt: Date.now() },
       });
     } else if (!err && progress.failedCount === 0) {
       // A cancel that arrives after the last byte is too late: the result is in place, say so.
       after = await store.move(task.id, 'succeeded', {
         from: ['running', 'canceling'],
-        owner,
+        lease,
         patch: release,
       });
-      if (after) await handler.succeeded?.(after, { dataDir: config.dataDir, log: this.deps.log });
+      if (after) await handler.succeeded?.(after, { dataDir: config.stagingDir, log: this.deps.log });
     } else if (stopped === 'canceled' || stopped === 'deleted' || isFerryError(err, 'E_CANCELED')) {
       after = await store.move(task.id, 'canceled', {
         from: ['running', 'canceling'],
-        owner,
+        lease,
         patch: { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
       });
     }
@@ -274,12 +300,24 @@ export class Runner {
       const error = err ?? new FerryError('E_BACKEND', `${progress.failedCount} items failed`);
       after = await this.recordFailure(run, error, release.progress);
     }
+    this.observe(task, after, progress.doneBytes);
+    // Nothing moved: another node holds the task now (or a user ended it first); say which.
+    if (!after && !(await store.holds(task.id, lease))) this.deps.log.warn(lostLog(run), 'lost the lease');
     if (after?.deleteRequested && after.state !== 'running') {
-      await handler.discard?.(after, { dataDir: config.dataDir, log: this.deps.log });
+      await handler.discard?.(after, { dataDir: config.stagingDir, log: this.deps.log });
       await store.delete([after.id]);
       events.emitRemoved([after]);
     } else if (after) {
       events.emit(after);
+    }
+  }
+
+  /** Tell the metrics how an attempt ended; their failure never touches the task. */
+  private observe(task: Task, after: Task | null, bytesMoved: number): void {
+    try {
+      this.deps.metrics?.attemptEnded(task, after, bytesMoved);
+    } catch (err) {
+      this.deps.log.warn({ err }, 'metrics update failed');
     }
   }
 
@@ -291,10 +329,10 @@ export class Runner {
     const release = { leaseOwner: null, leaseUntil: null };
     const attempts = task.attempts + 1;
     const unrecoverable = error instanceof FerryError ? error.unrecoverable : false;
-    const owner = this.owner;
+    const lease = run.lease;
     const errored = await store.move(task.id, 'errored', {
       from: ['running', 'canceling'],
-      owner,
+      lease,
       patch: {
         error: message,
         errorCode: error instanceof FerryError ? error.code : 'E_BACKEND',
@@ -305,21 +343,39 @@ export class Runner {
     if (!errored) return null;
     this.deps.events.emit(errored);
     if (errored.cancelRequested) {
-      return store.move(task.id, 'canceled', { from: ['errored'], owner, patch: release });
+      return store.move(task.id, 'canceled', { from: ['errored'], lease, patch: release });
     }
     if (unrecoverable || attempts > task.maxRetry) {
       this.deps.log.warn({ task: task.id, err: error }, 'task failed');
-      await store.move(task.id, 'failing', { from: ['errored'], owner });
-      return store.move(task.id, 'failed', { from: ['failing'], owner, patch: release });
+      await store.move(task.id, 'failing', { from: ['errored'], lease });
+      return store.move(task.id, 'failed', { from: ['failing'], lease, patch: release });
     }
     const t = config.tasks;
     const delay = Math.min(t.retryMaxDelayMs, t.retryBaseDelayMs * 2 ** (attempts - 1));
     this.deps.log.info({ task: task.id, attempts, delay, err: error }, 'task will retry');
     return store.move(task.id, 'waiting_retry', {
       from: ['errored'],
-      owner,
+      lease,
       patch: { ...release, runAt: Date.now() + delay },
     });
+  }
+
+  /**
+   * The store refused a write of `run`'s attempt: its lease is gone (another node took the task
+   * over). Stop its work at once and throw what its signal carries, so the kind writes no more.
+   */
+  private fenceLost(run: Running, when: string): never {
+    this.loseLease(run, when);
+    throw run.controller.signal.reason;
+  }
+
+  /** `run`'s attempt no longer holds its task: stop it without writing anything, and say so once. */
+  private loseLease(run: Running, when: string): void {
+    if (stopKindOf(run.controller.signal) === 'lease-lost') return;
+    this.deps.log.warn({ ...lostLog(run), when }, 'lost the lease');
+    // A stop asked for before (a cancel, a shutdown) gives way: none of its writes would land.
+    if (run.controller.signal.aborted) return;
+    this.abortWith(run, 'lease-lost');
   }
 
   /** Abort `run`'s signal with a typed reason; the first reason stands. */
@@ -338,7 +394,10 @@ export class Runner {
       dirty.map(async (run) => {
         const patch = run.progress.take();
         try {
-          await store.saveProgress(run.task.id, this.owner, patch);
+          if (!(await store.saveProgress(run.task.id, run.lease, patch))) {
+            this.loseLease(run, 'writing progress');
+            return;
+          }
           Object.assign(run.task, patch, { updatedAt: Date.now() });
           events.emit({ ...run.task, failures: run.progress.failures });
         } catch (err) {
@@ -352,17 +411,23 @@ export class Runner {
     if (this.running.size === 0) return;
     const ids = [...this.running.keys()];
     try {
-      const held = new Set(
-        await this.deps.store.renewLeases(this.owner, ids, Date.now() + this.deps.config.tasks.leaseMs),
+      const until = Date.now() + this.deps.config.tasks.leaseMs;
+      const held = new Map(
+        (await this.deps.store.renewLeases(this.owner, ids, until)).map((h) => [h.id, h.token]),
       );
       for (const id of ids) {
         const run = this.running.get(id);
-        if (run && !held.has(id)) this.abortWith(run, 'lease-lost');
+        if (run && held.get(id) !== run.lease.token) this.loseLease(run, 'renewing');
+        else if (run) run.task.leaseUntil = until;
       }
     } catch (err) {
       this.deps.log.warn({ err }, 'lease renewal failed');
     }
   }
+}
+
+function lostLog(run: Running) {
+  return { task: run.task.id, kind: run.task.kind, token: run.lease.token };
 }
 
 /** The task's error text: the error, and for a directory task its first failed item. */

@@ -4,10 +4,10 @@ import type { Logger } from 'pino';
 import { isAdmin, isGuest, type Principal } from '../auth/roles.ts';
 import type { Config, TaskKind } from '../config.ts';
 import { FerryError } from '../errors.ts';
-import type { PageRequest, TaskFilter, TaskStore } from '../store/task-store.ts';
+import type { PageRequest, StableKey, TaskFilter, TaskStore } from '../store/task-store.ts';
 import type { TaskEvents } from './events.ts';
 import type { TaskKindHandler } from './kinds/kind.ts';
-import { isDone, type Task, type TaskState } from './model.ts';
+import { type HolderView, holderOf, isDone, type Task, type TaskState } from './model.ts';
 import type { Runner } from './runner.ts';
 
 /**
@@ -83,6 +83,11 @@ export class TaskService {
     return task;
   }
 
+  /** Which node holds `task` and whether it still renews its lease (a task's detail). */
+  holder(task: Task, now = Date.now()): HolderView {
+    return holderOf(task, this.config.tasks.leaseMs, now);
+  }
+
   /** Whether a task with this id is stored (internal: no caller check). */
   async exists(id: string): Promise<boolean> {
     return (await this.store.get(id)) !== null;
@@ -92,6 +97,19 @@ export class TaskService {
   async list(principal: Principal, filter: TaskFilter, page: PageRequest): Promise<Task[]> {
     refuseGuest(principal);
     return this.store.list(scoped(principal, filter), page);
+  }
+
+  /**
+   * One page of the caller's tasks that stays stable under concurrent inserts on every store
+   * (KooDrive's keyset pages): see `TaskStore.listStable`.
+   */
+  async listStable(
+    principal: Principal,
+    filter: TaskFilter,
+    page: { after?: StableKey; limit: number },
+  ): Promise<{ tasks: Task[]; more: boolean }> {
+    refuseGuest(principal);
+    return this.store.listStable(scoped(principal, filter), page);
   }
 
   /** Every matching task, page by page, without holding the whole list: for streamed replies. */
@@ -242,7 +260,7 @@ export class TaskService {
   private async remove(tasks: readonly Task[]): Promise<number> {
     for (const task of tasks) {
       try {
-        await this.kinds.get(task.kind)?.discard?.(task, { dataDir: this.config.dataDir, log: this.log });
+        await this.kinds.get(task.kind)?.discard?.(task, { dataDir: this.config.stagingDir, log: this.log });
       } catch (err) {
         this.log.warn({ err, task: task.id }, 'discarding task resources failed');
       }

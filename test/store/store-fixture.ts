@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Selectable } from 'kysely';
 import type { TaskKind } from '../../src/config.ts';
 import { type OpenedDatabase, openDatabase } from '../../src/store/database.ts';
 import type { TasksTable } from '../../src/store/schema.ts';
@@ -22,7 +23,7 @@ export interface StoreFixture {
    * Set a task's columns behind the store's back: how a test puts a task in a given state
    * (`done` follows `state`) without walking it there.
    */
-  force(id: string, columns: Partial<Omit<TasksTable, 'seq' | 'done'>>): Promise<void>;
+  force(id: string, columns: Partial<Omit<Selectable<TasksTable>, 'seq' | 'done'>>): Promise<void>;
   /** Remove every task (between tests). */
   clear(): Promise<void>;
   close(): Promise<void>;

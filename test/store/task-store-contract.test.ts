@@ -77,7 +77,7 @@ for (const db of await testDatabases()) {
       // object; both must say the same, but lists leave the failures out.
       await f.store.claim('copy', 'w', 1, 60_000);
       const failures = [{ path: '/x', error: 'boom' }];
-      await f.store.saveProgress('a', 'w', { ...counters, failedFiles: 1, failures });
+      await f.store.saveProgress('a', { owner: 'w', token: 1 }, { ...counters, failedFiles: 1, failures });
       const whole = await f.store.get('a');
       assert.deepEqual(whole?.failures, failures);
       const [listed] = await f.store.list({ ids: ['a'] }, { limit: 10, order: 'asc' });
@@ -119,7 +119,8 @@ for (const db of await testDatabases()) {
         assert.equal(t.startTime, now);
       }
       assert.deepEqual(await f.store.claim('copy', 'w2', 10, 1000, now), [], 'nothing left to claim');
-      assert.deepEqual(ids(await f.store.claim('copy', 'w2', 10, 1000, now + 60_000)), [later.id]);
+      // By then w1's leases have expired too: its own are never taken over by itself.
+      assert.deepEqual(ids(await f.store.claim('copy', 'w1', 10, 1000, now + 60_000)), [later.id]);
       assert.equal((await f.store.get(flagged.id))?.state, 'pending', 'a flagged task is never claimed');
     });
 
@@ -144,7 +145,7 @@ for (const db of await testDatabases()) {
       await f.store.claim('copy', 'w2', 1, 1000);
       const until = Date.now() + 99_000;
       assert.deepEqual(
-        (await f.store.renewLeases('w1', [a.id, b.id, c.id, 'gone'], until)).sort(),
+        (await f.store.renewLeases('w1', [a.id, b.id, c.id, 'gone'], until)).map((h) => h.id).sort(),
         [a.id, b.id].sort(),
       );
       assert.equal((await f.store.get(a.id))?.leaseUntil, until);
@@ -156,10 +157,10 @@ for (const db of await testDatabases()) {
       const [task] = await f.add(1);
       assert.ok(task);
       await f.store.claim('copy', 'w1', 1, 60_000);
-      await f.store.saveProgress(task.id, 'w1', counters, 1234);
-      await f.store.updatePayload(task.id, 'w1', { spool: '/s' });
-      await f.store.saveProgress(task.id, 'intruder', { ...counters, doneBytes: 9 });
-      await f.store.updatePayload(task.id, 'intruder', { spool: '/evil' });
+      await f.store.saveProgress(task.id, { owner: 'w1', token: 1 }, counters, 1234);
+      await f.store.updatePayload(task.id, { owner: 'w1', token: 1 }, { spool: '/s' });
+      await f.store.saveProgress(task.id, { owner: 'intruder', token: 1 }, { ...counters, doneBytes: 9 });
+      await f.store.updatePayload(task.id, { owner: 'intruder', token: 1 }, { spool: '/evil' });
       const now = await f.store.get(task.id);
       assert.equal(now?.doneBytes, 4);
       assert.equal(now?.status, 'x');
@@ -171,7 +172,7 @@ for (const db of await testDatabases()) {
       const [ok, canceled, failed, retried, stopped, late] = await f.add(6);
       assert.ok(ok && canceled && failed && retried && stopped && late);
       await f.store.claim('copy', 'w', 6, 60_000);
-      const held = { owner: 'w', patch: { ...release, progress: counters } };
+      const held = { lease: { owner: 'w', token: 1 }, patch: { ...release, progress: counters } };
 
       const succeeded = await f.store.move(ok.id, 'succeeded', held);
       assert.equal(succeeded?.state, 'succeeded');
@@ -181,32 +182,38 @@ for (const db of await testDatabases()) {
       assert.equal(succeeded?.doneBytes, 4, 'the last counters ride along');
 
       const c = await f.store.move(canceled.id, 'canceled', {
-        owner: 'w',
+        lease: { owner: 'w', token: 1 },
         patch: { ...release, error: 'canceled', errorCode: 'E_CANCELED' },
       });
       assert.equal(c?.errorCode, 'E_CANCELED');
 
       const errored = await f.store.move(failed.id, 'errored', {
-        owner: 'w',
+        lease: { owner: 'w', token: 1 },
         patch: { error: 'bad', errorCode: 'E_EXISTS', attempts: 1 },
       });
       assert.equal(errored?.state, 'errored');
       assert.equal(errored?.leaseOwner, 'w', 'still held while the worker decides');
-      assert.equal((await f.store.move(failed.id, 'failing', { owner: 'w' }))?.state, 'failing');
-      const f2 = await f.store.move(failed.id, 'failed', { owner: 'w', patch: release });
+      assert.equal(
+        (await f.store.move(failed.id, 'failing', { lease: { owner: 'w', token: 1 } }))?.state,
+        'failing',
+      );
+      const f2 = await f.store.move(failed.id, 'failed', { lease: { owner: 'w', token: 1 }, patch: release });
       assert.equal(f2?.state, 'failed');
       assert.equal(f2?.error, 'bad');
 
-      await f.store.move(retried.id, 'errored', { owner: 'w', patch: { attempts: 1 } });
+      await f.store.move(retried.id, 'errored', { lease: { owner: 'w', token: 1 }, patch: { attempts: 1 } });
       const runAt = Date.now() + 400;
       const waiting = await f.store.move(retried.id, 'waiting_retry', {
-        owner: 'w',
+        lease: { owner: 'w', token: 1 },
         patch: { ...release, runAt },
       });
       assert.equal(waiting?.runAt, runAt);
       assert.equal(waiting?.endTime, null);
 
-      const back = await f.store.move(stopped.id, 'pending', { owner: 'w', patch: { ...release, runAt: 1 } });
+      const back = await f.store.move(stopped.id, 'pending', {
+        lease: { owner: 'w', token: 1 },
+        patch: { ...release, runAt: 1 },
+      });
       assert.equal(back?.state, 'pending');
 
       // A cancel that arrives after the last byte: canceling, then succeeded.
@@ -222,10 +229,15 @@ for (const db of await testDatabases()) {
       const [task] = await f.add(1);
       assert.ok(task);
       await f.store.claim('copy', 'w', 1, 60_000);
-      assert.equal(await f.store.move(task.id, 'succeeded', { owner: 'someone-else' }), null);
-      assert.ok(await f.store.move(task.id, 'succeeded', { owner: 'w', patch: release }));
+      assert.equal(
+        await f.store.move(task.id, 'succeeded', { lease: { owner: 'someone-else', token: 1 } }),
+        null,
+      );
+      assert.ok(
+        await f.store.move(task.id, 'succeeded', { lease: { owner: 'w', token: 1 }, patch: release }),
+      );
       // Finishing twice, claiming, retrying a succeeded task: refused, nothing changed.
-      assert.equal(await f.store.move(task.id, 'succeeded', { owner: 'w' }), null);
+      assert.equal(await f.store.move(task.id, 'succeeded', { lease: { owner: 'w', token: 1 } }), null);
       assert.equal(await f.store.move(task.id, 'canceled'), null);
       assert.equal(await f.store.requeue(task.id), null);
       await f.force(task.id, { run_at: 0 });
@@ -239,26 +251,89 @@ for (const db of await testDatabases()) {
       await assert.rejects(f.store.requeue(task.id, ['succeeded']), FerryError);
     });
 
+    it('a claim takes over a task whose holder let its lease expire (shared store); the old attempt writes nothing', async () => {
+      const [task, asked, worn] = await f.add(3);
+      assert.ok(task && asked && worn);
+      const t0 = Date.now();
+      const first = await f.store.claim('copy', 'a', 3, 1000, t0);
+      assert.ok(first.every((t) => t.leaseToken === 1));
+      const old = { owner: 'a', token: 1 };
+      await f.force(asked.id, { cancel_requested: 1 });
+      await f.force(worn.id, { interruptions: 2 });
+      assert.deepEqual(await f.store.claim('copy', 'b', 3, 1000, t0 + 999), [], 'not before the lease ends');
+      const taken = await f.store.claim('copy', 'b', 3, 1000, t0 + 1001, { maxInterruptions: 3 });
+      if (!DIALECT_TRAITS[f.opened.dialect].takeOverInClaim) {
+        // One process per SQLite store: it settles every held task at its start instead.
+        assert.deepEqual(taken, []);
+        return;
+      }
+      // A cancel asked of a dead holder's task, or one worn out by interruptions, is the sweep's.
+      assert.deepEqual(ids(taken), [task.id]);
+      const [now] = taken;
+      assert.equal(now?.leaseOwner, 'b');
+      assert.equal(now?.leaseToken, 2);
+      assert.equal(now?.interruptions, 1);
+      assert.equal(now?.startTime, t0, 'the first start stays');
+      assert.equal(await f.store.claim('copy', 'a', 3, 1000, t0 + 1001).then((t) => t.length), 0);
+      // The stalled holder wakes up: every write of its attempt is refused.
+      assert.equal(await f.store.saveProgress(task.id, old, counters), false);
+      assert.equal(await f.store.updatePayload(task.id, old, { stale: true }), false);
+      assert.equal(await f.store.move(task.id, 'succeeded', { lease: old, patch: release }), null);
+      assert.equal(await f.store.holds(task.id, old), false);
+      assert.deepEqual(await f.store.renewLeases('a', [task.id], t0 + 5000), []);
+      const lease = { owner: 'b', token: 2 };
+      assert.equal(await f.store.holds(task.id, lease), true);
+      assert.equal(await f.store.saveProgress(task.id, lease, counters), true);
+      assert.equal((await f.store.move(task.id, 'succeeded', { lease, patch: release }))?.state, 'succeeded');
+      assert.equal((await f.store.get(task.id))?.payload.stale, undefined);
+    });
+
+    it('an attempt token fences one holder’s own earlier attempt of a task', async () => {
+      const [task] = await f.add(1);
+      assert.ok(task);
+      const t0 = Date.now();
+      await f.store.claim('copy', 'w', 1, 60_000, t0);
+      await f.store.move(task.id, 'errored', { lease: { owner: 'w', token: 1 }, patch: { attempts: 1 } });
+      await f.store.move(task.id, 'waiting_retry', {
+        lease: { owner: 'w', token: 1 },
+        patch: { ...release, runAt: t0 },
+      });
+      const [again] = await f.store.claim('copy', 'w', 1, 60_000, t0);
+      assert.equal(again?.leaseToken, 2);
+      assert.equal(await f.store.saveProgress(task.id, { owner: 'w', token: 1 }, counters), false);
+      assert.deepEqual(await f.store.renewLeases('w', [task.id], t0 + 1), [{ id: task.id, token: 2 }]);
+    });
+
     it('retries after the backoff in run_at, and a manual retry starts afresh', async () => {
       const [task] = await f.add(1);
       assert.ok(task);
       const t0 = Date.now();
       await f.store.claim('copy', 'w', 1, 60_000, t0);
-      await f.store.move(task.id, 'errored', { owner: 'w', patch: { attempts: 1, error: 'reset' } });
-      await f.store.move(task.id, 'waiting_retry', { owner: 'w', patch: { ...release, runAt: t0 + 500 } });
+      await f.store.move(task.id, 'errored', {
+        lease: { owner: 'w', token: 1 },
+        patch: { attempts: 1, error: 'reset' },
+      });
+      await f.store.move(task.id, 'waiting_retry', {
+        lease: { owner: 'w', token: 1 },
+        patch: { ...release, runAt: t0 + 500 },
+      });
       assert.deepEqual(await f.store.claim('copy', 'w', 1, 60_000, t0 + 499), [], 'not before its time');
       const [again] = await f.store.claim('copy', 'w', 1, 60_000, t0 + 500);
       assert.equal(again?.attempts, 1);
       assert.equal(again?.startTime, t0, 'the first start stays');
 
-      await f.store.saveProgress(task.id, 'w', {
-        ...counters,
-        failedFiles: 1,
-        failures: [{ path: '/a', error: 'e' }],
-      });
-      await f.store.move(task.id, 'errored', { owner: 'w', patch: { attempts: 2 } });
-      await f.store.move(task.id, 'failing', { owner: 'w' });
-      await f.store.move(task.id, 'failed', { owner: 'w', patch: release });
+      await f.store.saveProgress(
+        task.id,
+        { owner: 'w', token: 2 },
+        {
+          ...counters,
+          failedFiles: 1,
+          failures: [{ path: '/a', error: 'e' }],
+        },
+      );
+      await f.store.move(task.id, 'errored', { lease: { owner: 'w', token: 2 }, patch: { attempts: 2 } });
+      await f.store.move(task.id, 'failing', { lease: { owner: 'w', token: 2 } });
+      await f.store.move(task.id, 'failed', { lease: { owner: 'w', token: 2 }, patch: release });
       assert.equal(await f.store.requeue(task.id, ['canceled']), null, 'only from what the caller expects');
       const queued = await f.store.requeue(task.id, ['failed'], t0 + 900);
       assert.equal(queued?.state, 'before_retry');
@@ -276,7 +351,7 @@ for (const db of await testDatabases()) {
       assert.ok(idle && running && doomed && finished);
       await f.force(idle.id, { run_at: Date.now() + 60_000 });
       await f.store.claim('copy', 'w', 3, 60_000);
-      await f.store.move(finished.id, 'succeeded', { owner: 'w', patch: release });
+      await f.store.move(finished.id, 'succeeded', { lease: { owner: 'w', token: 1 }, patch: release });
       assert.deepEqual(
         (await f.store.requestCancel([idle.id, running.id, finished.id, 'nope'])).sort(),
         [idle.id, running.id].sort(),
@@ -407,6 +482,52 @@ for (const db of await testDatabases()) {
         assert.match(plan.rows.map((row) => row.detail).join(' '), /USING INDEX tasks_runnable/);
       });
 
+    it('stable pages: every task once, in order, however the pages fall', async () => {
+      const tasks = await f.add(23);
+      const seen: string[] = [];
+      let after: { xid: number; seq: number } | undefined;
+      for (let more = true; more; ) {
+        const page = await f.store.listStable({}, { limit: 7, ...(after && { after }) });
+        seen.push(...ids(page.tasks));
+        const last = page.tasks.at(-1);
+        if (last) after = { xid: last.insertXid, seq: last.seq };
+        more = page.more;
+      }
+      assert.deepEqual(seen, ids(tasks));
+    });
+
+    if (db.dialect === 'postgres')
+      it('stable pages never pass a task whose insert has not committed yet (a node inserting slowly)', async () => {
+        const [first] = await f.add(1);
+        assert.ok(first);
+        // Another node's transaction inserts a task and has not committed: its seq is drawn.
+        const other = new pg.Client({ connectionString: f.url });
+        await other.connect();
+        try {
+          await other.query('BEGIN');
+          await other.query(
+            `INSERT INTO tasks (id, kind, name, creator_id, creator, creator_role, state, payload, max_retry, run_at, created_at, updated_at)
+             VALUES ('slow', 'copy', 'n', 1, 'admin', 2, 'pending', '{}', 0, 0, 0, 0)`,
+          );
+          const later = await f.add(3); // committed, larger seq
+          // Another transaction of the server (other tests share it) may hold the horizon a moment.
+          let page = await f.store.listStable({}, { limit: 7 });
+          for (let i = 0; i < 50 && page.tasks.length === 0; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            page = await f.store.listStable({}, { limit: 7 });
+          }
+          assert.deepEqual(ids(page.tasks), [first.id], 'nothing past the open insert');
+          assert.equal(page.more, true, 'more is coming');
+          const after = { xid: first.insertXid, seq: first.seq };
+          await other.query('COMMIT');
+          const rest = await f.store.listStable({}, { limit: 7, after });
+          assert.deepEqual(ids(rest.tasks).sort(), ['slow', ...ids(later)].sort());
+          assert.equal(rest.more, false);
+        } finally {
+          await other.end();
+        }
+      });
+
     if (db.dialect === 'postgres')
       it('skips tasks another node holds locked instead of waiting for them', async () => {
         const [a, b] = await f.add(2);
@@ -428,7 +549,11 @@ for (const db of await testDatabases()) {
           await other.query('SELECT seq FROM tasks WHERE id IN ($1, $2) FOR UPDATE', [a.id, b.id]);
           assert.deepEqual(await promptly(f.store.claim('copy', 'w2', 5, 1000), 'a claim'), [], 'b skipped');
           const renewed = await promptly(f.store.renewLeases('w', [a.id], Date.now() + 5000), 'a renewal');
-          assert.deepEqual(renewed, [a.id], 'a locked row its owner holds is still held');
+          assert.deepEqual(
+            renewed.map((h) => h.id),
+            [a.id],
+            'a locked row its owner holds is still held',
+          );
           await other.query('ROLLBACK');
           assert.deepEqual(ids(await f.store.claim('copy', 'w2', 5, 1000)), [b.id]);
         } finally {

@@ -116,8 +116,9 @@ for (const db of await testDatabases()) {
         claimed.map((t) => tasks.findIndex((x) => x.id === t.id)).map((i) => TASK_STATES[i]),
         [...RUNNABLE_STATES],
       );
+      // running → running is a takeover of an expired lease, claimed apart from the queue.
       assert.deepEqual(
-        TASK_STATES.filter((s) => canMove(s, 'running')),
+        TASK_STATES.filter((s) => s !== 'running' && canMove(s, 'running')),
         [...RUNNABLE_STATES],
       );
     });

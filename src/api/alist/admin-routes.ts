@@ -108,7 +108,7 @@ function idParam(request: FastifyRequest): number {
 
 /** Storage management and engine settings (admins only). */
 export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
-  const { mounts, runner } = app.core;
+  const { mounts, runner, nodes } = app.core;
   const route = (method: 'GET' | 'POST', url: string, run: (request: FastifyRequest) => Promise<unknown>) =>
     app.route({
       method,
@@ -173,6 +173,25 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
     const info = driverInfo(name);
     if (!info) throw new FerryError('E_NOT_FOUND', `driver [${name}] not found`);
     return info;
+  });
+
+  // The live nodes sharing the store: what each runs, its limits, when it last beat.
+  route('GET', '/api/admin/nodes', async () => {
+    const live = await nodes.live();
+    return {
+      content: live.map((n) => ({
+        id: n.id,
+        host: n.host,
+        pid: n.pid,
+        start_time: new Date(n.startedAt).toISOString(),
+        last_heartbeat: new Date(n.heartbeatAt).toISOString(),
+        heartbeat_ago_ms: Math.max(0, Date.now() - n.heartbeatAt),
+        running: n.running,
+        workers: n.workers,
+        this_node: n.id === nodes.id,
+      })),
+      total: live.length,
+    };
   });
 
   // Worker limits per task kind, changeable while running: {"copy": 8, "upload": 2}.

@@ -28,9 +28,8 @@ const ACTIONS: Record<string, { method: Method; run: (a: ActionArgs) => Promise<
     // The seed's reply for info is a one-element array; today's AList answers the task itself.
     run: async ({ tasks, principal, request, kind }) => {
       const flavour = flavourOf(request);
-      const task = alistTask(await tasks.get(principal, query(request).tid, kind), flavour, {
-        withFailures: true,
-      });
+      const found = await tasks.get(principal, query(request).tid, kind);
+      const task = alistTask(found, flavour, { withFailures: true, holder: tasks.holder(found) });
       return ok(flavour === 'current' ? task : [task]);
     },
   },

@@ -1,4 +1,4 @@
-import { etaSeconds, progressOf, TASK_STATES, type Task } from '../../tasks/model.ts';
+import { etaSeconds, type HolderView, progressOf, TASK_STATES, type Task } from '../../tasks/model.ts';
 import type { AlistFlavour } from './flavour.ts';
 
 /**
@@ -35,6 +35,12 @@ export interface AlistTask {
   /** `current` only: ferry's own status line (the file being moved, …), which `status` gives in `seed`. */
   detail?: string;
   failures?: { path: string; error: string }[];
+  /** A task's detail (`info`) only: the node holding it, null when none does. */
+  node?: string | null;
+  /** A task's detail only: how long ago its holder last renewed the lease (ms), null when none holds it. */
+  lease_renewed_ago_ms?: number | null;
+  /** A task's detail only: true when its holder stopped renewing (dead or stalled; another node takes it over). */
+  holder_stalled?: boolean;
 }
 
 function iso(ms: number | null): string | null {
@@ -49,7 +55,7 @@ function iso(ms: number | null): string | null {
 export function alistTask(
   task: Task,
   flavour: AlistFlavour,
-  options: { withFailures?: boolean } = {},
+  options: { withFailures?: boolean; holder?: HolderView } = {},
 ): AlistTask {
   const current = flavour === 'current';
   return {
@@ -75,6 +81,11 @@ export function alistTask(
     created_at: new Date(task.createdAt).toISOString(),
     ...(current && { detail: task.status }),
     ...(options.withFailures && { failures: task.failures }),
+    ...(options.holder && {
+      node: options.holder.node,
+      lease_renewed_ago_ms: options.holder.leaseRenewedAgoMs,
+      holder_stalled: options.holder.holderStalled,
+    }),
   };
 }
 

@@ -42,6 +42,20 @@ function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
+/**
+ * The opaque cursor after `task`: its place in the stable order (inserting transaction, then
+ * seq), `<xid>_<seq>`; just `<seq>` where the store has no transaction ids (SQLite).
+ */
+function cursorOf(task: Task): string {
+  return task.insertXid > 0 ? `${task.insertXid}_${task.seq}` : String(task.seq);
+}
+
+function parseCursor(cursor: string | undefined): { xid: number; seq: number } | undefined {
+  if (!cursor) return undefined;
+  const [a, b] = cursor.split('_');
+  return b === undefined ? { xid: 0, seq: Number(a) } : { xid: Number(a), seq: Number(b) };
+}
+
 /** A task in KooDrive's `TaskInfo` shape. */
 export function kooTask(task: Task) {
   const resultCode =
@@ -132,7 +146,7 @@ export async function koodriveRoutes(app: FastifyInstance): Promise<void> {
             taskType: { type: 'integer', enum: Object.keys(TASK_TYPES).map(Number) },
             status: { type: 'array', items: { type: 'integer', enum: [0, 1, 2, 3] } },
             pageSize: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: MAX_PAGE_SIZE },
-            pageCursor: { type: 'string', pattern: '^[0-9]*$' },
+            pageCursor: { type: 'string', pattern: '^([0-9]{1,20}(_[0-9]{1,20})?)?$' },
           },
         },
         response: {
@@ -158,22 +172,26 @@ export async function koodriveRoutes(app: FastifyInstance): Promise<void> {
         pageCursor?: string;
       };
       const states = q.status?.length ? q.status.flatMap((s) => STATUS_STATES[s] ?? []) : undefined;
-      const page = await tasks.list(
+      const after = parseCursor(q.pageCursor);
+      const { tasks: page, more } = await tasks.listStable(
         principal,
         {
           ...(q.taskType !== undefined && { kinds: TASK_TYPES[q.taskType] ?? [] }),
           ...(states && { states }),
         },
-        { limit: q.pageSize, order: 'asc', ...(q.pageCursor && { afterSeq: Number(q.pageCursor) }) },
+        { limit: q.pageSize, ...(after && { after }) },
       );
       const list = page.map(kooTask);
       const last = page[page.length - 1];
+      // More to come (a full page, or tasks whose insert is still settling): the cursor goes on
+      // from the last task shown, or stays where it was when none could be shown yet.
+      const next = last ? cursorOf(last) : q.pageCursor;
       return {
         code: '0',
         msg: 'Success.',
         taskList: list,
         taskListDtos: list,
-        ...(page.length === q.pageSize && last && { nextCursor: String(last.seq) }),
+        ...(more && next && { nextCursor: next }),
       };
     },
   );

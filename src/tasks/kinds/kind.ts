@@ -17,7 +17,10 @@ export interface TaskContext {
   progress: Progress;
   log: Logger;
   mounts: MountRegistry;
-  /** Absolute data directory (spool and temp areas live below it). */
+  /**
+   * Absolute staging directory (`Config.stagingDir`; the data directory unless configured): spool
+   * and work areas live below it. On a path every node sees, another node resumes the work.
+   */
   dataDir: string;
   /**
    * The server's `syncFiles`: flush the files this task writes before it succeeds. A kind that
@@ -26,8 +29,18 @@ export interface TaskContext {
   syncFiles: boolean;
   /** True when this task ran before (a retry, or its worker died): skip work already done. */
   resumed: boolean;
-  /** Persist kind-specific resume state into the task's payload. */
+  /**
+   * Persist kind-specific resume state into the task's payload. Throws the signal's reason (a
+   * `TaskStopped` `lease-lost`) when this attempt no longer holds the task.
+   */
   savePayload(payload: Record<string, unknown>): Promise<void>;
+  /**
+   * Check, in the store, that this attempt still holds the task; throws the signal's reason (and
+   * aborts the signal) when it does not. Call it right before a step that cannot be undone —
+   * placing a file under its final name, deleting a source — so that a node that stalled past its
+   * lease while another took the task over does not do that step a second time.
+   */
+  fence(): Promise<void>;
   /**
    * Queue a follow-up task with this task's creator (decompress → decompress_upload). Idempotent
    * by `id`: a resumed task that queued it before gets the existing one back.

@@ -25,12 +25,17 @@ export const moveKind: TaskKindHandler = {
     }
     if (plan.src.mount === plan.dst.mount && (!plan.isDir || plan.src.driver.capabilities.folderRename)) {
       ctx.progress.setTotals({ bytes: plan.isDir ? 0 : plan.size, files: 1 });
+      await ctx.fence();
       await plan.dst.driver.rename(plan.src.path, plan.dstPath, { overwrite: payload.overwrite });
       ctx.progress.addBytes(plan.isDir ? 0 : plan.size);
       ctx.progress.fileDone();
       return;
     }
-    await copyPlanned(plan, payload, ctx, verifyThenDeleteSource);
+    // Deleting a source is not undone: only the lease holder does it.
+    await copyPlanned(plan, payload, ctx, async (src, dst, size) => {
+      await ctx.fence();
+      await verifyThenDeleteSource(src, dst, size);
+    });
     // A link to a folder was copied as that folder, which stays: the link is what moved.
     if (plan.isDir && plan.link) await plan.src.driver.remove(plan.src.path);
     else if (plan.isDir) await removeEmptyFolders(plan.src.driver, plan.src.path, ctx.signal);

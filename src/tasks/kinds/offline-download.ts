@@ -76,6 +76,8 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
           if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, ctx, save);
           else await downloadAria2(tools, payload, ctx, save);
         }
+        // A node that stalled past its lease queues nothing: the node holding the task does.
+        await ctx.fence();
         await handOff(task, payload, data, done, ctx);
         await save({ handedOff: true });
       } catch (err) {
@@ -121,6 +123,9 @@ async function downloadHttp(
     },
     onBytes: (n) => ctx.progress.addBytes(n),
     sync: ctx.syncFiles,
+    resumed: ctx.resumed,
+    // The partial file may be another node's now (a takeover): only the holder finishes it.
+    beforePlacing: () => ctx.fence(),
   });
 }
 
@@ -181,6 +186,7 @@ async function downloadAria2(
       reported = Math.max(reported, completed);
     },
     sync: ctx.syncFiles,
+    beforePlacing: () => ctx.fence(),
   });
 }
 

@@ -87,6 +87,8 @@ export const offlineTransferKind: TaskKindHandler = {
       ctx.progress.setTotals(totals);
       ctx.progress.setStatus(name);
       await dst.driver.mkdir(dst.path);
+      // Placing is not undone: a node that stalled past its lease must not place over the result.
+      await ctx.fence();
       if (await moveInto(src, target, { keepSource: keep, tempKey: task.id })) {
         ctx.progress.addBytes(totals.bytes);
         for (let i = 0; i < totals.files; i++) ctx.progress.fileDone();
@@ -103,7 +105,10 @@ export const offlineTransferKind: TaskKindHandler = {
       if (!ctx.signal.aborted && final && deleteOnFailure) await removeSource(src);
       throw err;
     }
-    if (!keep) await removeSource(src);
+    if (!keep) {
+      await ctx.fence();
+      await removeSource(src);
+    }
   },
   async discard(task, deps: KindDeps) {
     // A transfer that never succeeded (failed, canceled) and is deleted: nobody can retry it, so

@@ -35,6 +35,8 @@ export const uploadKind: TaskKindHandler = {
     const size = entry.size;
     ctx.progress.setTotals({ bytes: size, files: 1 });
     const times = modified !== undefined ? { modified } : {};
+    // A node that stalled past its lease places nothing over the holder's result.
+    await ctx.fence();
     // The spool is kept for a retry until success is recorded: linked, never moved.
     if (await linkInto(spool, dst, { overwrite, tempKey: task.id, ...times })) {
       ctx.progress.addBytes(size);

@@ -1,0 +1,349 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { testDatabases } from './helpers/databases.ts';
+import { waitFor } from './helpers/harness.ts';
+import { type FerryProcess, spawnFerry } from './helpers/process.ts';
+import { type RangedOrigin, startRangedOrigin } from './helpers/ranged-origin.ts';
+
+/**
+ * Scale-out that holds (issue 22): real `ferry serve` processes on one PostgreSQL store, each
+ * with a data directory of its own and one shared staging directory, a short lease. A node
+ * killed (-9) or paused (SIGSTOP) in the middle of downloads: the others take its tasks over
+ * within a lease and a poll, resume them where they stood (the origin sees a Range request),
+ * and the paused one, woken, writes nothing.
+ */
+
+const postgres = (await testDatabases()).find((d) => d.dialect === 'postgres');
+const ADMIN_PASSWORD = 'scale-out-admin';
+const LEASE_MS = 2000;
+/** What "taken over within the lease" allows on top of it: a poll, a claim, a loaded machine. */
+const TAKEOVER_SLACK_MS = 2000;
+
+interface Detail {
+  id: string;
+  state: string;
+  error: string;
+  processed_bytes: number;
+  total_bytes: number;
+  node: string | null;
+  lease_renewed_ago_ms: number | null;
+  holder_stalled: boolean;
+}
+
+interface NodeRow {
+  id: string;
+  host: string;
+  pid: number;
+  start_time: string;
+  last_heartbeat: string;
+  running: Record<string, number>;
+  workers: Record<string, number>;
+  this_node: boolean;
+}
+
+describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'PostgreSQL unreachable' }, () => {
+  const nodes: FerryProcess[] = [];
+  const dirs: string[] = [];
+  let staging: string;
+  let files: string;
+  let origin: RangedOrigin;
+  let drop: () => Promise<void>;
+  let env: Record<string, string>;
+  let token = '';
+
+  const spawnNode = async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'ferry-scale-node-'));
+    dirs.push(dataDir);
+    const node = await spawnFerry(dataDir, env);
+    nodes.push(node);
+    return node;
+  };
+  const idOf = async (node: FerryProcess) =>
+    (await node.api<{ content: NodeRow[] }>('GET', '/api/admin/nodes', { token })).data.content.find(
+      (n) => n.this_node,
+    )?.id as string;
+  const setWorkers = async (node: FerryProcess, workers: Record<string, number>) =>
+    assert.equal((await node.api('POST', '/api/admin/task/workers', { token, body: workers })).code, 200);
+  const detail = async (node: FerryProcess, type: string, id: string) =>
+    (await node.api<Detail[]>('POST', `/api/task/${type}/info?tid=${id}`, { token })).data?.[0];
+  const download = async (node: FerryProcess, names: string[], dir: string) => {
+    const res = await node.api<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+      token,
+      body: {
+        urls: names.map((n) => `${origin.base}/${n}`),
+        path: `/local/${dir}`,
+        tool: 'SimpleHttp',
+        delete_policy: 'delete_on_upload_succeed',
+      },
+    });
+    assert.equal(res.code, 200, res.message);
+    return res.data.tasks.map((t) => t.id);
+  };
+  /** Wait until every task of `ids` runs on `node` and has moved at least `bytes` bytes. */
+  const runningOn = (node: FerryProcess, nodeId: string, ids: string[], bytes: number) =>
+    waitFor(
+      async () => {
+        for (const id of ids) {
+          const t = await detail(node, 'offline_download', id);
+          if (t?.state !== 'running' || t.node !== nodeId || t.processed_bytes < bytes) return undefined;
+        }
+        return true;
+      },
+      15_000,
+      `${ids.length} downloads to run on ${nodeId}`,
+      50,
+    );
+  /** The downloaded files in place, byte for byte what the origin serves, and fetched once whole. */
+  const assertLanded = async (names: string[], dir: string) => {
+    for (const name of names) {
+      const path = join(files, dir, name);
+      await waitFor(
+        async () =>
+          (await stat(path).catch(() => null))?.size === origin.content(name).length ? true : undefined,
+        15_000,
+        `${name} in place`,
+      );
+      assert.ok((await readFile(path)).equals(origin.content(name)), `${name} byte-identical`);
+      const asked = origin.requests.filter((r) => r.path === `/${name}`);
+      assert.equal(
+        asked.filter((r) => r.range === null).length,
+        1,
+        `${name}: one whole GET, ${JSON.stringify(asked)}`,
+      );
+      assert.ok(
+        asked.some((r) => r.range !== null && /^bytes=[1-9]\d*-$/.test(r.range)),
+        `${name}: resumed with a Range request, ${JSON.stringify(asked)}`,
+      );
+    }
+  };
+
+  before(async () => {
+    if (!postgres) return;
+    const db = await postgres.create();
+    drop = db.drop;
+    staging = await mkdtemp(join(tmpdir(), 'ferry-scale-staging-'));
+    // 768 KiB at about 270 KB/s: three seconds a file, long enough to die in the middle of.
+    origin = await startRangedOrigin({ size: 768 * 1024, chunk: 16 * 1024, everyMs: 60 });
+    env = {
+      FERRY_DATABASE_URL: db.url as string,
+      FERRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      FERRY_LEASE_MS: String(LEASE_MS),
+      FERRY_STAGING_DIR: staging,
+      FERRY_LOG_LEVEL: 'debug',
+    };
+    // The first node creates the schema, the admin and /local (in its own data directory, which
+    // stands for the shared storage); the others join it.
+    await spawnNode();
+    await Promise.all([spawnNode(), spawnNode()]);
+    const login = await nodes[0]?.api<{ token: string }>('POST', '/api/auth/login', {
+      body: { username: 'admin', password: ADMIN_PASSWORD },
+    });
+    token = login?.data.token as string;
+    files = join(dirs[0] as string, 'files');
+  });
+
+  after(async () => {
+    for (const node of nodes) {
+      if (node.child.signalCode === null && node.child.exitCode === null) process.kill(node.pid, 'SIGCONT');
+    }
+    await Promise.all(nodes.map((n) => n.stop()));
+    await origin?.close();
+    await drop?.();
+    for (const dir of [...dirs, staging]) if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lists the live nodes with what each runs and its limits; a dead one drops out', async () => {
+    const [a] = nodes as [FerryProcess];
+    const listed = await a.api<{ content: NodeRow[]; total: number }>('GET', '/api/admin/nodes', { token });
+    assert.equal(listed.code, 200, listed.message);
+    assert.equal(listed.data.total, 3);
+    assert.deepEqual(listed.data.content.map((n) => n.pid).sort(), nodes.map((n) => n.pid).sort());
+    for (const n of listed.data.content) {
+      assert.ok(n.id && n.host && Date.parse(n.start_time) > 0 && Date.parse(n.last_heartbeat) > 0);
+      assert.equal(typeof n.workers.offline_download, 'number');
+      assert.deepEqual(n.running, {});
+    }
+    const guest = await a.api('GET', '/api/admin/nodes');
+    assert.notEqual(guest.code, 200, 'admin only');
+  });
+
+  it('kill -9 of one of two nodes mid-download: the other takes over within the lease, resumes with Range, byte-identical', async () => {
+    const [a, b, c] = nodes as [FerryProcess, FerryProcess, FerryProcess];
+    await setWorkers(b, { offline_download: 0 });
+    await setWorkers(c, { offline_download: 0, offline_download_transfer: 0 });
+    const names = ['one-a.bin', 'one-b.bin', 'one-c.bin'];
+    const ids = await download(a, names, 'one');
+    const aId = await idOf(a);
+    const bId = await idOf(b);
+    await runningOn(b, aId, ids, 128 * 1024);
+    const onA = await b.api<{ content: NodeRow[] }>('GET', '/api/admin/nodes', { token });
+    assert.equal(onA.data.content.find((n) => n.id === aId)?.running.offline_download, 3);
+
+    await setWorkers(b, { offline_download: 3 });
+    const killed = Date.now();
+    await a.kill9();
+    // Before the lease ends the dead holder is shown as such.
+    const stalled = await waitFor(
+      async () =>
+        (await detail(b, 'offline_download', ids[0] as string))?.holder_stalled ? true : undefined,
+      LEASE_MS + TAKEOVER_SLACK_MS,
+      'the task to show its holder stalled',
+      50,
+    );
+    assert.ok(stalled);
+    await runningOn(b, bId, ids, 0);
+    const took = Date.now() - killed;
+    assert.ok(took <= LEASE_MS + TAKEOVER_SLACK_MS, `taken over ${took} ms after the kill`);
+    const held = await detail(b, 'offline_download', ids[0] as string);
+    assert.equal(held?.holder_stalled, false);
+    assert.ok((held?.lease_renewed_ago_ms ?? Infinity) < LEASE_MS);
+    for (const id of ids)
+      assert.equal((await b.finished(token, 'offline_download', id, 15_000)).state, 'succeeded');
+    await assertLanded(names, 'one');
+    // The dead node drops out of the list once its heartbeat is a lease old.
+    const live = await b.api<{ content: NodeRow[] }>('GET', '/api/admin/nodes', { token });
+    assert.ok(!live.data.content.some((n) => n.id === aId));
+  });
+
+  it('kill -9 of two of three nodes mid-download: the third takes all over and resumes them', async () => {
+    const d = await spawnNode();
+    const [, b, c] = nodes as [FerryProcess, FerryProcess, FerryProcess];
+    await setWorkers(b, { offline_download: 2 });
+    await setWorkers(d, { offline_download: 2 });
+    const names = ['two-a.bin', 'two-b.bin', 'two-c.bin', 'two-d.bin'];
+    const ids = await download(c, names, 'two');
+    const [bId, cId, dId] = await Promise.all([idOf(b), idOf(c), idOf(d)]);
+    await waitFor(
+      async () => {
+        const all = await Promise.all(ids.map((id) => detail(c, 'offline_download', id)));
+        const ok = all.every(
+          (t) =>
+            t?.state === 'running' && (t.node === bId || t.node === dId) && t.processed_bytes >= 128 * 1024,
+        );
+        return ok && all.some((t) => t?.node === bId) && all.some((t) => t?.node === dId) ? true : undefined;
+      },
+      15_000,
+      'the downloads to run on B and D',
+      50,
+    );
+    await setWorkers(c, { offline_download: 4, offline_download_transfer: 4 });
+    const killed = Date.now();
+    await Promise.all([b.kill9(), d.kill9()]);
+    await runningOn(c, cId, ids, 0);
+    const took = Date.now() - killed;
+    assert.ok(took <= LEASE_MS + TAKEOVER_SLACK_MS, `taken over ${took} ms after the kills`);
+    for (const id of ids)
+      assert.equal((await c.finished(token, 'offline_download', id, 15_000)).state, 'succeeded');
+    await assertLanded(names, 'two');
+  });
+
+  it('SIGSTOP past the lease: another node finishes; the woken one writes nothing, moves nothing back, and says it lost the lease', async () => {
+    const e = await spawnNode();
+    const c = nodes[2] as FerryProcess;
+    await setWorkers(c, { offline_download: 0 });
+    const [id] = await download(e, ['paused.bin'], 'paused');
+    assert.ok(id);
+    const eId = await idOf(e);
+    await runningOn(c, eId, [id], 128 * 1024);
+    process.kill(e.pid, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    try {
+      await setWorkers(c, { offline_download: 1 });
+      const states: string[] = [];
+      const watch = setInterval(() => {
+        void detail(c, 'offline_download', id).then((t) => t && states.push(t.state));
+      }, 50);
+      try {
+        assert.equal((await c.finished(token, 'offline_download', id, 15_000)).state, 'succeeded');
+        await assertLanded(['paused.bin'], 'paused');
+        const placed = await stat(join(files, 'paused', 'paused.bin'));
+        // Paused for at least twice the lease, then woken.
+        await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + 2 * LEASE_MS - Date.now())));
+        process.kill(e.pid, 'SIGCONT');
+        await waitFor(
+          async () => (e.output().includes('"lost the lease"') ? true : undefined),
+          LEASE_MS + TAKEOVER_SLACK_MS,
+          'the woken node to log that it lost the lease',
+        );
+        await new Promise((r) => setTimeout(r, LEASE_MS));
+        const now = await stat(join(files, 'paused', 'paused.bin'));
+        assert.equal(now.ino, placed.ino, 'not renamed over');
+        assert.equal(now.mtimeMs, placed.mtimeMs, 'not written again');
+        assert.ok((await readFile(join(files, 'paused', 'paused.bin'))).equals(origin.content('paused.bin')));
+        assert.equal((await detail(c, 'offline_download', id))?.state, 'succeeded');
+        // One hand-off only: the woken node queued no second transfer.
+        assert.equal((await detail(c, 'offline_download_transfer', `${id}-t0`))?.state, 'succeeded');
+      } finally {
+        clearInterval(watch);
+      }
+      const order = ['pending', 'running', 'succeeded'];
+      const ranks = states.map((s) => order.indexOf(s));
+      assert.deepEqual(
+        ranks,
+        [...ranks].sort((x, y) => x - y),
+        `states never go back: ${states.join(' ')}`,
+      );
+    } finally {
+      process.kill(e.pid, 'SIGCONT');
+    }
+  });
+
+  it('KooDrive: four inserters on two nodes, a reader paging at pageSize 7 sees every task exactly once', async () => {
+    const live = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
+    const [x, y] = live as [FerryProcess, FerryProcess];
+    assert.ok(x && y);
+    // Nothing runs: the tasks stay as inserted, the test is about the list.
+    for (const node of [x, y]) await setWorkers(node, { copy: 0 });
+    await mkdir(join(files, 'koo-src'), { recursive: true });
+    for (const name of ['a', 'b', 'c']) await writeFile(join(files, 'koo-src', name), name);
+    const created: string[] = [];
+    let inserting = true;
+    const inserter = async (node: FerryProcess, n: number) => {
+      for (let i = 0; i < 25; i++) {
+        const names = ['a', 'b', 'c'].slice(0, 1 + ((i + n) % 3));
+        const res = await node.api<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+          token,
+          body: { src_dir: '/local/koo-src', dst_dir: '/local/koo', names },
+        });
+        assert.equal(res.code, 200, res.message);
+        created.push(...res.data.tasks.map((t) => t.id));
+      }
+    };
+    const seen: string[] = [];
+    const reader = async () => {
+      let cursor: string | undefined;
+      for (let turn = 0; ; turn++) {
+        const node = turn % 2 ? x : y;
+        const res = await request(
+          `${node.base}/koodrive/ose/v1/task/list?taskType=0&pageSize=7${cursor ? `&pageCursor=${cursor}` : ''}`,
+          { headers: { authorization: `Bearer ${token}` } },
+        );
+        const body = (await res.body.json()) as { taskList: { taskId: string }[]; nextCursor?: string };
+        assert.equal(res.statusCode, 200);
+        if (body.nextCursor !== undefined) {
+          seen.push(...body.taskList.map((t) => t.taskId));
+          cursor = body.nextCursor;
+        } else if (!inserting) {
+          seen.push(...body.taskList.map((t) => t.taskId));
+          return;
+        } else {
+          // The last page so far: a client comes back later from the same cursor.
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const reading = reader();
+    await Promise.all([inserter(x, 0), inserter(x, 1), inserter(y, 2), inserter(y, 3)]);
+    inserting = false;
+    await reading;
+    const duplicates = seen.filter((id, i) => seen.indexOf(id) !== i);
+    assert.deepEqual(duplicates, [], 'no task seen twice');
+    const missing = created.filter((id) => !seen.includes(id));
+    assert.deepEqual(missing, [], 'no task skipped');
+    assert.ok(created.length >= 150);
+  });
+});
