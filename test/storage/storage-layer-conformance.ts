@@ -13,7 +13,7 @@ import { TEMP_PREFIX } from '../../src/storage/paths.ts';
 import { fetchRangesInto, rangeReaderOf } from '../../src/storage/ranged-fetch.ts';
 import { StagedTree } from '../../src/storage/staged-tree.ts';
 import { copyBetween, linkInto, moveInto, removeTemp } from '../../src/storage/transfer.ts';
-import { bytes, codeOf, readAll, slowSource } from './driver-conformance.ts';
+import { bytes, codeOf, readAll, slowSource } from './stream-helpers.ts';
 
 const LIMITS = { maxTotalBytes: 1 << 30, maxEntries: 10_000, maxRatio: 1000, ratioGraceBytes: 1 << 20 };
 
