@@ -186,7 +186,7 @@ export async function startCore(
       });
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
       // Spools of uploads that succeeded just before the last process died.
-      await removeFinishedSpools(config.dataDir, store, { orphans: sqlite, log });
+      await removeFinishedSpools(config.stagingDir, store, { orphans: sqlite, log });
       await nodes.start();
       runner.start();
       tasks.startMaintenance();

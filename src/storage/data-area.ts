@@ -11,7 +11,8 @@ function taskFolder(area: string, taskId: string): string {
 }
 
 /**
- * ferry's data directory as a driver: where uploads are spooled, offline downloads land and
+ * ferry's staging directory (`stagingDir`, the data directory unless configured) as a driver:
+ * where uploads are spooled, offline downloads land and
  * archives are extracted before they reach a mount. Tasks reach these files as they reach any
  * mount's, through a `Driver` and its path checks, never by a local path; the storage layer's
  * fast paths (`linkInto`, `moveInto`, `copyBetween`) see that both ends are local and act on the

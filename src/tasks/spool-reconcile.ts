@@ -5,16 +5,17 @@ import type { TaskStore } from '../store/task-store.ts';
 /**
  * Remove upload bodies left in the spool by tasks that no longer need them: the spool goes after
  * an upload's success is recorded, so a process killed in between leaves it behind. Spools of
- * succeeded tasks always go; with `orphans` (this process alone uses the data directory, so no
- * upload is being received), also those whose task is not in the store at all (deleted).
+ * succeeded tasks always go; with `orphans` (this process alone uses the staging directory, so
+ * no upload is being received), also those whose task is not in the store at all (deleted).
  * Failed and canceled uploads keep theirs: a retry reads it.
  */
 export async function removeFinishedSpools(
-  dataDir: string,
+  /** The staging directory (`Config.stagingDir`). */
+  stagingDir: string,
   store: Pick<TaskStore, 'getMany'>,
   options: { orphans: boolean; log: Logger },
 ): Promise<number> {
-  const data = await DataArea.open(dataDir);
+  const data = await DataArea.open(stagingDir);
   const ids = await data.spooled();
   if (ids.length === 0) return 0;
   const tasks = new Map((await store.getMany(ids)).map((t) => [t.id, t]));
