@@ -33,6 +33,7 @@ import { NodeRegistry } from './tasks/nodes.ts';
 import { TaskRelay } from './tasks/relay.ts';
 import { Runner } from './tasks/runner.ts';
 import { TaskService } from './tasks/service.ts';
+import { removeFinishedSpools } from './tasks/spool-reconcile.ts';
 import { FERRY_VERSION } from './version.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 import { WebhookOutbox } from './webhooks/outbox.ts';
@@ -214,6 +215,8 @@ export async function startCore(
         maxInterruptions: config.tasks.maxInterruptions,
       });
       if (requeued > 0) log.info({ requeued }, 'resuming tasks interrupted by the last shutdown');
+      // Spools of uploads that succeeded just before the last process died.
+      await removeFinishedSpools(config.stagingDir, store, { orphans: sqlite, log });
       await nodes.start();
       runner.start();
       tasks.startMaintenance();

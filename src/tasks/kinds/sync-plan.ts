@@ -88,8 +88,9 @@ export function deletedFiles(plan: TreePlan): number {
 }
 
 /**
- * Compare the two trees, one folder level at a time (memory holds one listing per level plus
- * the plan), and say what a run would do; nothing is changed. Refuses (`E_SYNC_REFUSED`) what
+ * Compare the two trees folder by folder, subfolders side by side with at most
+ * `LISTINGS_AT_ONCE` listings in flight (memory holds the listings being compared plus the plan,
+ * never the unchanged files of the whole tree), and say what a run would do; nothing is changed. Refuses (`E_SYNC_REFUSED`) what
  * rclone's users lose data to: a source that cannot be listed, a source that is empty while the
  * destination is not, more deletes than `maxDelete`.
  */
@@ -103,7 +104,7 @@ export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<Tre
     if (spec.mode !== 'sync' && !isFerryError(err, 'E_NOT_FOUND')) throw err;
     throw new FerryError('E_SYNC_REFUSED', `the source cannot be listed: ${itemError(err)}`, { cause: err });
   }
-  const dstRoot = await listOrNone(spec.dst, '/');
+  const dstRoot = await listOrNone(spec.dst);
   if (spec.mode === 'sync') {
     const kept = (entries: Entry[]) =>
       entries.filter((e) => !hidden(e) && !filter.excluded(`/${e.name}`, e.isDir));
@@ -113,7 +114,8 @@ export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<Tre
         'the source is empty while the destination is not: refusing to delete everything',
       );
   }
-  await compareFolder(spec, filter, plan, '/', srcRoot, dstRoot, signal, false);
+  const walk: Walk = { spec, filter, plan, signal, listing: new Limiter(LISTINGS_AT_ONCE) };
+  await compareFolder(walk, '/', srcRoot, dstRoot, false);
   const deletes = deletedFiles(plan);
   if (spec.mode === 'sync' && spec.maxDelete !== null && deletes > spec.maxDelete)
     throw new FerryError(
@@ -124,17 +126,17 @@ export async function planTree(spec: TreeSpec, signal: AbortSignal): Promise<Tre
 }
 
 async function compareFolder(
-  spec: TreeSpec,
-  filter: PathFilter,
-  plan: TreePlan,
+  walk: Walk,
   rel: string,
   srcEntries: Entry[],
   dstEntries: Entry[],
-  signal: AbortSignal,
   viaLink: boolean,
 ): Promise<void> {
+  const { spec, filter, plan, signal } = walk;
   signal.throwIfAborted();
   const sync = spec.mode === 'sync';
+  // Subfolders are compared once this folder is, side by side (listings bounded by `walk.listing`).
+  const subfolders: (() => Promise<void>)[] = [];
   const copy = (rel: string, size: number, replace: boolean, clears: string[] | null = null) =>
     plan.copies.push({
       rel,
@@ -164,26 +166,21 @@ async function compareFolder(
         plan.skipped++;
         continue;
       }
-      let childSrc: Entry[];
-      try {
-        childSrc = await spec.src.driver.list(joinPath(spec.src.path, childRel));
-      } catch (err) {
-        // Whatever the destination holds below it stays: an unreadable folder is not an empty one.
-        plan.blocked.push({ rel: childRel, error: itemError(err), retry: true });
-        continue;
-      }
       if (!d?.isDir) plan.folders.push({ rel: childRel, fileInWay });
-      const childDst = d?.isDir ? await listOrNone(spec.dst, childRel) : [];
-      await compareFolder(
-        spec,
-        filter,
-        plan,
-        childRel,
-        childSrc,
-        childDst,
-        signal,
-        viaLink || s.link === true,
-      );
+      const dstIsDir = d?.isDir === true;
+      const childViaLink = viaLink || s.link === true;
+      subfolders.push(async () => {
+        let childSrc: Entry[];
+        try {
+          childSrc = await listed(walk, spec.src, childRel);
+        } catch (err) {
+          // Whatever the destination holds below it stays: an unreadable folder is not an empty one.
+          plan.blocked.push({ rel: childRel, error: itemError(err), retry: true });
+          return;
+        }
+        const childDst = dstIsDir ? await listedOrNone(walk, spec.dst, childRel) : [];
+        await compareFolder(walk, childRel, childSrc, childDst, childViaLink);
+      });
       continue;
     }
     if (!d) {
@@ -192,7 +189,7 @@ async function compareFolder(
       // A folder where the source has a file: a sync replaces it (when nothing kept is inside).
       const inside: PlannedDelete[] = [];
       if (!sync) plan.skipped++;
-      else if (!(await collectDeletes(spec, filter, inside, childRel, signal)))
+      else if (!(await collectDeletes(walk, inside, childRel)))
         plan.blocked.push({
           rel: childRel,
           error: 'a folder holding excluded files is in the way',
@@ -213,37 +210,33 @@ async function compareFolder(
       copy(childRel, s.size, true);
     }
   }
-  if (!sync) return;
-  for (const d of dstByName.values()) {
-    const childRel = joinPath(rel, d.name);
-    if (filter.excluded(childRel, d.isDir)) continue;
-    // A link goes as one entry (removing it removes the link only), never walked into.
-    if (d.isDir && !d.link) await collectDeletes(spec, filter, plan.deletes, childRel, signal);
-    else plan.deletes.push({ rel: childRel, isDir: false });
+  if (sync) {
+    for (const d of dstByName.values()) {
+      const childRel = joinPath(rel, d.name);
+      if (filter.excluded(childRel, d.isDir)) continue;
+      // A link goes as one entry (removing it removes the link only), never walked into.
+      if (d.isDir && !d.link) await collectDeletes(walk, plan.deletes, childRel);
+      else plan.deletes.push({ rel: childRel, isDir: false });
+    }
   }
+  await Promise.all(subfolders.map((compare) => compare()));
 }
 
 /**
  * Plan the removal of the destination folder `rel` (absent at the source): every file below it
  * that no filter keeps, then each folder left empty. True when the folder itself goes.
  */
-async function collectDeletes(
-  spec: TreeSpec,
-  filter: PathFilter,
-  deletes: PlannedDelete[],
-  rel: string,
-  signal: AbortSignal,
-): Promise<boolean> {
-  signal.throwIfAborted();
+async function collectDeletes(walk: Walk, deletes: PlannedDelete[], rel: string): Promise<boolean> {
+  walk.signal.throwIfAborted();
   let emptied = true;
-  for (const e of await spec.dst.driver.list(joinPath(spec.dst.path, rel))) {
+  for (const e of await listed(walk, walk.spec.dst, rel)) {
     const childRel = joinPath(rel, e.name);
-    if (hidden(e) || filter.excluded(childRel, e.isDir)) {
+    if (hidden(e) || walk.filter.excluded(childRel, e.isDir)) {
       emptied = false;
       continue;
     }
     if (!e.isDir || e.link) deletes.push({ rel: childRel, isDir: false });
-    else if (!(await collectDeletes(spec, filter, deletes, childRel, signal))) emptied = false;
+    else if (!(await collectDeletes(walk, deletes, childRel))) emptied = false;
   }
   if (emptied) deletes.push({ rel, isDir: true });
   return emptied;
@@ -262,9 +255,60 @@ async function same(spec: TreeSpec, rel: string, s: Entry, d: Entry, signal: Abo
   return s.modified <= d.modified + MTIME_SLACK_MS;
 }
 
-async function listOrNone(end: Endpoint, rel: string): Promise<Entry[]> {
+/** The destination root's entries, none when it does not exist yet. */
+async function listOrNone(end: Endpoint): Promise<Entry[]> {
   try {
-    return await end.driver.list(rel === '/' ? end.path : joinPath(end.path, rel));
+    return await end.driver.list(end.path);
+  } catch (err) {
+    if (isFerryError(err, 'E_NOT_FOUND')) return [];
+    throw err;
+  }
+}
+
+/** One planning pass: what it compares, what it found so far, and how many listings may run at once. */
+interface Walk {
+  spec: TreeSpec;
+  filter: PathFilter;
+  plan: TreePlan;
+  signal: AbortSignal;
+  listing: Limiter;
+}
+
+/**
+ * Listings in flight at once while planning: rclone's `--checkers` default. Folders are compared
+ * side by side so a remote backend's round trips overlap; the bound keeps a wide tree from
+ * opening a request per folder at once.
+ */
+const LISTINGS_AT_ONCE = 8;
+
+/** At most `max` calls at a time; the others wait their turn in order. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(call: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await call();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+/** The folder `rel` (below the end's root) listed, within the walk's bound. */
+function listed(walk: Walk, end: Endpoint, rel: string): Promise<Entry[]> {
+  walk.signal.throwIfAborted();
+  return walk.listing.run(() => end.driver.list(rel === '/' ? end.path : joinPath(end.path, rel)));
+}
+
+async function listedOrNone(walk: Walk, end: Endpoint, rel: string): Promise<Entry[]> {
+  try {
+    return await listed(walk, end, rel);
   } catch (err) {
     if (isFerryError(err, 'E_NOT_FOUND')) return [];
     throw err;
