@@ -81,8 +81,8 @@ const SETTINGS_REFRESH_MS = 5000;
 
 /**
  * Driver name (AList's) → factory. Remote drivers are imported on first mount: their libraries
- * (AWS SDK, ssh2, webdav) cost 15–25 MB of memory each, which a server without such a mount
- * should not pay.
+ * (AWS SDK, ssh2, webdav) are large, and a server without such a mount should not pay their
+ * memory.
  */
 export function driverFactories(): Map<string, DriverFactory> {
   return new Map<string, DriverFactory>([

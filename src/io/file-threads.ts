@@ -6,7 +6,8 @@ import { startModuleThread } from './module-thread.ts';
 /**
  * At most this many threads. One starts whenever every running one is busy: writes are bound by
  * CPU (two cores on the machines ferry is built for), but a copy waits for its fsync, and fsyncs
- * that run side by side share the file system's journal commits. Each thread costs about 9 MB.
+ * that run side by side share the file system's journal commits. Each thread has a V8 heap of
+ * its own, so they are not started beyond need.
  */
 const MAX_THREADS = 4;
 /**

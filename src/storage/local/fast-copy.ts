@@ -29,8 +29,8 @@ export interface CopyLocalOptions {
 
 /**
  * Copy the file `src` to `dst` (both absolute local paths) with a double-buffered read/write
- * loop: the next chunk is read while the previous one is being written. Measured on par with
- * `cp` for multi-GiB files, and unlike `fs.copyFile` it checks `signal` between chunks, so a
+ * loop: the next chunk is read while the previous one is being written. It keeps up with `cp`
+ * for large files, and unlike `fs.copyFile` it checks `signal` between chunks, so a
  * cancel stops the bytes within one chunk. Memory is two buffers whatever the file size. Only the
  * bytes are copied (no mode, owner or times).
  *
@@ -91,8 +91,8 @@ async function copyWithLoop(src: string, dst: string, options: CopyLocalOptions)
 
 /**
  * A large file copied by `cp`, whose bytes never leave the kernel (`copy_file_range`, or a reflink
- * where the file system shares blocks): about twice as fast as the read/write loop for multi-GiB
- * files here, and no buffers in this process. A cancel kills the child at once; progress is the
+ * where the file system shares blocks): faster than the read/write loop for large files, and no
+ * buffers in this process. A cancel kills the child at once; progress is the
  * destination's size, read every 200 ms. The copy is fsynced like the loop's (unless `sync` is
  * false). Falls back to the loop when `cp` cannot be started.
  */
