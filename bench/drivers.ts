@@ -44,7 +44,7 @@ import {
 } from './lib.ts';
 
 const BENCH = 'drivers';
-const BUCKET = 'ferry-bench';
+export const BUCKET = 'ferry-bench';
 const DAV_USER = 'u';
 const DAV_PASS = 'p';
 const RUN_MS = 900_000;
@@ -53,7 +53,7 @@ const RUN_MS = 900_000;
 // The servers ferry and rclone talk to
 
 /** s3rver in a child process (test/helpers/s3rver-child.ts); resolves once it printed its port. */
-async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
+export async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
   // --openssl-legacy-provider: s3rver's continuation tokens use DES (see test/helpers/s3-server.ts).
   const s3 = service(process.execPath, [
     '--openssl-legacy-provider',

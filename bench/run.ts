@@ -18,6 +18,9 @@
  *   loader      context: idle RSS of the server under tsx vs compiled to JS
  *   scale-out   tiny copy tasks/s end to end with 1 and with 2 nodes on one PostgreSQL (ratio);
  *               BENCH_SCALE_TASKS, BENCH_POSTGRES_URL
+ *   memory      peak RSS of a fresh server per transfer (Local → S3, S3 → Local, offline download),
+ *               4 GiB against 1 GiB (goal ≤ 1.10×); BENCH_MEMORY_SMALL_BYTES, BENCH_MEMORY_LARGE_BYTES,
+ *               BENCH_MEMORY_TRANSFERS
  *
  * Each benchmark starts a real `node --import tsx src/cli.ts serve` on a free port with its own
  * data directory under `.bench-tmp/` (or $FERRY_BENCH_DIR), drives it over HTTP and reads the
@@ -49,6 +52,7 @@ import {
   startServer,
   useCompiledServer,
 } from './lib.ts';
+import { memoryBench } from './memory.ts';
 import { offline } from './offline.ts';
 import { scaleOut } from './scale-out.ts';
 import { tasksBench } from './tasks.ts';
@@ -97,6 +101,7 @@ const BENCHES: Record<string, (root: string) => Promise<Row[]>> = {
   offline,
   extract,
   'scale-out': scaleOut,
+  memory: memoryBench,
 };
 
 function environment(): string {
