@@ -32,10 +32,10 @@ await rm(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
   // The small-file threads load their own module (file-thread.js, see
-  // src/storage/local/module-thread.ts), found next to the chunks.
+  // src/io/module-thread.ts), found next to the chunks.
   entryPoints: {
     cli: 'src/cli.ts',
-    'file-thread': 'src/storage/local/file-thread.ts',
+    'file-thread': 'src/io/file-thread.ts',
   },
   outdir,
   bundle: true,

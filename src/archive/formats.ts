@@ -1,5 +1,5 @@
+import type { LocalTree } from '../storage/local/extract-tree.ts';
 import type { ExtractionGuard } from './guard.ts';
-import type { LocalTree } from './local-tree.ts';
 
 /** The archive formats ferry reads. */
 export type ArchiveFormat = 'zip' | 'tar' | 'tar.gz' | 'tar.bz2' | 'tar.xz' | 'tar.zst' | '7z' | 'rar';

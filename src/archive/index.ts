@@ -6,7 +6,6 @@ import type { ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
 
 export { type ArchiveEntry, type ArchiveFormat, archiveStem, formatOf } from './formats.ts';
 export { ExtractionGuard } from './guard.ts';
-export { LocalTree } from './local-tree.ts';
 export { sevenZipBinary } from './seven-zip.ts';
 
 /**

@@ -4,11 +4,11 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { FerryError } from '../errors.ts';
-import { fileThreads } from '../storage/local/file-threads.ts';
+import { fileThreads } from '../io/file-threads.ts';
+import { BUFFERED_FILE_MAX } from '../storage/local/extract-tree.ts';
 import type { ArchiveEntry, ArchiveFormat, ArchiveListing, ExtractJob } from './formats.ts';
 import { selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
-import { BUFFERED_FILE_MAX } from './local-tree.ts';
 
 /** Debian programs that decompress what Node's zlib cannot (on this Node), and their packages. */
 const DECOMPRESSORS: Partial<Record<ArchiveFormat, { command: string; pkg: string }>> = {

@@ -16,10 +16,10 @@ import {
   ZipReader,
 } from '@zip.js/zip.js';
 import { FerryError } from '../errors.ts';
-import { fileThreads } from '../storage/local/file-threads.ts';
+import { fileThreads } from '../io/file-threads.ts';
+import { BUFFERED_FILE_MAX } from '../storage/local/extract-tree.ts';
 import { type ArchiveListing, type ExtractJob, selectEntry } from './formats.ts';
 import { entryPath, linkTarget } from './guard.ts';
-import { BUFFERED_FILE_MAX } from './local-tree.ts';
 
 // Node has no web workers in zip.js' sense; its own code paths are used instead.
 configure({ useWebWorkers: false });

@@ -3,7 +3,7 @@ import { pipeline as pipeStreams, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
-import { writebackOf } from '../storage/local/background-flush.ts';
+import { writebackOf } from '../io/background-flush.ts';
 import { nameFromDisposition } from './disposition.ts';
 import { nameFromUrl } from './file-name.ts';
 import { FileWriter } from './file-writer.ts';

@@ -1,10 +1,12 @@
+import { constants, copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
+import { FileSystemFlush, syncFileSystem } from '../io/background-flush.ts';
 import { Aria2Client, Aria2Daemon, type Aria2Status } from './aria2.ts';
-import type { HttpDownloader } from './http-download.ts';
+import type { HttpDownloader, HttpResumeState } from './http-download.ts';
 import { HostPolicy } from './url-policy.ts';
 
 /** How often a running aria2 download is asked for its status. */
@@ -16,6 +18,37 @@ const ARIA2_POLL_MIN_MS = 10;
  * from any peer for this long fails, instead of holding an offline-download worker for ever.
  */
 const BT_STOP_TIMEOUT_S = '600';
+
+/** A SimpleHttp download into an offline download's area (see `OfflineTools.httpInto`). */
+export interface HttpIntoOptions {
+  url: URL;
+  signal: AbortSignal;
+  /** Validators of the partial file saved by an earlier attempt, for `Range` + `If-Range`. */
+  state: HttpResumeState;
+  saveState(state: HttpResumeState): Promise<void>;
+  onStart(start: { offset: number; total: number; fileName: string }): void;
+  onBytes(n: number): void;
+  /** Flush the file to disk as it comes and at the end; false leaves that to the OS. */
+  sync: boolean;
+  /** An earlier attempt ran: its partial file is detached before it is continued (`detachPartial`). */
+  resumed: boolean;
+  /** Called before the finished file takes its place in `done/`: throws when that may not happen. */
+  beforePlacing(): Promise<void>;
+}
+
+/** An aria2 download into an offline download's area (see `OfflineTools.aria2Into`). */
+export interface Aria2IntoOptions {
+  url: string;
+  signal: AbortSignal;
+  gid?: string;
+  saveGid(gid: string): Promise<void>;
+  /** Bytes completed so far (growing), and the total once known. */
+  onProgress(completed: number, total: number): void;
+  /** Flush the files to disk before returning; false leaves that to the OS. */
+  sync: boolean;
+  /** Called before the finished files take their place in `done/`: throws when that may not happen. */
+  beforePlacing(): Promise<void>;
+}
 
 export interface Aria2DownloadOptions {
   url: string;
@@ -59,6 +92,65 @@ export class OfflineTools {
   /** Where offline downloads keep their files until transferred: `<dataDir>/offline`. */
   get tempRoot(): string {
     return join(this.dataDir, 'offline');
+  }
+
+  /**
+   * The folder of the offline download `taskId` (`<dataDir>/offline/<taskId>`, the data area's
+   * `offline(taskId)`): the downloaders write below it, the task reads the result through the data
+   * area's driver. `done/` holds what is finished.
+   */
+  private areaOf(taskId: string): string {
+    if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
+    return join(this.tempRoot, taskId);
+  }
+
+  /**
+   * Download `url` with SimpleHttp into the area of `taskId`: to `partial`, continued from where
+   * an earlier attempt stopped, then renamed to `done/<file name>` once whole.
+   */
+  async httpInto(taskId: string, options: HttpIntoOptions): Promise<void> {
+    const area = this.areaOf(taskId);
+    await mkdir(area, { recursive: true });
+    const partPath = join(area, 'partial');
+    if (options.resumed) await detachPartial(partPath);
+    const http = await this.http();
+    const { fileName } = await http.download({ ...options, partPath });
+    await options.beforePlacing();
+    const done = join(area, 'done');
+    await mkdir(done, { recursive: true });
+    await rename(partPath, join(done, fileName));
+  }
+
+  /**
+   * Download `url` with aria2 into the area of `taskId` (`aria2/`, which becomes `done/` once
+   * complete). aria2 does not flush: with `sync`, the disk writes what has arrived while the rest
+   * comes, and the flush at the end waits for the tail only.
+   */
+  async aria2Into(taskId: string, options: Aria2IntoOptions): Promise<void> {
+    const area = this.areaOf(taskId);
+    const dir = join(area, 'aria2');
+    await mkdir(dir, { recursive: true });
+    let reported = 0;
+    const writeback = options.sync ? new FileSystemFlush(dir) : null;
+    await this.aria2Download({
+      url: options.url,
+      dir,
+      signal: options.signal,
+      ...(options.gid !== undefined && { gid: options.gid }),
+      saveGid: options.saveGid,
+      onProgress: (completed, total) => {
+        if (completed > reported) writeback?.wrote(completed - reported);
+        reported = Math.max(reported, completed);
+        options.onProgress(completed, total);
+      },
+    });
+    // aria2's control files mean "unfinished"; a finished download has none left, but be sure.
+    for (const name of await readdir(dir))
+      if (name.endsWith('.aria2')) await rm(join(dir, name), { force: true });
+    await options.beforePlacing();
+    const done = join(area, 'done');
+    await rename(dir, done);
+    if (options.sync) await syncFileSystem(done, options.signal);
   }
 
   /** The aria2 RPC client, starting ferry's own aria2c the first time when no RPC URL is configured. */
@@ -153,6 +245,24 @@ export class OfflineTools {
     await this.daemon?.close();
     this.daemon = null;
   }
+}
+
+/**
+ * Give the partial file of an earlier attempt a new inode before resuming it. That attempt may
+ * live on in a node that stalled past its lease (SIGSTOP, a long pause) with the file still open:
+ * once it wakes, its writes land in the old inode, which no name points to any more, instead of
+ * in the file this attempt finishes and places. A copy within one file system is cheap (a
+ * reflink or an in-kernel copy where the file system has them).
+ */
+async function detachPartial(partPath: string): Promise<void> {
+  const fresh = `${partPath}.resumed`;
+  try {
+    await copyFile(partPath, fresh, constants.COPYFILE_FICLONE);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await rename(fresh, partPath);
 }
 
 /**

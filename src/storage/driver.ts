@@ -89,6 +89,12 @@ export interface WriteOptions {
  */
 export type ReadInto = (start: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
+/** A file or folder on some driver. */
+export interface Endpoint {
+  driver: Driver;
+  path: string;
+}
+
 /**
  * The contract every storage backend fulfils. Paths are driver-relative (`/a/b.txt`), already
  * normalised by `normalizePath`; every driver checks again that they stay inside its root
@@ -130,7 +136,7 @@ export interface Driver {
 
   /**
    * Optional: write a file of known `size` by reading byte ranges of it with `readInto`, several
-   * at once, with the same guarantees as `write`. The engine offers it for large files whose
+   * at once, with the same guarantees as `write`. `copyBetween` offers it for large files whose
    * source can read ranges; a driver that uploads in parts (S3) reads each part into a buffer it
    * reuses, rather than piping a stream per part or allocating a buffer per part.
    */
@@ -162,8 +168,9 @@ export interface Driver {
   removeTree?(path: string, options: RemoveTreeOptions): Promise<void>;
 
   /**
-   * The absolute local file-system path behind `path`, for drivers that have one (Local); lets
-   * the engine use a fast in-kernel copy between two local mounts. `null` for remote drivers.
+   * The absolute local file-system path behind `path`, for drivers that have one (Local); `null`
+   * for remote drivers. For the storage layer only (`copyBetween`, `linkInto`, `StagedTree`,
+   * `extractTo`), which chooses its fast paths by it: task kinds and dialects never call it.
    * With `newName`, what is at `path` itself is not looked at (its folders still are): for a
    * caller that creates the name without following a link there (`link`, `rename`, `O_EXCL`),
    * and would only make the lookup of a name being created wait on the folder's lock.

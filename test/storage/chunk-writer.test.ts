@@ -4,7 +4,7 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ChunkWriter } from '../../src/storage/local/chunk-writer.ts';
+import { ChunkWriter } from '../../src/io/chunk-writer.ts';
 
 const MiB = 1024 * 1024;
 

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FileThreads, WriteFailure } from '../../src/storage/local/file-threads.ts';
+import { FileThreads, WriteFailure } from '../../src/io/file-threads.ts';
 
 /** The errno code `promise` rejects with, as a `WriteFailure`. */
 async function failureCode(promise: Promise<unknown>): Promise<string> {

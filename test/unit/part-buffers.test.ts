@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PartBuffers } from '../../src/storage/part-buffers.ts';
+import { PartBuffers } from '../../src/io/part-buffers.ts';
 
 const MiB = 1024 * 1024;
 

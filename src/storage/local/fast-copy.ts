@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { copyFile, type FileHandle, open, stat, unlink } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../../errors.ts';
-import { writebackOf } from './background-flush.ts';
+import { writebackOf } from '../../io/background-flush.ts';
 
 const DEFAULT_CHUNK = 4 * 1024 * 1024;
 /** Files up to this size are copied in one step: too small to be worth interrupting. */

@@ -16,6 +16,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, fromFsError, isFerryError } from '../../errors.ts';
+import type { ListedEntry } from '../../io/file-thread-messages.ts';
+import { fileThreads } from '../../io/file-threads.ts';
 import {
   checkRange,
   type Driver,
@@ -27,8 +29,6 @@ import {
 } from '../driver.ts';
 import { baseName, isWithin, joinPath, normalizePath, TEMP_PREFIX, tempPathFor } from '../paths.ts';
 import { copyLocalFile } from './fast-copy.ts';
-import type { ListedEntry } from './file-thread-messages.ts';
-import { fileThreads } from './file-threads.ts';
 import { fsyncFile, moveNoClobber, place, replaceFolder, sameFile } from './placing.ts';
 import { type Located, MISSING, SafePaths } from './safe-paths.ts';
 

@@ -1,6 +1,6 @@
 import { unlink } from 'node:fs/promises';
-import { syncFileSystem } from './background-flush.ts';
-import { fileThreads, type WriteFailure } from './file-threads.ts';
+import { syncFileSystem } from '../../io/background-flush.ts';
+import { fileThreads, type WriteFailure } from '../../io/file-threads.ts';
 
 /** Files staged before one flush of the file system puts them in place... */
 const BATCH_FILES = 1000;

@@ -9,8 +9,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { FerryError } from '../../errors.ts';
+import { PartBuffers } from '../../io/part-buffers.ts';
 import type { ReadInto, WriteOptions } from '../driver.ts';
-import { PartBuffers } from '../part-buffers.ts';
 import { failedRequest, toFerry } from './errors.ts';
 
 /*

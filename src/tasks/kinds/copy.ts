@@ -1,11 +1,13 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
-import { StagedCopies, type StagedFile } from '../../storage/local/staged-copies.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import { baseName, isWithin, joinPath, parentPath, tempPathFor } from '../../storage/paths.ts';
+import { baseName, isWithin, joinPath } from '../../storage/paths.ts';
+import { StagedTree } from '../../storage/staged-tree.ts';
+import { removeTemp } from '../../storage/transfer.ts';
 import { type CopyPayload, copyDefinition } from '../definitions/copy.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
+import { isTreeRun, runTree } from './sync.ts';
 import {
   copySmallLocal,
   type Endpoint,
@@ -13,10 +15,7 @@ import {
   ItemFailures,
   items,
   measureTree,
-  removeOwnTemp,
-  SMALL_LOCAL_COPY,
   sameContent,
-  smallCopyError,
   transferFile,
   walkTree,
 } from './transfer.ts';
@@ -124,11 +123,14 @@ export async function copyPlanned(
       }
     }
     // Small files between two local mounts are made durable in batches, not one by one.
-    const dstRoot = plan.src.driver.localPath(plan.src.path) && plan.dst.driver.localPath(plan.dstPath);
-    const tree: TreeStaging | undefined = dstRoot
+    const staged = StagedTree.open(
+      plan.src,
+      { driver: plan.dst.driver, path: plan.dstPath },
+      { signal, sync: mustSync(ctx, afterFile), tempKey: ctx.taskId },
+    );
+    const tree: TreeStaging | undefined = staged
       ? {
-          copies: new StagedCopies(dstRoot, signal, mustSync(ctx, afterFile)),
-          folders: new LocalFolders(plan.src, { driver: plan.dst.driver, path: plan.dstPath }),
+          copies: staged,
           // Links are not staged: each is copied the general way, one after another, as found.
           links: Promise.resolve(),
           linked(rel, size, after) {
@@ -179,8 +181,7 @@ function mustSync(ctx: TaskContext, afterFile: AfterFile | undefined): boolean {
 
 /** A tree's batched small local copies (between two local mounts). */
 interface TreeStaging {
-  copies: StagedCopies;
-  folders: LocalFolders;
+  copies: StagedTree;
   /** The copies of links met so far, made the general way. */
   links: Promise<void>;
   /** A file at `rel` proved to be a link: copy it the general way, then run `after`. */
@@ -193,40 +194,6 @@ interface Staging {
   /** The file's path relative to the tree. */
   rel: string;
   failed(err: unknown): void;
-}
-
-/**
- * The local paths of files in a tree copied between two local mounts, checked once per folder
- * (`localPath` of the folder) rather than once per file: a file's name comes from a listing, so
- * it holds no `/` and is not `.` or `..`. What is at the name is not looked at here: the small-file
- * thread copies no link (it reports ELOOP), and the copy is put in place by link or rename, which
- * follow none. Files arrive folder by folder, so only the last folder is remembered.
- */
-class LocalFolders {
-  private folder: string | null = null;
-  private from = '';
-  private to = '';
-
-  constructor(
-    private readonly src: Endpoint,
-    private readonly dst: Endpoint,
-  ) {}
-
-  /** The local source and destination of the file at `rel` (relative to the tree). */
-  paths(rel: string): { from: string; to: string } | null {
-    const folder = parentPath(rel);
-    if (folder !== this.folder) {
-      // joinPath(x, '/') is x itself.
-      const from = this.src.driver.localPath(joinPath(this.src.path, folder));
-      const to = this.dst.driver.localPath(joinPath(this.dst.path, folder));
-      if (from === null || to === null) return null;
-      this.folder = folder;
-      this.from = from;
-      this.to = to;
-    }
-    const name = baseName(rel);
-    return { from: `${this.from}/${name}`, to: `${this.to}/${name}` };
-  }
 }
 
 async function copyOneFile(
@@ -269,7 +236,7 @@ async function copyOneFile(
       (ctx.resumed && existing.size === size && (await sameContent(src, dst, signal)));
     if (skip) {
       // A crash between placing the file and removing its temp link leaves that temp behind.
-      if (ctx.resumed) await removeOwnTemp(dst, ctx.taskId);
+      if (ctx.resumed) await removeTemp(dst, ctx.taskId);
       progress.addBytes(size);
       await afterFile?.(src, dst, size);
       progress.fileDone();
@@ -283,12 +250,12 @@ async function copyOneFile(
 }
 
 /**
- * Hand a small file between two local mounts to the tree's `StagedCopies`; false, having done
- * nothing, for a larger file. Its bytes count once it is in place, and it is done (a move deletes
- * the source) once its name is durable; a failure to place it is recorded then. A link found at
- * the source is handed back to be copied the general way.
+ * Hand a small file between two local mounts to the tree's staging; false, having done nothing,
+ * for a larger file. Its bytes count once it is in place, and it is done (a move deletes the
+ * source) once its name is durable; a failure to place it is recorded then. A link found at the
+ * source is handed back to be copied the general way.
  */
-async function stageSmallCopy(
+function stageSmallCopy(
   src: Endpoint,
   dst: Endpoint,
   size: number,
@@ -297,18 +264,15 @@ async function stageSmallCopy(
   ctx: TaskContext,
   afterFile?: AfterFile,
 ): Promise<boolean> {
-  if (size > SMALL_LOCAL_COPY) return false;
-  const paths = staging.tree.folders.paths(staging.rel);
-  if (!paths) return false;
-  const file: StagedFile = {
-    src: paths.from,
-    temp: tempPathFor(paths.to, ctx.taskId),
-    final: paths.to,
+  // A file that fails to copy is reported through `failed`; add throws only what fails the tree.
+  return staging.tree.copies.add({
+    rel: staging.rel,
+    size,
     overwrite: payload.overwrite,
     placed: () => ctx.progress.addBytes(size),
-    failed: (failure) => {
-      if (failure.code === 'ELOOP') staging.tree.linked(staging.rel, size, afterFile);
-      else staging.failed(smallCopyError(failure, src, dst));
+    failed: (err) => {
+      if (err === 'link') staging.tree.linked(staging.rel, size, afterFile);
+      else staging.failed(err);
     },
     done: async () => {
       try {
@@ -318,15 +282,14 @@ async function stageSmallCopy(
         staging.failed(err);
       }
     },
-  };
-  // A file that fails to copy is reported through `failed`; add throws only what fails the tree.
-  await staging.tree.copies.add(file, size);
-  return true;
+  });
 }
 
 export const copyKind: TaskKindHandler = {
   kind: 'copy',
   async run(task, ctx) {
+    // A copy job's run: a folder's tree into another, with the job's filters and conflict rule.
+    if (isTreeRun(task.payload)) return runTree(task, ctx);
     const payload = copyDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);

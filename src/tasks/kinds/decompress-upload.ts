@@ -1,13 +1,12 @@
-import { rm, stat } from 'node:fs/promises';
 import { FerryError } from '../../errors.ts';
-import { LocalDriver } from '../../storage/local/local-driver.ts';
+import { DataArea } from '../../storage/data-area.ts';
 import { decompressUploadDefinition } from '../definitions/decompress.ts';
 import { copyPlanned } from './copy.ts';
-import { workArea } from './decompress.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
 
 async function removeArea(task: { id: string }, deps: KindDeps): Promise<void> {
-  await rm(workArea(deps.dataDir, task.id), { recursive: true, force: true });
+  const area = (await DataArea.open(deps.dataDir)).decompress(task.id);
+  await area.driver.remove(area.path);
 }
 
 /**
@@ -19,26 +18,16 @@ async function removeArea(task: { id: string }, deps: KindDeps): Promise<void> {
 export const decompressUploadKind: TaskKindHandler = {
   kind: 'decompress_upload',
   async run(task, ctx) {
-    const area = workArea(ctx.dataDir, task.id);
-    if (
-      !(await stat(area).then(
-        (s) => s.isDirectory(),
-        () => false,
-      ))
-    )
+    const area = (await DataArea.open(ctx.dataDir)).decompress(task.id);
+    if (!(await area.driver.stat(area.path))?.isDir)
       throw new FerryError('E_NOT_FOUND', 'the extracted files are gone from the data directory');
     const { dstDir, overwrite } = decompressUploadDefinition.read(task.payload);
     const dst = ctx.mounts.resolve(dstDir);
-    const local = await LocalDriver.open(area);
-    try {
-      await copyPlanned(
-        { src: { driver: local, path: '/' }, dst, dstPath: dst.path, isDir: true, size: 0, link: false },
-        { src: '/', dstDir, overwrite, skipExisting: false, keepBoth: false },
-        ctx,
-      );
-    } finally {
-      await local.close();
-    }
+    await copyPlanned(
+      { src: area, dst, dstPath: dst.path, isDir: true, size: 0, link: false },
+      { src: '/', dstDir, overwrite, skipExisting: false, keepBoth: false },
+      ctx,
+    );
   },
   succeeded: removeArea,
   discard: removeArea,

@@ -1,35 +1,21 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { archiveStem, ExtractionGuard, extractArchive, formatOf, LocalTree } from '../../archive/index.ts';
+import { archiveStem, ExtractionGuard, formatOf } from '../../archive/index.ts';
 import type { ArchiveLimits } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
+import { DataArea } from '../../storage/data-area.ts';
+import { extractTo } from '../../storage/extraction.ts';
 import { baseName, checkName, joinPath } from '../../storage/paths.ts';
 import { decompressDefinition } from '../definitions/decompress.ts';
 import { taskSpec } from '../definitions/index.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
-
-/** A task's private folder in the data directory (`<dataDir>/decompress/<taskId>`). */
-export function workArea(dataDir: string, taskId: string): string {
-  if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
-  return join(dataDir, 'decompress', taskId);
-}
 
 /** The id of the decompress_upload task a decompress task queues: fixed, so queueing is idempotent. */
 export function uploadTaskId(taskId: string): string {
   return `${taskId}-upload`;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 async function removeArea(task: { id: string }, deps: KindDeps): Promise<void> {
-  await rm(workArea(deps.dataDir, task.id), { recursive: true, force: true });
+  const area = (await DataArea.open(deps.dataDir)).decompress(task.id);
+  await area.driver.remove(area.path);
 }
 
 /**
@@ -54,9 +40,10 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
       if (!format) throw new FerryError('E_ARCHIVE_FORMAT', `not an archive ferry can read: ${name}`);
       const dst = ctx.mounts.resolve(p.dstDir);
       const target = p.putIntoNewDir ? joinPath(dst.path, checkName(archiveStem(name))) : dst.path;
-      const area = workArea(ctx.dataDir, task.id);
+      const data = await DataArea.open(ctx.dataDir);
+      const area = data.decompress(task.id);
       const uploadId = uploadTaskId(task.id);
-      const uploadArea = workArea(ctx.dataDir, uploadId);
+      const uploadArea = data.decompress(uploadId);
       const handOver = () =>
         ctx.enqueue({
           id: uploadId,
@@ -67,48 +54,33 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
           ),
         });
       // Resumed after the tree was handed over but before the upload task was recorded.
-      if (ctx.resumed && (await exists(uploadArea))) {
+      if (ctx.resumed && (await data.driver.stat(uploadArea.path))) {
         await handOver();
         return;
       }
 
       const extract = async () => {
-        let file = src.driver.localPath(src.path);
-        if (!file) {
-          progress.setStatus(`caching ${name}`);
-          file = join(area, `archive-${name}`);
-          await mkdir(area, { recursive: true });
-          const source = await src.driver.read(src.path, { signal });
-          await pipeline(source, createWriteStream(file), { signal });
-        }
-        progress.setStatus(`extracting ${name}`);
-        if (format.startsWith('tar')) progress.setTotals({ bytes: entry.size });
-
-        const dstLocal = dst.driver.localPath(target);
-        if (dstLocal) await dst.driver.mkdir(target);
-        const treeRoot = dstLocal ?? join(area, 'tree');
-        const guard = new ExtractionGuard(limits, entry.size);
-        const tree = await LocalTree.open(treeRoot, {
-          // The temp tree is private: only the upload decides about the destination's files.
-          overwrite: dstLocal ? p.overwrite : true,
-          tempKey: task.id,
-          signal,
-          guard,
-          onBytes: format === 'zip' ? (n) => progress.addBytes(n) : () => undefined,
-          onFileDone: () => progress.fileDone(),
-          onItemFailed: (rel, err) => progress.itemFailed(rel, err.message),
-        });
         let skippedLinks = 0;
-        await extractArchive(format, {
-          file,
+        const tree = await extractTo(src, { driver: dst.driver, path: target }, area, {
+          format,
+          size: entry.size,
           password: p.password,
           innerPath: p.innerPath,
           signal,
-          guard,
-          tree,
-          stageDir: join(area, 'stage'),
+          guard: new ExtractionGuard(limits, entry.size),
+          overwrite: p.overwrite,
+          tempKey: task.id,
+          // The files are on disk before the task says so, unless left to the OS (`syncFiles`).
+          sync: ctx.syncFiles,
+          onStage: (stage) => {
+            progress.setStatus(`${stage} ${name}`);
+            if (stage === 'extracting' && format.startsWith('tar')) progress.setTotals({ bytes: entry.size });
+          },
           setTotals: (t) => progress.setTotals(t),
+          onBytes: format === 'zip' ? (n) => progress.addBytes(n) : () => undefined,
           onArchiveBytes: (n) => progress.addBytes(n),
+          onFileDone: () => progress.fileDone(),
+          onItemFailed: (rel, err) => progress.itemFailed(rel, err.message),
           onSkippedLink: (rel) => {
             skippedLinks++;
             ctx.log.info({ entry: rel }, 'link inside the archive not created');
@@ -116,23 +88,20 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
         });
         if (progress.failedCount > 0)
           throw new FerryError('E_EXISTS', `${progress.failedCount} entries could not be placed`);
-        // The files are on disk before the task says so (one syncfs, not an fsync per file),
-        // unless they are left to the OS (`syncFiles`).
-        await (ctx.syncFiles ? tree.flush() : tree.settle());
         progress.setStatus(skippedLinks > 0 ? `done; ${skippedLinks} links not created` : '');
-        if (!dstLocal) {
-          await rm(uploadArea, { recursive: true, force: true });
-          await rename(treeRoot, uploadArea);
+        if (tree) {
+          await data.driver.remove(uploadArea.path);
+          await data.driver.rename(tree.path, uploadArea.path);
           await handOver();
         }
       };
 
-      await rm(area, { recursive: true, force: true });
+      await data.driver.remove(area.path);
       try {
         await extract();
       } catch (err) {
         // Whatever was cached, staged or half-extracted is of no use: a retry starts over.
-        await rm(area, { recursive: true, force: true });
+        await data.driver.remove(area.path);
         throw err;
       }
     },

@@ -1,15 +1,13 @@
-import { constants, copyFile, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { OfflineTools } from '../../download/offline-tools.ts';
 import { parseDownloadUrl } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
-import { FileSystemFlush, syncFileSystem } from '../../storage/local/background-flush.ts';
+import { DataArea } from '../../storage/data-area.ts';
+import type { Endpoint } from '../../storage/driver.ts';
 import { joinPath } from '../../storage/paths.ts';
 import { taskSpec } from '../definitions/index.ts';
 import { type OfflineDownloadPayload, offlineDownloadDefinition } from '../definitions/offline-download.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
-import { offlineArea } from './offline-transfer.ts';
 
 /**
  * Download one URL into `<dataDir>/offline/<taskId>/` with the task's tool, then queue one
@@ -35,8 +33,9 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
         await streamHttp(tools, payload, ctx);
         return;
       }
-      const area = offlineArea(ctx.dataDir, task.id);
-      const doneDir = join(area, 'done');
+      const data = await DataArea.open(ctx.dataDir);
+      const area = data.offline(task.id);
+      const done = { driver: area.driver, path: joinPath(area.path, 'done') };
       let saved: Record<string, unknown> = { ...task.payload };
       const save = async (patch: Record<string, unknown>) => {
         saved = { ...saved, ...patch };
@@ -44,35 +43,30 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
       };
       try {
         // A finished download whose hand-off was interrupted goes straight to the hand-off.
-        if (!(await hasEntries(doneDir))) {
-          await mkdir(area, { recursive: true });
-          if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, area, doneDir, ctx, save);
-          else {
-            await downloadAria2(tools, payload, area, doneDir, ctx, save);
-            // aria2 does not fsync: the download is durable before the task may succeed (unless
-            // left to the OS, `syncFiles`).
-            if (ctx.syncFiles) await syncFileSystem(doneDir, ctx.signal);
-          }
+        if (!(await hasEntries(done))) {
+          if (payload.tool === 'SimpleHttp') await downloadHttp(tools, payload, ctx, save);
+          else await downloadAria2(tools, payload, ctx, save);
         }
         // A node that stalled past its lease queues nothing: the node holding the task does.
         await ctx.fence();
-        await handOff(task, payload, doneDir, ctx);
+        await handOff(task, payload, data, done, ctx);
         await save({ handedOff: true });
       } catch (err) {
-        if (canceledByUser(ctx.signal)) await rm(area, { recursive: true, force: true });
+        if (canceledByUser(ctx.signal)) await area.driver.remove(area.path);
         throw err;
       }
     },
     async discard(task, deps) {
-      const area = offlineArea(deps.dataDir, task.id);
+      const area = (await DataArea.open(deps.dataDir)).offline(task.id);
+      const { driver } = area;
       if (task.payload.handedOff !== true) {
-        await rm(area, { recursive: true, force: true });
+        await driver.remove(area.path);
         return;
       }
       // The transfer tasks own done/ and remove it under their delete policy.
-      await rm(join(area, 'partial'), { force: true });
-      await rm(join(area, 'aria2'), { recursive: true, force: true });
-      await rmdir(area).catch(() => undefined);
+      await driver.remove(joinPath(area.path, 'partial'), { file: true });
+      await driver.remove(joinPath(area.path, 'aria2'));
+      if ((await driver.list(area.path).catch(() => null))?.length === 0) await driver.remove(area.path);
     },
   };
 }
@@ -82,19 +76,13 @@ type Save = (patch: Record<string, unknown>) => Promise<void>;
 async function downloadHttp(
   tools: OfflineTools,
   payload: OfflineDownloadPayload,
-  area: string,
-  doneDir: string,
   ctx: TaskContext,
   save: Save,
 ): Promise<void> {
   const url = parseDownloadUrl(payload.url, 'SimpleHttp');
-  const partPath = join(area, 'partial');
-  if (ctx.resumed) await detachPartial(partPath);
   ctx.progress.setStatus('connecting');
-  const http = await tools.http();
-  const { fileName } = await http.download({
+  await tools.httpInto(ctx.taskId, {
     url,
-    partPath,
     signal: ctx.signal,
     state: payload.http ?? {},
     saveState: (http) => save({ http }),
@@ -106,29 +94,10 @@ async function downloadHttp(
     },
     onBytes: (n) => ctx.progress.addBytes(n),
     sync: ctx.syncFiles,
+    resumed: ctx.resumed,
+    // The partial file may be another node's now (a takeover): only the holder finishes it.
+    beforePlacing: () => ctx.fence(),
   });
-  // The partial file may be another node's now (a takeover): only the holder finishes it.
-  await ctx.fence();
-  await mkdir(doneDir, { recursive: true });
-  await rename(partPath, join(doneDir, fileName));
-}
-
-/**
- * Give the partial file of an earlier attempt a new inode before resuming it. That attempt may
- * live on in a node that stalled past its lease (SIGSTOP, a long pause) with the file still open:
- * once it wakes, its writes land in the old inode, which no name points to any more, instead of
- * in the file this attempt finishes and places. A copy within one file system is cheap (a
- * reflink or an in-kernel copy where the file system has them).
- */
-async function detachPartial(partPath: string): Promise<void> {
-  const fresh = `${partPath}.resumed`;
-  try {
-    await copyFile(partPath, fresh, constants.COPYFILE_FICLONE);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  await rename(fresh, partPath);
 }
 
 /** SimpleHttp's body straight into the destination driver (upload_download_stream). */
@@ -167,50 +136,44 @@ async function streamHttp(tools: OfflineTools, payload: OfflineDownloadPayload, 
 async function downloadAria2(
   tools: OfflineTools,
   payload: OfflineDownloadPayload,
-  area: string,
-  doneDir: string,
   ctx: TaskContext,
   save: Save,
 ): Promise<void> {
   const url = parseDownloadUrl(payload.url, 'aria2');
   // aria2 connects by itself: the policy can only check where the name points now.
   if (url.protocol !== 'magnet:') await tools.policy.checkResolved(url.hostname);
-  const dir = join(area, 'aria2');
-  await mkdir(dir, { recursive: true });
   ctx.progress.setStatus('downloading with aria2');
   let reported = 0;
-  // aria2 does not flush: the disk writes what has arrived while the rest comes, so the flush at
-  // the end waits for the tail only (none of this when the files are left to the OS).
-  const writeback = ctx.syncFiles ? new FileSystemFlush(dir) : null;
-  await tools.aria2Download({
+  // aria2 does not fsync: the download is durable before the task may succeed (unless left to
+  // the OS, `syncFiles`).
+  await tools.aria2Into(ctx.taskId, {
     url: payload.url,
-    dir,
     signal: ctx.signal,
     ...(payload.gid !== undefined && { gid: payload.gid }),
     saveGid: (gid) => save({ gid }),
     onProgress: (completed, total) => {
       if (total > 0) ctx.progress.setTotals({ bytes: total, files: 1 });
-      if (completed > reported) {
-        ctx.progress.addBytes(completed - reported);
-        writeback?.wrote(completed - reported);
-      }
+      if (completed > reported) ctx.progress.addBytes(completed - reported);
       reported = Math.max(reported, completed);
     },
+    sync: ctx.syncFiles,
+    beforePlacing: () => ctx.fence(),
   });
-  // aria2's control files mean "unfinished"; a finished download has none left, but be sure.
-  for (const name of await readdir(dir))
-    if (name.endsWith('.aria2')) await rm(join(dir, name), { force: true });
-  await ctx.fence();
-  await rename(dir, doneDir);
 }
 
 /** Queue one transfer per downloaded item. Ids derive from this task's, so a repeat queues nothing new. */
-async function handOff(task: Task, payload: OfflineDownloadPayload, doneDir: string, ctx: TaskContext) {
+async function handOff(
+  task: Task,
+  payload: OfflineDownloadPayload,
+  data: DataArea,
+  done: Endpoint,
+  ctx: TaskContext,
+) {
   const dst = ctx.mounts.resolve(payload.dstDir);
-  const names = (await readdir(doneDir)).sort();
+  const names = (await done.driver.list(done.path)).map((e) => e.name).sort();
   if (names.length === 0) throw new FerryError('E_BACKEND', 'the download produced no file');
   for (const [i, name] of names.entries()) {
-    const src = join(doneDir, name);
+    const src = data.shown(joinPath(done.path, name));
     await ctx.enqueue({
       id: `${task.id}-t${i}`,
       ...taskSpec(
@@ -223,9 +186,9 @@ async function handOff(task: Task, payload: OfflineDownloadPayload, doneDir: str
   ctx.progress.fileDone();
 }
 
-async function hasEntries(dir: string): Promise<boolean> {
-  return readdir(dir).then(
-    (names) => names.length > 0,
+async function hasEntries(dir: Endpoint): Promise<boolean> {
+  return dir.driver.list(dir.path).then(
+    (entries) => entries.length > 0,
     () => false,
   );
 }

@@ -1,31 +1,13 @@
 import { createHash } from 'node:crypto';
-import { link, rename, unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { FerryError, fromFsError } from '../../errors.ts';
+import { FerryError } from '../../errors.ts';
 import type { Driver, Entry, MeasureOptions } from '../../storage/driver.ts';
-import { copyLocalFile } from '../../storage/local/fast-copy.ts';
-import { fileThreads, WriteFailure } from '../../storage/local/file-threads.ts';
-import { joinPath, tempPathFor } from '../../storage/paths.ts';
+import { joinPath } from '../../storage/paths.ts';
+import { copyBetween, copySmallLocal as copySmall, type Endpoint } from '../../storage/transfer.ts';
 import type { Progress } from '../progress.ts';
-import { fetchRangesInto, RANGED_FETCH_MIN, rangeReaderOf } from './ranged-fetch.ts';
-
-/**
- * Local files up to this size are copied by a small-file thread in one step (copy, fsync, put in
- * place): a tiny copy is made of system calls, each a thread-pool round trip otherwise.
- */
-export const SMALL_LOCAL_COPY = 256 * 1024;
-
-/**
- * A remote file this large or larger (one S3 part) goes to a `writeRanges` destination range by
- * range, a request each; a local one of any size does.
- */
-const RANGED_WRITE_MIN = 5 * 1024 * 1024;
 
 /** A file or folder on some driver. */
-export interface Endpoint {
-  driver: Driver;
-  path: string;
-}
+export type { Endpoint } from '../../storage/transfer.ts';
 
 export interface TransferOptions {
   signal: AbortSignal;
@@ -38,132 +20,32 @@ export interface TransferOptions {
 }
 
 /**
- * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is
- * there. Between two local mounts the bytes go through a double-buffered file copy; on one
- * driver with a server-side copy, the backend copies; a large remote file bound for a local mount
- * is fetched as parallel ranges, and a file bound for a driver that uploads in parts (S3) is sent
- * as parallel ranges of the source (see RANGED_WRITE_MIN); otherwise the source stream is piped
- * into the destination driver with back-pressure. `E_EXISTS` when `dst` exists and not `overwrite`.
+ * Copy one file to `dst`, atomically: nothing appears under `dst.path` until every byte is there.
+ * The storage layer picks the way (`copyBetween`); the task only counts the bytes. `E_EXISTS`
+ * when `dst` exists and not `overwrite`.
  */
-export async function transferFile(
+export function transferFile(
   src: Endpoint,
   dst: Endpoint,
   size: number,
   options: TransferOptions,
 ): Promise<void> {
-  const { signal, progress, overwrite, sync } = options;
-  signal.throwIfAborted();
-  if (await copySmallLocal(src, dst, size, options)) return;
-  const srcLocal = src.driver.localPath(src.path);
-  const dstLocal = dst.driver.localPath(dst.path);
-  const onProgress = (n: number) => progress.addBytes(n);
-  if (srcLocal && dstLocal) {
-    await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
-      copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size, sync }),
-    );
-    return;
-  }
-  if (src.driver === dst.driver && src.driver.capabilities.serverSideCopy) {
-    await dst.driver.copy(src.path, dst.path, { signal, overwrite, size, tempKey: options.tempKey, sync });
-    progress.addBytes(size);
-    return;
-  }
-  if (dstLocal && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
-    await writeLocalAtomically(dstLocal, { overwrite, tempKey: options.tempKey }, (temp) =>
-      fetchRangesInto(src, temp, size, { signal, onProgress, sync }),
-    );
-    return;
-  }
-  const writeOptions = { tempKey: options.tempKey, signal, overwrite, size, onProgress, sync };
-  const ranged = size > 0 && (srcLocal !== null || size >= RANGED_WRITE_MIN);
-  if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && ranged) {
-    await dst.driver.writeRanges(dst.path, size, rangeReaderOf(src), writeOptions);
-    return;
-  }
-  const stream = await src.driver.read(src.path, { signal });
-  await dst.driver.write(dst.path, stream, writeOptions);
+  const { progress, ...rest } = options;
+  return copyBetween(src, dst, size, { ...rest, onProgress: (n) => progress.addBytes(n) });
 }
 
 /**
- * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them if asked),
- * then put it in place: `rename` when overwriting, else `link` + `unlink`, which refuses an
- * existing name atomically. On any failure the temp file is removed and nothing appears under `dst`.
+ * `transferFile` of a small file between two local mounts in one step (see `copySmallLocal`);
+ * false, having done nothing, for a larger file or a remote end.
  */
-async function writeLocalAtomically(
-  dst: string,
-  options: { overwrite: boolean; tempKey: string },
-  fill: (temp: string) => Promise<void>,
-): Promise<void> {
-  const temp = tempPathFor(dst, options.tempKey);
-  try {
-    await fill(temp);
-    if (options.overwrite) {
-      await rename(temp, dst);
-    } else {
-      await link(temp, dst);
-      await unlink(temp);
-    }
-  } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    throw err instanceof FerryError ? err : fromFsError(err, dst);
-  }
-}
-
-/**
- * `transferFile` of a file of at most `SMALL_LOCAL_COPY` bytes between two local mounts, done by
- * a small-file thread in one message (`fileThreads.copy`: copy to the temp name, fsync unless
- * `sync` is false, put in place): false, having done nothing, for a larger file or a remote end.
- * The thread also finds out whether the name is taken (`link` refuses it; with `overwrite`, a
- * folder there is refused), so nothing here looks the new name up: on this thread, that lookup
- * waits on the folder's lock while the threads create files in it. The caller has made the
- * destination folder.
- */
-export async function copySmallLocal(
+export function copySmallLocal(
   src: Endpoint,
   dst: Endpoint,
   size: number,
   options: Omit<TransferOptions, 'signal'>,
 ): Promise<boolean> {
-  const paths = smallLocalCopy(src, dst, size, options.tempKey);
-  if (!paths) return false;
-  try {
-    await fileThreads.copy(paths.from, paths.temp, paths.to, options);
-  } catch (err) {
-    throw err instanceof WriteFailure ? smallCopyError(err, src, dst) : err;
-  }
-  options.progress.addBytes(size);
-  return true;
-}
-
-/**
- * The local paths of a copy of at most `SMALL_LOCAL_COPY` bytes between two local mounts: the
- * source, the destination (its folders checked, the name itself not looked up) and the temp name
- * beside it derived from `tempKey`; null for a larger file or a remote end.
- */
-function smallLocalCopy(
-  src: Endpoint,
-  dst: Endpoint,
-  size: number,
-  tempKey: string,
-): { from: string; to: string; temp: string } | null {
-  if (size > SMALL_LOCAL_COPY) return null;
-  const from = src.driver.localPath(src.path);
-  const to = from && dst.driver.localPath(dst.path, { newName: true });
-  if (!from || !to) return null;
-  return { from, to, temp: tempPathFor(to, tempKey) };
-}
-
-/** The error to report for a small-file thread's failure to copy `src` to `dst`. */
-export function smallCopyError(failure: WriteFailure, src: Endpoint, dst: Endpoint): Error {
-  if (failure.code === 'EINWAY') return new FerryError('E_EXISTS', `a folder is in the way: ${dst.path}`);
-  // The failing call may be about either file.
-  return fromFsError(failure, failure.code === 'ENOENT' ? src.path : dst.path);
-}
-
-/** Remove the temp file a task's interrupted write to `dst` may have left (local drivers only). */
-export async function removeOwnTemp(dst: Endpoint, taskId: string): Promise<void> {
-  const local = dst.driver.localPath(dst.path);
-  if (local) await unlink(tempPathFor(local, taskId)).catch(() => undefined);
+  const { progress, ...rest } = options;
+  return copySmall(src, dst, size, { ...rest, onProgress: (n) => progress.addBytes(n) });
 }
 
 /** True when both files hold the same bytes (size first, then SHA-256 of each). */

@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
-import { freeMemory } from '../free-buffer.ts';
 import type { FileFailure, FileReply, FileRequest, ListedEntry } from './file-thread-messages.ts';
+import { freeMemory } from './free-buffer.ts';
 import { startModuleThread } from './module-thread.ts';
 
 /**

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { freeBuffer } from '../free-buffer.ts';
+import { freeBuffer } from './free-buffer.ts';
 
 /** Bytes gathered before one write. */
 const BUFFER_BYTES = 1024 * 1024;

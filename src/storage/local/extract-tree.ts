@@ -3,11 +3,11 @@ import { copyFile, link, lstat, mkdir, realpath, rename, unlink } from 'node:fs/
 import { join, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FerryError, fromFsError } from '../errors.ts';
-import { syncFileSystem } from '../storage/local/background-flush.ts';
-import { fileThreads, WriteFailure } from '../storage/local/file-threads.ts';
-import { parentPath, tempPathFor } from '../storage/paths.ts';
-import type { ExtractionGuard } from './guard.ts';
+import type { ExtractionGuard } from '../../archive/guard.ts';
+import { FerryError, fromFsError } from '../../errors.ts';
+import { syncFileSystem } from '../../io/background-flush.ts';
+import { fileThreads, WriteFailure } from '../../io/file-threads.ts';
+import { parentPath, tempPathFor } from '../paths.ts';
 
 export interface LocalTreeOptions {
   overwrite: boolean;

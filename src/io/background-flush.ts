@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { FerryError } from '../../errors.ts';
+import { FerryError } from '../errors.ts';
 import { fileThreads } from './file-threads.ts';
 
 /** Bytes written between two background flushes started by `wrote`. */

@@ -1,11 +1,9 @@
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
-import { FerryError } from '../../errors.ts';
-import type { Driver, ReadInto, WriteOptions } from '../../storage/driver.ts';
-import { writebackOf } from '../../storage/local/background-flush.ts';
-import { ChunkWriter } from '../../storage/local/chunk-writer.ts';
-import type { Endpoint } from './transfer.ts';
+import { FerryError } from '../errors.ts';
+import { writebackOf } from '../io/background-flush.ts';
+import { ChunkWriter } from '../io/chunk-writer.ts';
+import type { Endpoint, ReadInto } from './driver.ts';
 
 /** Remote files this large or larger are fetched as several ranges at once (when the source can). */
 export const RANGED_FETCH_MIN = 64 * 1024 * 1024;
@@ -114,22 +112,6 @@ export function rangeReaderOf(src: Endpoint): ReadInto {
       filled += (chunk as Buffer).copy(into, filled);
     }
   };
-}
-
-/**
- * Write the local file `file` (`size` bytes) to `path` on `driver`: range by range where the
- * driver takes ranges (S3: into its shared part buffers), else as a stream.
- */
-export function writeLocalFile(
-  driver: Driver,
-  path: string,
-  file: string,
-  size: number,
-  options: WriteOptions,
-): Promise<void> {
-  if (driver.writeRanges && size > 0)
-    return driver.writeRanges(path, size, localRangeReader(file, path), { ...options, size });
-  return driver.write(path, createReadStream(file, { highWaterMark: 1 << 20 }), { ...options, size });
 }
 
 /** A `ReadInto` over the local file `file` (`shown` names it in errors): positional reads. */
