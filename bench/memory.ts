@@ -12,7 +12,8 @@
  * give the ratio. A sampler also reads /proc/<pid>/smaps_rollup every BENCH_MEMORY_SAMPLE_MS
  * while a transfer runs, to tell anonymous memory (heap, buffers, malloc arenas) from file-backed
  * pages (code, mapped libraries); BENCH_MEMORY_TRACE=<file> appends every sample there as CSV, to
- * see where memory grows during a run.
+ * see where memory grows during a run; BENCH_MEMORY_IDLE_MS=<ms> keeps each server idle that long
+ * after its transfer and logs its RSS then (what it gives back).
  */
 import { appendFile, link, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +31,7 @@ import {
   remove,
   type Server,
   sha256,
+  sleep,
   startServer,
   syncDisks,
   writeRandomFile,
@@ -134,6 +136,7 @@ export async function memoryBench(root: string): Promise<Row[]> {
   const large = Number(process.env.BENCH_MEMORY_LARGE_BYTES ?? 4 * 1024 ** 3);
   const intervalMs = Number(process.env.BENCH_MEMORY_SAMPLE_MS ?? 200);
   const trace = process.env.BENCH_MEMORY_TRACE;
+  const idleMs = Number(process.env.BENCH_MEMORY_IDLE_MS ?? 0);
   const picked = process.env.BENCH_MEMORY_TRANSFERS?.split(',').map((s) => s.trim());
   const transfers = (Object.keys(TRANSFERS) as Transfer[]).filter((t) => !picked || picked.includes(t));
   if (picked?.some((p) => !(p in TRANSFERS)))
@@ -206,6 +209,13 @@ export async function memoryBench(root: string): Promise<Row[]> {
       }
       const ms = now() - t0;
       const { hwmKb } = await server.memory();
+      // BENCH_MEMORY_IDLE_MS: how much of the peak an idle server gives back (V8's memory reducer
+      // runs a full collection some seconds after allocation stops).
+      let afterKb: number | null = null;
+      if (idleMs > 0) {
+        await sleep(idleMs);
+        afterKb = (await server.memory()).rssKb;
+      }
       if (transfer === 's3-up') {
         const size = (
           await server.ok<{ size: number }>('POST', '/api/fs/get', { path: `/s3/r${round}/${name}` })
@@ -225,7 +235,8 @@ export async function memoryBench(root: string): Promise<Row[]> {
       results.set(key(transfer, bytes), list);
       log(
         `${BENCH}: round ${round + 1} ${transfer} ${fmtSize(bytes)} in ${fmtS(ms)}: peak ${fmtMB(hwmKb)} ` +
-          `(idle ${fmtMB(idle.rssKb)}; sampled max anon ${fmtMB(sampled.anonKb)}, file ${fmtMB(sampled.fileKb)})`,
+          `(idle ${fmtMB(idle.rssKb)}; sampled max anon ${fmtMB(sampled.anonKb)}, file ${fmtMB(sampled.fileKb)})` +
+          (afterKb === null ? '' : `; RSS ${fmtMB(afterKb)} after ${fmtS(idleMs)} idle`),
       );
     } finally {
       await server.stop();
