@@ -194,6 +194,7 @@ export async function memoryBench(root: string): Promise<Row[]> {
       const t0 = now();
       let out: string | null = null;
       let sampled: Sample;
+      let ms = 0;
       try {
         if (transfer === 's3-up') {
           await copyTask(server, '/local/src', name, `/s3/r${round}`);
@@ -204,13 +205,13 @@ export async function memoryBench(root: string): Promise<Row[]> {
           await download(server, `${nginx?.origin}/${name}`, '/local/dl');
           out = join(dataDir, 'files', 'dl', name);
         }
+        ms = now() - t0;
       } finally {
         sampled = await sampling.stop();
       }
-      const ms = now() - t0;
       const { hwmKb } = await server.memory();
-      // BENCH_MEMORY_IDLE_MS: how much of the peak an idle server gives back (V8's memory reducer
-      // runs a full collection some seconds after allocation stops).
+      // BENCH_MEMORY_IDLE_MS: whether an idle server gives any of its peak back (garbage left in
+      // V8's old generation goes only with a mark-compact, which idleness may or may not bring).
       let afterKb: number | null = null;
       if (idleMs > 0) {
         await sleep(idleMs);
