@@ -1,30 +1,30 @@
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
-import { alistAbsentFeatureRoutes } from './api/alist/absent-feature-routes.ts';
-import { alistAdminRoutes } from './api/alist/admin-routes.ts';
-import { alistAuthRoutes } from './api/alist/auth-routes.ts';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  LogController,
+  type RouteOptions,
+} from 'fastify';
+import { alistDialect } from './api/alist/dialect.ts';
 import { errorEnvelope } from './api/alist/envelope.ts';
 import { CURRENT_PREFIX } from './api/alist/flavour.ts';
-import { alistSettingsRoutes } from './api/alist/settings-routes.ts';
-import { alistTaskRoutes } from './api/alist/task-routes.ts';
-import { alistWebhookRoutes } from './api/alist/webhook-routes.ts';
-import { archiveRoutes } from './api/archive.ts';
-import { downloadRoutes } from './api/download.ts';
 import { efileRoutes } from './api/efile/routes.ts';
-import { eventRoutes } from './api/events.ts';
-import { fsRoutes } from './api/fs.ts';
 import { koodriveRoutes } from './api/koodrive/routes.ts';
 import { measureRequests, metricsRoutes } from './api/metrics.ts';
-import { offlineRoutes } from './api/offline.ts';
 import { WebUi, webUiRoutes } from './api/web-ui.ts';
-import type { AlistFlavour } from './config.ts';
 import type { Core } from './core.ts';
 
 /**
  * Build the HTTP app around a started core. No port is opened here: `server.ts` listens, tests
  * use `app.inject()`. Errors anywhere become AList envelopes; a 5xx never shows its details.
  */
-export async function buildApp(core: Core): Promise<FastifyInstance> {
+export async function buildApp(
+  core: Core,
+  options: {
+    /** Told of every route as it is added (`onRoute`), before any: to list or check them. */
+    onRoute?: (route: RouteOptions) => void;
+  } = {},
+): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     loggerInstance: core.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -32,6 +32,7 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
     // Task ids and paths may be long; AList clients send odd but valid URLs.
     routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: true },
   });
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
   app.decorate('core', core);
   app.decorateRequest('principal', null);
   app.decorateRequest('alistFlavour', 'seed');
@@ -80,34 +81,17 @@ export async function buildApp(core: Core): Promise<FastifyInstance> {
   });
 
   measureRequests(app);
-  app.get('/ping', { schema: { hide: true } }, async () => 'pong');
+  app.get('/ping', { schema: { hide: true, response: { 200: { type: 'string' } } } }, async () => 'pong');
   await app.register(metricsRoutes);
   await app.register(alistDialect, { flavour: core.config.alistCompat });
   await app.register(alistDialect, { prefix: CURRENT_PREFIX, flavour: 'current' });
-  await app.register(eventRoutes);
   await app.register(efileRoutes);
   await app.register(koodriveRoutes);
-  app.get('/api/docs', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/api/docs',
+    { schema: { hide: true, response: { 200: { type: 'object', additionalProperties: true } } } },
+    async () => app.swagger(),
+  );
   if (webUi) await app.register(webUiRoutes, { ui: webUi });
   return app;
-}
-
-/**
- * AList's routes (`/api/…`, `/d/…`), registered once at the root in the configured flavour and
- * once under `CURRENT_PREFIX` in today's AList flavour (`api/alist/flavour.ts`).
- */
-async function alistDialect(app: FastifyInstance, options: { flavour: AlistFlavour }): Promise<void> {
-  app.addHook('onRequest', async (request) => {
-    request.alistFlavour = options.flavour;
-  });
-  await app.register(alistAuthRoutes);
-  await app.register(alistAdminRoutes);
-  await app.register(alistWebhookRoutes);
-  await app.register(alistSettingsRoutes);
-  await app.register(alistAbsentFeatureRoutes);
-  await app.register(alistTaskRoutes);
-  await app.register(fsRoutes);
-  await app.register(offlineRoutes);
-  await app.register(archiveRoutes);
-  await app.register(downloadRoutes);
 }

@@ -7,6 +7,8 @@ import { LinkSigner } from './auth/link-signer.ts';
 import type { Config } from './config.ts';
 import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
+import { FileService } from './files/file-service.ts';
+import { TaskRequests } from './files/task-requests.ts';
 import { Metrics } from './metrics.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
@@ -43,6 +45,10 @@ export interface Core {
   /** Signs and checks the `sign` of download links (`/d`, `/p`). */
   links: LinkSigner;
   mounts: MountRegistry;
+  /** Files as the dialects reach them: base paths and permissions checked in one place. */
+  files: FileService;
+  /** Requests that become tasks, checked against the files before any task exists. */
+  requests: TaskRequests;
   tasks: TaskService;
   runner: Runner;
   /** This process as a node of the store, and the live nodes (`GET /api/admin/nodes`). */
@@ -145,7 +151,9 @@ export async function startCore(
       // Webhooks show tasks as the seed's AList view: the documented contract, not a UI's flavour.
       taskView: (task) => ({ ...alistTask(task, 'seed') }),
       retryWindowMs: config.webhooks.retryWindowMs,
-      cacheMs: sqlite ? 60_000 : SETTINGS_REFRESH_MS,
+      // SQLite: one process, which clears the cache itself on every change; PostgreSQL: another
+      // node's change is seen within a second.
+      cacheMs: sqlite ? 60_000 : 1000,
       onEnqueued: () => dispatcher.wake(),
     });
     // A task's final state and its webhook deliveries commit together (the outbox).
@@ -193,12 +201,15 @@ export async function startCore(
       if (sqlite) await webhookStore.releaseClaims();
       dispatcher.start();
     }
+    const files = new FileService(mounts, links, config.dataDir);
     return {
       config,
       log,
       auth,
       links,
       mounts,
+      files,
+      requests: new TaskRequests(files, offline.policy),
       tasks,
       runner,
       nodes,

@@ -269,6 +269,54 @@ describe('AList task replies in both flavours', () => {
     for (const t of events) assertCurrent(t, 'event');
   });
 
+  it('streams task events under /@openlist too, there in the current flavour, at the root in the seed one', async () => {
+    const h = seedRoot;
+    const address = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    const open = async (prefix: string) => {
+      const res = await request(`${address}${prefix}/api/task/events?type=upload`, {
+        headers: { authorization: h.adminToken },
+      });
+      assert.equal(res.statusCode, 200, prefix);
+      assert.match(String(res.headers['content-type']), /^text\/event-stream/, prefix);
+      const stream = { text: '', res, reading: Promise.resolve() };
+      stream.reading = (async () => {
+        for await (const chunk of res.body) stream.text += (chunk as Buffer).toString('utf8');
+      })().catch(() => undefined);
+      return stream;
+    };
+    const current = await open('/@openlist');
+    const seed = await open('');
+    await h.call('PUT', '/api/fs/put', {
+      token: h.adminToken,
+      body: Buffer.from('evented twice'),
+      headers: { 'file-path': encodeURIComponent('/local/events/both.txt') },
+    });
+    await waitFor(
+      async () => (current.text.includes('"state":2') ? true : undefined),
+      10_000,
+      'a current event',
+    );
+    await waitFor(
+      async () => (seed.text.includes('"state":"succeeded"') ? true : undefined),
+      10_000,
+      'a seed event',
+    );
+    const parsed = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('data: {'))
+        .map((l) => JSON.parse(l.slice(6)) as TaskReply);
+    for (const stream of [current, seed]) {
+      stream.res.body.destroy();
+      await stream.reading;
+    }
+    for (const t of parsed(current.text)) assertCurrent(t, '/@openlist event');
+    for (const t of parsed(seed.text)) assertSeed(t, 'root event');
+    // A guest is refused in the envelope under the prefix as at the root.
+    const refused = await request(`${address}/@openlist/api/task/events`);
+    assert.equal(((await refused.body.json()) as { code: number }).code, 401);
+  });
+
   describe("task names against the OpenList UI's patterns", () => {
     it('every name of every type matches the pattern its UI page parses it with', () => {
       for (const view of ['openlist', 'current']) {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
@@ -161,6 +163,58 @@ describe('webhooks', () => {
     }
   });
 
+  it('sends task.failed and task.canceled with the task as it ended', async () => {
+    const receiver = await startReceiver(SECRET);
+    // An origin that refuses one file for good (404) and never finishes another.
+    const origin = createServer((req, res) => {
+      if (req.url === '/missing.bin') res.writeHead(404).end('no');
+      else res.writeHead(200, { 'content-length': '1000000' }).write('x');
+    });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+    try {
+      const hook = await create({
+        url: receiver.url,
+        secret: SECRET,
+        events: ['task.failed', 'task.canceled'],
+        kinds: ['offline_download'],
+      });
+      const add = async (file: string) => {
+        const res = await admin<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
+          urls: [`${base}/${file}`],
+          path: '/local/downloads',
+          tool: 'SimpleHttp',
+        });
+        assert.equal(res.code, 200, res.message);
+        return res.data.tasks[0]?.id ?? '';
+      };
+      const failedId = await add('missing.bin');
+      const slowId = await add('slow.bin');
+      await waitFor(async () =>
+        (await h.task('offline_download', slowId))?.state === 'running' ? true : undefined,
+      );
+      assert.equal((await admin('POST', `/api/task/offline_download/cancel?tid=${slowId}`)).code, 200);
+      await h.finished('offline_download', slowId);
+      await h.finished('offline_download', failedId);
+      await waitFor(async () => (receiver.received.length >= 2 ? true : undefined), 10_000, 'two events');
+      const byTask = new Map(receiver.received.map((r) => [r.json.task?.id, r]));
+      const failed = byTask.get(failedId);
+      assert.equal(failed?.json.event, 'task.failed');
+      assert.equal(failed?.headers['x-ferry-event'], 'task.failed');
+      assert.equal(failed?.json.task?.state, 'failed');
+      assert.match(String(failed?.json.task?.error), /404/);
+      const canceled = byTask.get(slowId);
+      assert.equal(canceled?.json.event, 'task.canceled');
+      assert.equal(canceled?.json.task?.state, 'canceled');
+      assert.ok(receiver.received.every((r) => r.signatureValid));
+      assert.equal((await admin('POST', `/api/admin/webhook/delete?id=${hook.id}`)).code, 200);
+    } finally {
+      origin.closeAllConnections();
+      await new Promise((resolve) => origin.close(resolve));
+      await receiver.close();
+    }
+  });
+
   it('test sends a signed ping; redeliver sends the same delivery again', async () => {
     const receiver = await startReceiver(SECRET);
     try {
@@ -296,6 +350,27 @@ describe('webhooks', () => {
       assert.equal(log[1]?.error, 'timed out');
     } finally {
       await quick.close();
+      await receiver.close();
+    }
+  });
+
+  it('does not hold up shutdown for an attempt that gets no answer', async () => {
+    const receiver = await startReceiver(SECRET, () => 'hang');
+    const node = await startHarness({ webhooks: { pollIntervalMs: 50, timeoutMs: 10_000 } });
+    try {
+      const res = await node.json<HookView>('POST', '/api/admin/webhook/create', {
+        token: node.adminToken,
+        body: { url: receiver.url, secret: SECRET, events: ['task.failed'] },
+      });
+      await node.json('POST', `/api/admin/webhook/test?id=${res.data.id}`, { token: node.adminToken });
+      await waitFor(async () => (receiver.received.length >= 1 ? true : undefined), 5000, 'the attempt');
+      const started = Date.now();
+      await node.close();
+      assert.ok(
+        Date.now() - started < 3000,
+        `closed in ${Date.now() - started} ms, not after the 10 s timeout`,
+      );
+    } finally {
       await receiver.close();
     }
   });

@@ -29,7 +29,14 @@ export function measureRequests(app: FastifyInstance): void {
 export async function metricsRoutes(app: FastifyInstance): Promise<void> {
   const { metrics, config } = app.core;
   const expected = config.metrics.token ? Buffer.from(`Bearer ${config.metrics.token}`) : null;
-  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+  const schema = {
+    hide: true,
+    response: {
+      200: { type: 'string', description: "Prometheus' text format" },
+      401: { type: 'string', description: 'the token is missing or wrong' },
+    },
+  };
+  app.get('/metrics', { schema }, async (request, reply) => {
     if (expected) {
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected))

@@ -115,11 +115,17 @@ export async function webUiRoutes(app: FastifyInstance, options: { ui: WebUi }):
       immutable: folder.immutable,
     });
   }
-  app.get('/', { schema: { hide: true } }, (request, reply) => ui.sendPage(request, reply));
-  app.get('/manifest.json', { schema: { hide: true } }, async (_request, reply) =>
+  const page = { hide: true, response: { 200: { type: 'string', description: 'the web UI (HTML)' } } };
+  app.get('/', { schema: page }, (request, reply) => ui.sendPage(request, reply));
+  const manifestSchema = {
+    hide: true,
+    response: { 200: { type: 'object', additionalProperties: true, description: 'the web app manifest' } },
+  };
+  app.get('/manifest.json', { schema: manifestSchema }, async (_request, reply) =>
     reply.header('cache-control', 'public, max-age=3600').send(manifest(app.core.settings.snapshot())),
   );
-  app.get(FERRY_LOGO_PATH, { schema: { hide: true } }, async (_request, reply) =>
+  const logo = { hide: true, response: { 200: { type: 'string', description: 'SVG' } } };
+  app.get(FERRY_LOGO_PATH, { schema: logo }, async (_request, reply) =>
     reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(FERRY_LOGO_SVG),
   );
 }

@@ -9,6 +9,7 @@ import { TokenSigner } from './tokens.ts';
 import { optionalInt, optionalRole, requireString, type UserInput } from './user-input.ts';
 
 export type { UserInput } from './user-input.ts';
+export type { User };
 
 export const ADMIN_USERNAME = 'admin';
 export const GUEST_USERNAME = 'guest';

@@ -1,6 +1,10 @@
 import type { Logger } from 'pino';
 import { FerryError } from '../errors.ts';
 import type { MountStore, NewStorage, StorageRecord } from '../store/mount-store.ts';
+
+/** A storage as created or updated (the dialects' input for `create`/`update`). */
+export type { NewStorage };
+
 import type { Driver } from './driver.ts';
 import { isWithin, normalizePath, relativeTo } from './paths.ts';
 

@@ -298,12 +298,15 @@ export class SqlTaskStore implements TaskStore {
     now = Date.now(),
     options: { all?: boolean; maxInterruptions?: number } = {},
   ): Promise<number> {
+    // On a shared store the claims take over expired running tasks (see `claim`): the sweep
+    // settles only the others. At start-up with `all` (one process's store) it requeues them all.
+    const requeue = options.all === true || !this.traits.takeOverInClaim;
     const onFinal = this.onFinal;
     return this.write(
       async (db) => {
         let requeued = 0;
         // In order: the last statement is the one that sends tasks back to the queue.
-        for (const statement of reclaimStatements(db, now, options)) {
+        for (const statement of reclaimStatements(db, now, { ...options, requeue })) {
           if (!onFinal) {
             requeued = Number((await statement.executeTakeFirst()).numUpdatedRows);
             continue;
@@ -313,7 +316,7 @@ export class SqlTaskStore implements TaskStore {
           if (ended.length > 0) await onFinal(db, ended);
           requeued = tasks.length;
         }
-        return requeued;
+        return requeue ? requeued : 0;
       },
       { atomic: onFinal !== null },
     );

@@ -251,11 +251,14 @@ export function requestCancel(db: Db, ids: readonly string[], alsoDelete: boolea
  * 4. running and interrupted `maxInterruptions` times now: failed, `E_INTERRUPTED` — it may be
  *    what kills the server, and must not crash it at every start;
  * 5. running: pending, to run again, one interruption more. Its count is what `reclaimExpired` returns.
+ *    Left out with `requeue: false` (a shared store's sweep): there the claims take such tasks over
+ *    directly (`takeoverCandidates`), and a detour through pending would show a running task
+ *    going back to the queue while another node is about to continue it.
  */
 export function reclaimStatements(
   db: Db,
   now: number,
-  options: { all?: boolean; maxInterruptions?: number },
+  options: { all?: boolean; maxInterruptions?: number; requeue?: boolean },
 ) {
   const release: TaskColumns = { lease_owner: null, lease_until: null, updated_at: now, speed: 0 };
   const ended: TaskColumns = { ...release, end_time: now };
@@ -283,7 +286,9 @@ export function reclaimStatements(
           }).where('interruptions', '>=', limit - 1),
         ]
       : []),
-    held('pending', ['running'], { ...release, run_at: now, interruptions: interrupted }),
+    ...(options.requeue === false
+      ? []
+      : [held('pending', ['running'], { ...release, run_at: now, interruptions: interrupted })]),
   ];
 }
 

@@ -159,7 +159,9 @@ export interface TaskStore {
    * start-up, when the store is known to be this process's alone). A requested cancel ends
    * `canceled`; a failing task `failed`; an errored one waits for its retry; a task interrupted
    * `maxInterruptions` times now (0: no limit) ends `failed` with `E_INTERRUPTED`; the rest go
-   * back to the queue as `pending`, one interruption more. Returns how many went back to the queue.
+   * back to the queue as `pending`, one interruption more — except on a store several nodes share
+   * (PostgreSQL), where, unless `all`, they stay running until a claim takes them over (one
+   * interruption more there). Returns how many went back to the queue.
    */
   reclaimExpired(now?: number, options?: { all?: boolean; maxInterruptions?: number }): Promise<number>;
 

@@ -395,7 +395,7 @@ export class Runner {
         const patch = run.progress.take();
         try {
           if (!(await store.saveProgress(run.task.id, run.lease, patch))) {
-            this.loseLease(run, 'writing progress');
+            if (!run.settling) this.loseLease(run, 'writing progress');
             return;
           }
           Object.assign(run.task, patch, { updatedAt: Date.now() });
@@ -417,8 +417,11 @@ export class Runner {
       );
       for (const id of ids) {
         const run = this.running.get(id);
-        if (run && held.get(id) !== run.lease.token) this.loseLease(run, 'renewing');
-        else if (run) run.task.leaseUntil = until;
+        if (!run) continue;
+        // A settling run's outcome may have been recorded (its lease released) meanwhile.
+        if (held.get(id) !== run.lease.token) {
+          if (!run.settling) this.loseLease(run, 'renewing');
+        } else run.task.leaseUntil = until;
       }
     } catch (err) {
       this.deps.log.warn({ err }, 'lease renewal failed');

@@ -5,6 +5,7 @@ import { isAdmin, isGuest, type Principal } from '../auth/roles.ts';
 import type { Config, TaskKind } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import type { PageRequest, StableKey, TaskFilter, TaskStore } from '../store/task-store.ts';
+import type { TaskSpec } from './definitions/index.ts';
 import type { TaskEvents } from './events.ts';
 import type { TaskKindHandler } from './kinds/kind.ts';
 import { type HolderView, holderOf, isDone, type Task, type TaskState } from './model.ts';
@@ -20,15 +21,21 @@ const SWEEP_BATCH = 100;
 /** Most ids one bulk action (`*_some`) takes. */
 export const MAX_BULK_IDS = 1000;
 
+/**
+ * What a task is created from. The engine stores any payload a kind reads back; producers build
+ * theirs with `taskSpec` (`definitions/`), which types the payload by its kind and names the task.
+ */
 export interface CreateTask {
   kind: TaskKind;
   name: string;
-  payload: Record<string, unknown>;
+  payload: Readonly<Record<string, unknown>>;
   totalBytes?: number;
   totalFiles?: number;
   /** Use this id (uploads spool their body under the id before the task exists). */
   id?: string;
 }
+
+export type { PageRequest, TaskFilter, TaskSpec };
 
 /** Result of a bulk action: id → error message, for the ids that failed (AList's `*_some`). */
 export type BulkResult = Record<string, string>;

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import type { Agent, request as undiciRequest } from 'undici';
 import type { WebhooksConfig } from '../config.ts';
 import type { HostPolicy } from '../download/url-policy.ts';
 import { coerceError } from '../errors.ts';
@@ -43,24 +43,37 @@ export function retryDelay(attempt: number, base: number, max: number, random = 
  * link-local or metadata address is refused when it is sent, not only when it was created.
  */
 export class WebhookDispatcher {
-  private readonly agent: Agent;
+  /**
+   * The HTTP client, loaded on the first attempt: undici costs a server that sends no webhook
+   * (most of them) memory for nothing, as the offline downloader's is loaded on first use too.
+   */
+  private client: Promise<{ agent: Agent; request: typeof undiciRequest }> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   private running = false;
   private again = false;
   private stopped = true;
+  /** Aborted by `stop`: attempts under way end at once (recorded, retried later) rather than holding up shutdown. */
+  private shutdown = new AbortController();
   private readonly inFlight = new Set<Promise<void>>();
 
-  constructor(private readonly deps: DispatcherDeps) {
-    // No proxy: receivers are the admin's own services, often on this machine or network.
-    this.agent = new Agent({
-      connect: { timeout: deps.config.timeoutMs, lookup: deps.policy.lookup },
-      keepAliveTimeout: 4000,
-    });
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  private http(): Promise<{ agent: Agent; request: typeof undiciRequest }> {
+    this.client ??= import('undici').then(({ Agent, request }) => ({
+      // No proxy: receivers are the admin's own services, often on this machine or network.
+      agent: new Agent({
+        connect: { timeout: this.deps.config.timeoutMs, lookup: this.deps.policy.lookup },
+        keepAliveTimeout: 4000,
+      }),
+      request,
+    }));
+    return this.client;
   }
 
   start(): void {
     this.stopped = false;
+    this.shutdown = new AbortController();
     this.timer = setInterval(() => this.wake(), this.deps.config.pollIntervalMs);
     this.timer.unref();
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
@@ -78,15 +91,17 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Stop claiming; attempts under way finish (each ends within the timeout). */
+  /** Stop claiming; attempts under way are cut short and recorded as failed, to be retried. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.shutdown.abort(new Error('ferry is shutting down'));
     if (this.timer) clearInterval(this.timer);
     if (this.sweeper) clearInterval(this.sweeper);
     this.timer = null;
     this.sweeper = null;
     await Promise.allSettled([...this.inFlight]);
-    await this.agent.close().catch(() => undefined);
+    const client = await this.client?.catch(() => null);
+    await client?.agent.close().catch(() => undefined);
   }
 
   /** Look for due deliveries soon (new ones were just written). Calls coalesce. */
@@ -140,7 +155,7 @@ export class WebhookDispatcher {
     } else {
       outcome = await this.send(hook.url, hook.secret, delivery).catch((err: unknown) => ({
         statusCode: null,
-        error: describe(err),
+        error: this.shutdown.signal.aborted ? 'ferry shut down during the attempt' : describe(err),
         durationMs: performance.now() - started,
         delivered: false,
       }));
@@ -174,11 +189,12 @@ export class WebhookDispatcher {
     // An address literal in the URL never goes through the lookup: check it here.
     policy.checkName(target.hostname);
     const timestamp = Math.floor(Date.now() / 1000);
+    const { agent, request } = await this.http();
     const started = performance.now();
-    const signal = AbortSignal.timeout(config.timeoutMs);
+    const signal = AbortSignal.any([AbortSignal.timeout(config.timeoutMs), this.shutdown.signal]);
     const res = await request(target, {
       method: 'POST',
-      dispatcher: this.agent,
+      dispatcher: agent,
       signal,
       headersTimeout: config.timeoutMs,
       bodyTimeout: config.timeoutMs,

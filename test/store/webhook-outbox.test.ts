@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { SqlTaskStore } from '../../src/store/sql-task-store.ts';
+import { DIALECT_TRAITS } from '../../src/store/task-sql.ts';
 import { WebhookStore } from '../../src/store/webhook-store.ts';
 import { enqueueEvent } from '../../src/webhooks/outbox.ts';
 import { testDatabases } from '../helpers/databases.ts';
@@ -86,7 +87,10 @@ for (const db of await testDatabases()) {
         cancel_requested: 1,
       });
       await f.force(requeued.id, { state: 'running', lease_owner: 'dead', lease_until: past });
-      assert.equal(await store.reclaimExpired(Date.now()), 1);
+      // The running one goes back to the queue (SQLite) or stays for a claim to take over (a
+      // shared store): neither is final, so only the canceled one is told of.
+      const back = DIALECT_TRAITS[f.opened.dialect].takeOverInClaim ? 0 : 1;
+      assert.equal(await store.reclaimExpired(Date.now()), back);
       assert.deepEqual(ended, [`${canceled.id}:canceled`]);
     });
 

@@ -2,7 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin, isGuest } from '../../auth/roles.ts';
 import { FerryError } from '../../errors.ts';
 import { principalOf } from '../context.ts';
-import { ok, sendError } from './envelope.ts';
+import { ok } from './envelope.ts';
+import { envelope } from './schemas.ts';
+
+/** Any body, or none. */
+const ANY_INPUT = { description: 'ignored' };
 
 /**
  * Answers for the AList features ferry does not have, which the OpenList web UI's pages call all
@@ -21,22 +25,28 @@ export async function alistAbsentFeatureRoutes(app: FastifyInstance): Promise<vo
     url: string,
     who: 'admin' | 'user',
     run: (request: FastifyRequest) => unknown,
-  ) =>
-    app.route({
-      method: methods,
-      url,
-      handler: async (request, reply) => {
-        try {
+  ) => {
+    // One route per method: Fastify takes no body schema on a GET.
+    for (const method of methods)
+      app.route({
+        method,
+        url,
+        // Whatever a client sends is accepted unread: these routes answer the same to any input.
+        schema: {
+          tags: ['alist absent features'],
+          ...(method === 'POST' && { body: ANY_INPUT }),
+          querystring: { type: 'object' },
+          response: envelope('empty reads; writes answer code 400'),
+        },
+        handler: async (request) => {
           const principal = await principalOf(request);
           if (who === 'user' && isGuest(principal)) throw new FerryError('E_GUEST', 'You are a guest');
           if (who === 'admin' && !isAdmin(principal))
             throw new FerryError('E_FORBIDDEN', 'You are not an admin');
           return ok(run(request));
-        } catch (err) {
-          return sendError(reply, err);
-        }
-      },
-    });
+        },
+      });
+  };
   const absent = (what: string) => () => {
     throw new FerryError('E_BAD_REQUEST', what);
   };
@@ -84,14 +94,20 @@ export async function alistAbsentFeatureRoutes(app: FastifyInstance): Promise<vo
 
   // The messenger: AList answers code 404 "no message" while nothing waits to be shown, and the
   // page shows nothing then. Nothing ever waits here.
-  app.post('/api/admin/message/get', async (request, reply) => {
-    try {
+  app.post(
+    '/api/admin/message/get',
+    {
+      schema: {
+        tags: ['alist absent features'],
+        body: ANY_INPUT,
+        response: envelope('always code 404 "no message"'),
+      },
+    },
+    async (request) => {
       if (!isAdmin(await principalOf(request))) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
       return { code: 404, message: 'no message', data: null };
-    } catch (err) {
-      return sendError(reply, err);
-    }
-  });
+    },
+  );
   route(['POST'], '/api/admin/message/send', 'admin', absent('nothing in ferry reads messages'));
 
   // Offline download tools AList sets up from the UI; ferry's aria2 is set in its config file.

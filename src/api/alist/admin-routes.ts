@@ -2,11 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isAdmin } from '../../auth/roles.ts';
 import { TASK_KINDS, type TaskKind } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
-import { isSecretSetting, type Mount } from '../../storage/mounts.ts';
-import type { NewStorage } from '../../store/mount-store.ts';
+import { isSecretSetting, type Mount, type NewStorage } from '../../storage/mounts.ts';
 import { principalOf } from '../context.ts';
 import { driverInfo, driverNames } from './driver-info.ts';
-import { ok, sendError } from './envelope.ts';
+import { ok } from './envelope.ts';
+import { envelope } from './schemas.ts';
 
 /** A storage in AList's shape (`model.Storage`: every field AList's clients read), with secret settings blanked. */
 export function storageView(m: Mount) {
@@ -106,56 +106,112 @@ function idParam(request: FastifyRequest): number {
   return id;
 }
 
+const ID_QUERY = { type: 'object', properties: { id: { type: 'string', description: 'the storage id' } } };
+
+/** A storage as AList's clients send it: checked field by field by `storageInput`. */
+const STORAGE_BODY = {
+  properties: {
+    mount_path: { description: 'string' },
+    driver: { description: 'string: Local, S3, SFTP, WebDav' },
+    addition: { description: "the driver's settings: an object or its JSON text" },
+  },
+};
+
 /** Storage management and engine settings (admins only). */
 export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
   const { mounts, runner, nodes } = app.core;
-  const route = (method: 'GET' | 'POST', url: string, run: (request: FastifyRequest) => Promise<unknown>) =>
+  const route = (
+    method: 'GET' | 'POST',
+    url: string,
+    run: (request: FastifyRequest) => Promise<unknown>,
+    input: { body?: object; querystring?: object; reply?: string } = {},
+  ) =>
     app.route({
       method,
       url,
-      handler: async (request, reply) => {
-        try {
-          await requireAdmin(request);
-          return ok(await run(request));
-        } catch (err) {
-          return sendError(reply, err);
-        }
+      schema: {
+        tags: ['alist admin'],
+        // Fastify takes no body schema on a GET.
+        ...(input.body && method === 'POST' && { body: input.body }),
+        ...(input.querystring && { querystring: input.querystring }),
+        response: envelope(input.reply ?? 'data: null'),
+      },
+      handler: async (request) => {
+        await requireAdmin(request);
+        return ok(await run(request));
       },
     });
+  const idInput = { querystring: ID_QUERY, body: { properties: { id: { description: 'the storage id' } } } };
 
   // AList pages this list with `page` and `per_page`; without them it is whole.
-  route('GET', '/api/admin/storage/list', async (request) => {
-    const all = mounts.all();
-    const q = request.query as { page?: string; per_page?: string };
-    const perPage = Math.max(0, Math.trunc(Number(q.per_page)) || 0);
-    const page = Math.max(1, Math.trunc(Number(q.page)) || 1);
-    const shown = perPage ? all.slice((page - 1) * perPage, page * perPage) : all;
-    return { content: shown.map(storageView), total: all.length };
-  });
-  route('GET', '/api/admin/storage/get', async (request) => {
-    const m = mounts.byId(idParam(request));
-    if (!m) throw new FerryError('E_NOT_FOUND', 'storage not found');
-    return storageView(m);
-  });
-  route('POST', '/api/admin/storage/create', async (request) => ({
-    id: (await mounts.create(storageInput(request.body))).record.id,
-  }));
-  route('POST', '/api/admin/storage/update', async (request) => {
-    await mounts.update(idParam(request), storageInput(request.body));
-    return null;
-  });
-  route('POST', '/api/admin/storage/delete', async (request) => {
-    await mounts.delete(idParam(request));
-    return null;
-  });
-  route('POST', '/api/admin/storage/enable', async (request) => {
-    await mounts.setDisabled(idParam(request), false);
-    return null;
-  });
-  route('POST', '/api/admin/storage/disable', async (request) => {
-    await mounts.setDisabled(idParam(request), true);
-    return null;
-  });
+  route(
+    'GET',
+    '/api/admin/storage/list',
+    async (request) => {
+      const all = mounts.all();
+      const q = request.query as { page?: string; per_page?: string };
+      const perPage = Math.max(0, Math.trunc(Number(q.per_page)) || 0);
+      const page = Math.max(1, Math.trunc(Number(q.page)) || 1);
+      const shown = perPage ? all.slice((page - 1) * perPage, page * perPage) : all;
+      return { content: shown.map(storageView), total: all.length };
+    },
+    {
+      querystring: { type: 'object', properties: { page: { type: 'string' }, per_page: { type: 'string' } } },
+      reply: '`{content: [storage], total}`',
+    },
+  );
+  route(
+    'GET',
+    '/api/admin/storage/get',
+    async (request) => {
+      const m = mounts.byId(idParam(request));
+      if (!m) throw new FerryError('E_NOT_FOUND', 'storage not found');
+      return storageView(m);
+    },
+    { ...idInput, reply: 'the storage' },
+  );
+  route(
+    'POST',
+    '/api/admin/storage/create',
+    async (request) => ({ id: (await mounts.create(storageInput(request.body))).record.id }),
+    { body: STORAGE_BODY, reply: '`{id}`' },
+  );
+  route(
+    'POST',
+    '/api/admin/storage/update',
+    async (request) => {
+      await mounts.update(idParam(request), storageInput(request.body));
+      return null;
+    },
+    { querystring: ID_QUERY, body: STORAGE_BODY },
+  );
+  route(
+    'POST',
+    '/api/admin/storage/delete',
+    async (request) => {
+      await mounts.delete(idParam(request));
+      return null;
+    },
+    idInput,
+  );
+  route(
+    'POST',
+    '/api/admin/storage/enable',
+    async (request) => {
+      await mounts.setDisabled(idParam(request), false);
+      return null;
+    },
+    idInput,
+  );
+  route(
+    'POST',
+    '/api/admin/storage/disable',
+    async (request) => {
+      await mounts.setDisabled(idParam(request), true);
+      return null;
+    },
+    idInput,
+  );
   // AList answers at once and loads in the background; ferry answers once every storage has
   // started (or failed to), so the list right after shows each one's status.
   route('POST', '/api/admin/storage/load_all', async () => {
@@ -168,43 +224,61 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
     Object.fromEntries(driverNames().map((name) => [name, driverInfo(name)])),
   );
   route('GET', '/api/admin/driver/names', async () => driverNames());
-  route('GET', '/api/admin/driver/info', async (request) => {
-    const name = (request.query as { driver?: string }).driver ?? '';
-    const info = driverInfo(name);
-    if (!info) throw new FerryError('E_NOT_FOUND', `driver [${name}] not found`);
-    return info;
-  });
+  route(
+    'GET',
+    '/api/admin/driver/info',
+    async (request) => {
+      const name = (request.query as { driver?: string }).driver ?? '';
+      const info = driverInfo(name);
+      if (!info) throw new FerryError('E_NOT_FOUND', `driver [${name}] not found`);
+      return info;
+    },
+    {
+      querystring: { type: 'object', properties: { driver: { type: 'string' } } },
+      reply: "the driver's form",
+    },
+  );
 
   // The live nodes sharing the store: what each runs, its limits, when it last beat.
-  route('GET', '/api/admin/nodes', async () => {
-    const live = await nodes.live();
-    return {
-      content: live.map((n) => ({
-        id: n.id,
-        host: n.host,
-        pid: n.pid,
-        start_time: new Date(n.startedAt).toISOString(),
-        last_heartbeat: new Date(n.heartbeatAt).toISOString(),
-        heartbeat_ago_ms: Math.max(0, Date.now() - n.heartbeatAt),
-        running: n.running,
-        workers: n.workers,
-        this_node: n.id === nodes.id,
-      })),
-      total: live.length,
-    };
-  });
+  route(
+    'GET',
+    '/api/admin/nodes',
+    async () => {
+      const live = await nodes.live();
+      return {
+        content: live.map((n) => ({
+          id: n.id,
+          host: n.host,
+          pid: n.pid,
+          start_time: new Date(n.startedAt).toISOString(),
+          last_heartbeat: new Date(n.heartbeatAt).toISOString(),
+          heartbeat_ago_ms: Math.max(0, Date.now() - n.heartbeatAt),
+          running: n.running,
+          workers: n.workers,
+          this_node: n.id === nodes.id,
+        })),
+        total: live.length,
+      };
+    },
+    { reply: '`{content: [node], total}`: the live nodes sharing the store' },
+  );
 
   // Worker limits per task kind, changeable while running: {"copy": 8, "upload": 2}.
-  route('GET', '/api/admin/task/workers', async () => runner.getLimits());
-  route('POST', '/api/admin/task/workers', async (request) => {
-    const body = request.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body))
-      throw new FerryError('E_BAD_REQUEST', 'body must be an object of kind → workers');
-    for (const [kind, n] of Object.entries(body)) {
-      if (!(TASK_KINDS as readonly string[]).includes(kind))
-        throw new FerryError('E_BAD_REQUEST', `unknown task kind "${kind}"`);
-      runner.setLimit(kind as TaskKind, n as number);
-    }
-    return runner.getLimits();
-  });
+  route('GET', '/api/admin/task/workers', async () => runner.getLimits(), { reply: 'kind → workers' });
+  route(
+    'POST',
+    '/api/admin/task/workers',
+    async (request) => {
+      const body = request.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw new FerryError('E_BAD_REQUEST', 'body must be an object of kind → workers');
+      for (const [kind, n] of Object.entries(body)) {
+        if (!(TASK_KINDS as readonly string[]).includes(kind))
+          throw new FerryError('E_BAD_REQUEST', `unknown task kind "${kind}"`);
+        runner.setLimit(kind as TaskKind, n as number);
+      }
+      return runner.getLimits();
+    },
+    { body: { description: 'an object of kind → workers, e.g. {"copy": 8}' }, reply: 'kind → workers' },
+  );
 }

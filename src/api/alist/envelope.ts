@@ -1,4 +1,3 @@
-import type { FastifyReply } from 'fastify';
 import { FerryError } from '../../errors.ts';
 
 /** AList's reply envelope. The HTTP status is 200; the outcome is `code`. */
@@ -26,8 +25,4 @@ export function errorEnvelope(err: unknown): Envelope<null> {
     return { code: e.statusCode, message: e.message ?? 'bad request', data: null };
   }
   return { code: 500, message: 'internal error', data: null };
-}
-
-export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
-  return reply.code(200).send(errorEnvelope(err));
 }

@@ -9,7 +9,8 @@ import {
 } from '../../settings/setting-catalogue.ts';
 import type { SettingChange, SettingsSnapshot } from '../../settings/site-settings.ts';
 import { principalOf } from '../context.ts';
-import { ok, sendError } from './envelope.ts';
+import { ok } from './envelope.ts';
+import { envelope } from './schemas.ts';
 
 /** AList's setting groups: the settings page each number stands for. */
 const GROUPS: Readonly<Record<SettingPage, number>> = {
@@ -88,9 +89,11 @@ export async function alistSettingsRoutes(app: FastifyInstance): Promise<void> {
   const items = (snapshot: SettingsSnapshot, pick: (d: SettingDefinition) => boolean, value = snapshot.get) =>
     definitions.flatMap((d, index) => (pick(d) ? [itemView(d, value(d.key), index)] : []));
 
+  const tags = ['alist settings'];
   app.route({
     method: ['GET', 'POST'],
     url: '/api/public/settings',
+    schema: { tags, response: envelope('key → value of the settings the web UI reads') },
     handler: async () => {
       const snapshot = settings.snapshot();
       const values: Record<string, string> = { ...ABSENT_FEATURES };
@@ -101,60 +104,108 @@ export async function alistSettingsRoutes(app: FastifyInstance): Promise<void> {
   app.route({
     method: ['GET', 'POST'],
     url: '/api/public/archive_extensions',
+    schema: { tags, response: envelope('the name endings ferry extracts') },
     handler: async () => ok(archiveEndings()),
   });
 
-  const admin = (method: 'GET' | 'POST', url: string, run: (request: FastifyRequest) => Promise<unknown>) =>
+  const admin = (
+    method: 'GET' | 'POST',
+    url: string,
+    run: (request: FastifyRequest) => Promise<unknown>,
+    input: { body?: object; querystring?: object; reply?: string } = {},
+  ) =>
     app.route({
       method,
       url,
-      handler: async (request, reply) => {
-        try {
-          if (!isAdmin(await principalOf(request)))
-            throw new FerryError('E_FORBIDDEN', 'You are not an admin');
-          return ok(await run(request));
-        } catch (err) {
-          return sendError(reply, err);
-        }
+      schema: {
+        tags,
+        ...(input.body && method === 'POST' && { body: input.body }),
+        ...(input.querystring && { querystring: input.querystring }),
+        response: envelope(input.reply ?? 'data: null'),
+      },
+      handler: async (request) => {
+        if (!isAdmin(await principalOf(request))) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
+        return ok(await run(request));
       },
     });
+  const groupQuery = {
+    type: 'object',
+    properties: {
+      group: { type: 'string', description: 'a group number' },
+      groups: { type: 'string', description: 'comma-separated group numbers' },
+    },
+  };
 
-  admin('GET', '/api/admin/setting/list', async (request) => {
-    const groups = groupsOf(request);
-    return items(settings.snapshot(), (d) => groups === null || groups.has(GROUPS[d.page]));
-  });
-  admin('GET', '/api/admin/setting/get', async (request) => {
-    const { key, keys } = request.query as { key?: unknown; keys?: unknown };
-    const snapshot = settings.snapshot();
-    if (typeof key === 'string' && key !== '') {
-      const [item] = items(snapshot, (d) => d.key === key);
-      if (!item) throw new FerryError('E_BAD_REQUEST', `unknown setting "${key}"`);
-      return item;
-    }
-    const wanted = new Set(typeof keys === 'string' ? keys.split(',') : []);
-    return items(snapshot, (d) => wanted.has(d.key));
-  });
-  admin('POST', '/api/admin/setting/save', async (request) => {
-    await settings.save(changesOf(request.body));
-    return null;
-  });
-  // "Load default" on a settings page: the defaults to edit, not saved until the page is.
-  admin('POST', '/api/admin/setting/default', async (request) => {
-    const groups = groupsOf(request);
-    const snapshot = settings.snapshot();
-    return items(
-      snapshot,
-      (d) => groups === null || groups.has(GROUPS[d.page]),
-      (key) => {
-        const d = settings.definition(key);
-        return d && !d.readOnly ? d.default : snapshot.get(key);
+  admin(
+    'GET',
+    '/api/admin/setting/list',
+    async (request) => {
+      const groups = groupsOf(request);
+      return items(settings.snapshot(), (d) => groups === null || groups.has(GROUPS[d.page]));
+    },
+    { querystring: groupQuery, reply: '[setting]' },
+  );
+  admin(
+    'GET',
+    '/api/admin/setting/get',
+    async (request) => {
+      const { key, keys } = request.query as { key?: unknown; keys?: unknown };
+      const snapshot = settings.snapshot();
+      if (typeof key === 'string' && key !== '') {
+        const [item] = items(snapshot, (d) => d.key === key);
+        if (!item) throw new FerryError('E_BAD_REQUEST', `unknown setting "${key}"`);
+        return item;
+      }
+      const wanted = new Set(typeof keys === 'string' ? keys.split(',') : []);
+      return items(snapshot, (d) => wanted.has(d.key));
+    },
+    {
+      querystring: {
+        type: 'object',
+        properties: {
+          key: { type: 'string' },
+          keys: { type: 'string', description: 'comma-separated keys' },
+        },
       },
-    );
-  });
+      reply: 'a setting (key) or [setting] (keys)',
+    },
+  );
+  admin(
+    'POST',
+    '/api/admin/setting/save',
+    async (request) => {
+      await settings.save(changesOf(request.body));
+      return null;
+    },
+    { body: { description: 'a JSON array of {key, value}: the whole settings page' } },
+  );
+  // "Load default" on a settings page: the defaults to edit, not saved until the page is.
+  admin(
+    'POST',
+    '/api/admin/setting/default',
+    async (request) => {
+      const groups = groupsOf(request);
+      const snapshot = settings.snapshot();
+      return items(
+        snapshot,
+        (d) => groups === null || groups.has(GROUPS[d.page]),
+        (key) => {
+          const d = settings.definition(key);
+          return d && !d.readOnly ? d.default : snapshot.get(key);
+        },
+      );
+    },
+    { querystring: groupQuery, reply: '[setting] with default values' },
+  );
   // AList deletes a setting it no longer knows; every setting ferry shows is known, so this
   // puts one back to its default.
-  admin('POST', '/api/admin/setting/delete', async (request) => {
-    await settings.reset(keyOf(request));
-    return null;
-  });
+  admin(
+    'POST',
+    '/api/admin/setting/delete',
+    async (request) => {
+      await settings.reset(keyOf(request));
+      return null;
+    },
+    { querystring: { type: 'object', properties: { key: { type: 'string' } } } },
+  );
 }

@@ -3,12 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../../auth/roles.ts';
 import { TASK_KINDS, type TaskKind } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
-import type { TaskFilter } from '../../store/task-store.ts';
 import { TASK_STATES, type TaskState } from '../../tasks/model.ts';
-import type { TaskService } from '../../tasks/service.ts';
+import type { TaskFilter, TaskService } from '../../tasks/service.ts';
 import { principalOf } from '../context.ts';
-import { ok, sendError } from './envelope.ts';
+import { ok } from './envelope.ts';
 import { flavourOf } from './flavour.ts';
+import { envelope } from './schemas.ts';
 import { alistTask } from './task-view.ts';
 
 type Method = 'GET' | 'POST';
@@ -79,9 +79,12 @@ const ACTIONS: Record<string, { method: Method; run: (a: ActionArgs) => Promise<
  * scripts. Same rules on both: guests get 403, general users their own tasks, admins all.
  */
 export async function alistTaskRoutes(app: FastifyInstance): Promise<void> {
-  for (const prefix of ['/api/task', '/api/admin/task']) {
+  // One route per method: Fastify takes no body schema on a GET.
+  for (const [prefix, method] of ['/api/task', '/api/admin/task'].flatMap((p) =>
+    (['GET', 'POST'] as const).map((m) => [p, m] as const),
+  )) {
     app.route({
-      method: ['GET', 'POST'],
+      method,
       url: `${prefix}/:type/:action`,
       schema: {
         tags: ['alist'],
@@ -105,31 +108,34 @@ export async function alistTaskRoutes(app: FastifyInstance): Promise<void> {
             creator: { type: 'string', description: 'done/undone: creator username (admins)' },
           },
         },
+        // Checked by the task service, which says which id is wrong.
+        ...(method === 'POST' && {
+          body: { description: 'delete_some, cancel_some, retry_some: a JSON array of task ids' },
+        }),
+        response: envelope(
+          'info: the task (a one-element array in the seed flavour); done/undone: [task]; *_some: id → error for the ids that failed; else null',
+        ),
       },
       handler: async (request, reply) => {
         const { type, action } = request.params as { type: string; action: string };
-        try {
-          if (!(TASK_KINDS as readonly string[]).includes(type)) {
-            throw new FerryError(
-              'E_BAD_REQUEST',
-              `unknown task type "${type}"; one of: ${TASK_KINDS.join(', ')}`,
-            );
-          }
-          const spec = ACTIONS[action];
-          if (!spec || !Object.hasOwn(ACTIONS, action)) {
-            throw new FerryError(
-              'E_BAD_REQUEST',
-              `unknown task action "${action}"; one of: ${Object.keys(ACTIONS).join(', ')}`,
-            );
-          }
-          if (request.method !== spec.method) {
-            return reply.send({ code: 405, message: `use ${spec.method} for ${action}`, data: null });
-          }
-          const principal = await principalOf(request);
-          return await spec.run({ tasks: app.core.tasks, principal, kind: type as TaskKind, request, reply });
-        } catch (err) {
-          return sendError(reply, err);
+        if (!(TASK_KINDS as readonly string[]).includes(type)) {
+          throw new FerryError(
+            'E_BAD_REQUEST',
+            `unknown task type "${type}"; one of: ${TASK_KINDS.join(', ')}`,
+          );
         }
+        const spec = ACTIONS[action];
+        if (!spec || !Object.hasOwn(ACTIONS, action)) {
+          throw new FerryError(
+            'E_BAD_REQUEST',
+            `unknown task action "${action}"; one of: ${Object.keys(ACTIONS).join(', ')}`,
+          );
+        }
+        if (request.method !== spec.method) {
+          return reply.send({ code: 405, message: `use ${spec.method} for ${action}`, data: null });
+        }
+        const principal = await principalOf(request);
+        return await spec.run({ tasks: app.core.tasks, principal, kind: type as TaskKind, request, reply });
       },
     });
   }

@@ -1,12 +1,9 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
-import { can, isGuest, type Permission, type Principal } from '../../auth/roles.ts';
+import { isGuest, type Principal } from '../../auth/roles.ts';
 import { FerryError } from '../../errors.ts';
-import { baseName } from '../../storage/paths.ts';
 import { isDone, type Task } from '../../tasks/model.ts';
 import { principalOf } from '../context.ts';
-import { toVirtual } from '../fs.ts';
 import { RateLimiter } from '../rate-limit.ts';
-import { deleteSpec, mapLimit, transferSpec } from '../task-specs.ts';
 import { efileCode, efileStatus, efileTask, efileTaskSchema } from './view.ts';
 
 const PREFIX = '/efile/openapi/v2/file';
@@ -82,7 +79,7 @@ const removeBody = {
  * with string codes from the seeds' table; HTTP status is always 200.
  */
 export async function efileRoutes(app: FastifyInstance): Promise<void> {
-  const { tasks, mounts, config } = app.core;
+  const { tasks, requests, config } = app.core;
   const limiter = new RateLimiter(config.efile.ratePerSecond, config.efile.rateBurst);
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -100,26 +97,22 @@ export async function efileRoutes(app: FastifyInstance): Promise<void> {
   });
 
   const submit = (kind: 'copy' | 'move') => async (request: FastifyRequest) => {
-    const principal = user(request, kind === 'copy' ? 'COPY' : 'MOVE');
+    const principal = user(request);
     const items = request.body as {
       sourcePath: string;
       targetPath: string;
       duplicateHandleType?: string | null;
     }[];
-    const specs = await mapLimit(items, 16, (item) =>
-      transferSpec(
-        mounts,
-        principal,
-        {
-          kind,
-          src: toVirtual(principal, item.sourcePath),
-          dstDir: toVirtual(principal, item.targetPath),
-          overwrite: item.duplicateHandleType === 'cover',
-          keepBoth: item.duplicateHandleType === 'both',
-          skipExisting: false,
-        },
-        { strict: true },
-      ),
+    const specs = await requests.transfers(
+      principal,
+      kind,
+      items.map((item) => ({
+        src: item.sourcePath,
+        dstDir: item.targetPath,
+        overwrite: item.duplicateHandleType === 'cover',
+        keepBoth: item.duplicateHandleType === 'both',
+      })),
+      { overwrite: false, keepBoth: false, skipExisting: false, strict: true },
     );
     const created = await tasks.create(principal, specs);
     return envelope(created.map((t) => efileTask(t, principal)));
@@ -140,15 +133,13 @@ export async function efileRoutes(app: FastifyInstance): Promise<void> {
     `${PREFIX}/async-remove`,
     { schema: { tags: ['efile'], body: removeBody, response: replySchema(listSchema) } },
     async (request) => {
-      const principal = user(request, 'REMOVE');
+      const principal = user(request);
       const items = request.body as { sourcePath: string }[];
-      const specs = await mapLimit(items, 16, async (item) => {
-        const path = toVirtual(principal, item.sourcePath);
-        const r = mounts.resolve(path);
-        if (!baseName(path) || !(await r.driver.stat(r.path)))
-          throw new FerryError('E_NOT_FOUND', `not found: ${item.sourcePath}`);
-        return deleteSpec(mounts, path);
-      });
+      const specs = await requests.deletes(
+        principal,
+        items.map((item) => item.sourcePath),
+        { mustExist: true },
+      );
       const created = await tasks.create(principal, specs);
       return envelope(created.map((t) => efileTask(t, principal)));
     },
@@ -212,10 +203,10 @@ export async function efileRoutes(app: FastifyInstance): Promise<void> {
   }
 }
 
-function user(request: FastifyRequest, permission?: Permission): Principal {
+/** The caller `preValidation` found; permissions are the file service's to check. */
+function user(request: FastifyRequest): Principal {
   const principal = request.efileUser;
   if (!principal) throw new FerryError('E_UNAUTHORIZED', 'not signed in');
-  if (permission && !can(principal, permission)) throw new FerryError('E_FORBIDDEN', 'permission denied');
   return principal;
 }
 

@@ -1,9 +1,10 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver } from '../../storage/driver.ts';
 import type { Resolved } from '../../storage/mounts.ts';
-import { baseName, checkName, isWithin, joinPath, normalizePath } from '../../storage/paths.ts';
+import { baseName, isWithin, joinPath } from '../../storage/paths.ts';
 import { StagedTree } from '../../storage/staged-tree.ts';
 import { removeTemp } from '../../storage/transfer.ts';
+import { type CopyPayload, copyDefinition } from '../definitions/copy.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import {
@@ -18,35 +19,8 @@ import {
   walkTree,
 } from './transfer.ts';
 
-/** Input of a copy or move task: one source item into a destination folder. */
-export interface CopyPayload {
-  /** Virtual path of the file or folder to copy. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  overwrite: boolean;
-  /** Skip a destination file of the same name and size instead of failing. */
-  skipExisting: boolean;
-  /** When the destination name is taken, use a free one (`name (1).ext`): efile's `both`. */
-  keepBoth: boolean;
-  /** The destination name chosen for `keepBoth`, kept so a resumed task writes to the same one. */
-  dstName?: string;
-}
-
 /** Files copied at once inside one directory task: small files are latency-bound. */
 const FILE_CONCURRENCY = 8;
-
-export function readCopyPayload(task: Task): CopyPayload {
-  const p = task.payload;
-  return {
-    src: normalizePath(p.src),
-    dstDir: normalizePath(p.dstDir),
-    overwrite: p.overwrite === true,
-    skipExisting: p.skipExisting === true,
-    keepBoth: p.keepBoth === true,
-    ...(typeof p.dstName === 'string' && { dstName: checkName(p.dstName) }),
-  };
-}
 
 /** `name (1).ext`, `name (2).ext`, … : the first name not taken in `dir`. */
 async function freeName(driver: Driver, dir: string, name: string): Promise<string> {
@@ -313,7 +287,7 @@ function stageSmallCopy(
 export const copyKind: TaskKindHandler = {
   kind: 'copy',
   async run(task, ctx) {
-    const payload = readCopyPayload(task);
+    const payload = copyDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);
     await copyPlanned(plan, payload, ctx);

@@ -1,6 +1,6 @@
 import { FerryError } from '../../errors.ts';
 import { DataArea } from '../../storage/data-area.ts';
-import { normalizePath } from '../../storage/paths.ts';
+import { decompressUploadDefinition } from '../definitions/decompress.ts';
 import { copyPlanned } from './copy.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
 
@@ -21,8 +21,7 @@ export const decompressUploadKind: TaskKindHandler = {
     const area = (await DataArea.open(ctx.dataDir)).decompress(task.id);
     if (!(await area.driver.stat(area.path))?.isDir)
       throw new FerryError('E_NOT_FOUND', 'the extracted files are gone from the data directory');
-    const dstDir = normalizePath(task.payload.dstDir);
-    const overwrite = task.payload.overwrite === true;
+    const { dstDir, overwrite } = decompressUploadDefinition.read(task.payload);
     const dst = ctx.mounts.resolve(dstDir);
     await copyPlanned(
       { src: area, dst, dstPath: dst.path, isDir: true, size: 0, link: false },

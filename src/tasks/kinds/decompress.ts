@@ -3,35 +3,10 @@ import type { ArchiveLimits } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
 import { DataArea } from '../../storage/data-area.ts';
 import { extractTo } from '../../storage/extraction.ts';
-import { baseName, checkName, joinPath, normalizePath } from '../../storage/paths.ts';
-import type { Task } from '../model.ts';
+import { baseName, checkName, joinPath } from '../../storage/paths.ts';
+import { decompressDefinition } from '../definitions/decompress.ts';
+import { taskSpec } from '../definitions/index.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
-
-/** Input of a decompress task. */
-export interface DecompressPayload {
-  /** Virtual path of the archive. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  password: string;
-  /** Only this folder or file of the archive (`/` for all). */
-  innerPath: string;
-  /** Extract into a new folder named after the archive (without its ending). */
-  putIntoNewDir: boolean;
-  overwrite: boolean;
-}
-
-export function readDecompressPayload(task: Task): DecompressPayload {
-  const p = task.payload;
-  return {
-    src: normalizePath(p.src),
-    dstDir: normalizePath(p.dstDir),
-    password: typeof p.password === 'string' ? p.password : '',
-    innerPath: normalizePath(typeof p.innerPath === 'string' ? p.innerPath : '/'),
-    putIntoNewDir: p.putIntoNewDir === true,
-    overwrite: p.overwrite === true,
-  };
-}
 
 /** The id of the decompress_upload task a decompress task queues: fixed, so queueing is idempotent. */
 export function uploadTaskId(taskId: string): string {
@@ -54,7 +29,7 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
   return {
     kind: 'decompress',
     async run(task, ctx) {
-      const p = readDecompressPayload(task);
+      const p = decompressDefinition.read(task.payload);
       const { progress, signal } = ctx;
       const src = ctx.mounts.resolve(p.src);
       const entry = await src.driver.stat(src.path);
@@ -72,10 +47,11 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
       const handOver = () =>
         ctx.enqueue({
           id: uploadId,
-          kind: 'decompress_upload',
-          // The seed's naming: `upload <file name> to [<mount>](<path in driver>)`.
-          name: `upload ${name} to [${dst.mountPath}](${target})`,
-          payload: { dstDir: joinPath(dst.mountPath, target), overwrite: p.overwrite, archive: name },
+          ...taskSpec(
+            'decompress_upload',
+            { dstDir: joinPath(dst.mountPath, target), overwrite: p.overwrite, archive: name },
+            (path) => ctx.mounts.resolve(path),
+          ),
         });
       // Resumed after the tree was handed over but before the upload task was recorded.
       if (ctx.resumed && (await data.driver.stat(uploadArea.path))) {

@@ -1,6 +1,7 @@
 import { FerryError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
-import { joinPath, normalizePath } from '../../storage/paths.ts';
+import { joinPath } from '../../storage/paths.ts';
+import { deleteDefinition } from '../definitions/delete.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { forEachLimit, ItemFailures, items, measureTree } from './transfer.ts';
 
@@ -16,12 +17,13 @@ const REMOVE_CONCURRENCY = 8;
 export const deleteKind: TaskKindHandler = {
   kind: 'delete',
   async run(task, ctx) {
-    const target = ctx.mounts.resolve(normalizePath(task.payload.path));
+    const { path } = deleteDefinition.read(task.payload);
+    const target = ctx.mounts.resolve(path);
     if (target.path === '/') throw new FerryError('E_FORBIDDEN', 'a storage root cannot be deleted');
     const entry = await target.driver.stat(target.path);
     if (!entry) {
       if (ctx.resumed) return; // deleted before the crash
-      throw new FerryError('E_NOT_FOUND', `not found: ${task.payload.path}`);
+      throw new FerryError('E_NOT_FOUND', `not found: ${path}`);
     }
     // A link (to a folder too) is removed itself, never gone through.
     if (!entry.isDir || entry.link) {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { TaskKind } from '../../config.ts';
 import type { MountRegistry } from '../../storage/mounts.ts';
 import { stoppedByUser } from '../abort-reason.ts';
+import type { TaskSpec } from '../definitions/index.ts';
 import type { Task } from '../model.ts';
 import type { Progress } from '../progress.ts';
 
@@ -49,13 +50,10 @@ export interface TaskContext {
 }
 
 /** A task a running task queues after itself. */
-export interface FollowUp {
+export type FollowUp = TaskSpec & {
   /** Fixed id, derived from the parent's, so queueing twice gives one task. */
   id: string;
-  kind: TaskKind;
-  name: string;
-  payload: Record<string, unknown>;
-}
+};
 
 /**
  * True when the signal was aborted because a user canceled (or deleted) the task, as opposed to

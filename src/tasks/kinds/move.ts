@@ -1,7 +1,8 @@
 import { FerryError, isFerryError } from '../../errors.ts';
 import type { Driver, Entry } from '../../storage/driver.ts';
 import { baseName, joinPath } from '../../storage/paths.ts';
-import { copyPlanned, planCopy, readCopyPayload } from './copy.ts';
+import { moveDefinition } from '../definitions/copy.ts';
+import { copyPlanned, planCopy } from './copy.ts';
 import type { TaskKindHandler } from './kind.ts';
 import type { Endpoint } from './transfer.ts';
 
@@ -15,7 +16,7 @@ import type { Endpoint } from './transfer.ts';
 export const moveKind: TaskKindHandler = {
   kind: 'move',
   async run(task, ctx) {
-    const payload = readCopyPayload(task);
+    const payload = moveDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) {
       // Resumed after the move finished but before it was recorded: the result is in place.

@@ -1,42 +1,13 @@
-import type { HttpResumeState } from '../../download/http-download.ts';
 import type { OfflineTools } from '../../download/offline-tools.ts';
-import { parseDownloadUrl, TOOLS, type Tool } from '../../download/url-policy.ts';
+import { parseDownloadUrl } from '../../download/url-policy.ts';
 import { FerryError } from '../../errors.ts';
 import { DataArea } from '../../storage/data-area.ts';
 import type { Endpoint } from '../../storage/driver.ts';
-import { joinPath, normalizePath } from '../../storage/paths.ts';
+import { joinPath } from '../../storage/paths.ts';
+import { taskSpec } from '../definitions/index.ts';
+import { type OfflineDownloadPayload, offlineDownloadDefinition } from '../definitions/offline-download.ts';
 import type { Task } from '../model.ts';
 import { canceledByUser, type TaskContext, type TaskKindHandler } from './kind.ts';
-import { type DeletePolicy, readDeletePolicy } from './offline-transfer.ts';
-
-/** Input of an `offline_download` task, plus the resume state it saves as it goes. */
-export interface OfflineDownloadPayload {
-  url: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  tool: Tool;
-  deletePolicy: DeletePolicy;
-  /** SimpleHttp: validators of the partial file, for `Range` + `If-Range` on the next attempt. */
-  http?: HttpResumeState;
-  /** aria2: the download's gid, to follow it again after a retry or restart. */
-  gid?: string;
-  /** The transfer tasks exist: they own `done/` from here on. */
-  handedOff?: boolean;
-}
-
-function readPayload(task: Task): OfflineDownloadPayload {
-  const p = task.payload;
-  if (!(TOOLS as readonly unknown[]).includes(p.tool)) throw new FerryError('E_BAD_REQUEST', 'unknown tool');
-  return {
-    url: String(p.url),
-    dstDir: normalizePath(p.dstDir),
-    tool: p.tool as Tool,
-    deletePolicy: readDeletePolicy(p.deletePolicy),
-    ...(typeof p.http === 'object' && p.http !== null && { http: p.http as HttpResumeState }),
-    ...(typeof p.gid === 'string' && { gid: p.gid }),
-    handedOff: p.handedOff === true,
-  };
-}
 
 /**
  * Download one URL into `<dataDir>/offline/<taskId>/` with the task's tool, then queue one
@@ -57,7 +28,7 @@ export function offlineDownloadKind(tools: OfflineTools): TaskKindHandler {
   return {
     kind: 'offline_download',
     async run(task, ctx) {
-      const payload = readPayload(task);
+      const payload = offlineDownloadDefinition.read(task.payload);
       if (payload.deletePolicy === 'upload_download_stream') {
         await streamHttp(tools, payload, ctx);
         return;
@@ -205,10 +176,11 @@ async function handOff(
     const src = data.shown(joinPath(done.path, name));
     await ctx.enqueue({
       id: `${task.id}-t${i}`,
-      kind: 'offline_download_transfer',
-      // The seed's name for a local offline download's transfer.
-      name: `transfer [](${src}) to [${dst.mountPath}](${dst.path})`,
-      payload: { src, dstDir: payload.dstDir, deletePolicy: payload.deletePolicy },
+      ...taskSpec(
+        'offline_download_transfer',
+        { src, dstDir: payload.dstDir, deletePolicy: payload.deletePolicy },
+        () => dst,
+      ),
     });
   }
   ctx.progress.fileDone();

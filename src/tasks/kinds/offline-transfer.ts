@@ -1,55 +1,22 @@
 import { FerryError } from '../../errors.ts';
 import { DataArea } from '../../storage/data-area.ts';
 import type { Endpoint } from '../../storage/driver.ts';
-import { baseName, joinPath, normalizePath, parentPath } from '../../storage/paths.ts';
+import { baseName, joinPath, parentPath } from '../../storage/paths.ts';
 import { copyBetween, moveInto } from '../../storage/transfer.ts';
+import {
+  type DeletePolicy,
+  type OfflineTransferPayload,
+  offlineTransferDefinition,
+  readDeletePolicy,
+} from '../definitions/offline-download.ts';
 import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
 import { measureTree, walkTree } from './transfer.ts';
 
-/**
- * AList's `delete_policy`: what happens to the downloaded file in ferry's data dir after the
- * transfer; or `upload_download_stream` (the OpenList UI's default), where SimpleHttp streams the
- * body straight to the destination: no file in the data dir, no transfer task (other tools
- * refuse it when the download is added).
- */
-export const DELETE_POLICIES = [
-  'delete_on_upload_succeed',
-  'delete_on_upload_failed',
-  'delete_never',
-  'delete_always',
-  'upload_download_stream',
-] as const;
-export type DeletePolicy = (typeof DELETE_POLICIES)[number];
-
-export function readDeletePolicy(value: unknown): DeletePolicy {
-  if (value === undefined || value === null || value === '') return 'delete_on_upload_succeed';
-  if (!(DELETE_POLICIES as readonly unknown[]).includes(value))
-    throw new FerryError('E_BAD_REQUEST', `delete_policy must be one of ${DELETE_POLICIES.join(', ')}`);
-  return value as DeletePolicy;
-}
-
-/** Input of an `offline_download_transfer` task. */
-export interface OfflineTransferPayload {
-  /** Absolute path of the downloaded file or folder, inside `<dataDir>/offline/`. */
-  src: string;
-  /** Virtual path of the destination folder. */
-  dstDir: string;
-  deletePolicy: DeletePolicy;
-}
-
 /** The payload, and the downloaded file or folder it names in the data area. */
 function readPayload(task: Task, data: DataArea): OfflineTransferPayload & { source: Endpoint } {
-  const p = task.payload;
-  if (typeof p.src !== 'string')
-    throw new FerryError('E_PATH_OUTSIDE_ROOT', 'transfer source is not in the offline download area');
-  const source = data.offlineFile(p.src);
-  return {
-    src: p.src,
-    source,
-    dstDir: normalizePath(p.dstDir),
-    deletePolicy: readDeletePolicy(p.deletePolicy),
-  };
+  const p = offlineTransferDefinition.read(task.payload);
+  return { ...p, source: data.offlineFile(p.src) };
 }
 
 /** Policies that keep the downloaded file once it is in place. */

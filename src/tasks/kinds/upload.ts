@@ -1,15 +1,8 @@
-import { join } from 'node:path';
 import { FerryError } from '../../errors.ts';
 import { DataArea } from '../../storage/data-area.ts';
-import { normalizePath } from '../../storage/paths.ts';
 import { copyBetween, linkInto } from '../../storage/transfer.ts';
+import { uploadDefinition } from '../definitions/upload.ts';
 import type { KindDeps, TaskKindHandler } from './kind.ts';
-
-/** Where an upload's body waits, in the data directory, until its task writes it to storage. */
-export function spoolPath(dataDir: string, taskId: string): string {
-  if (!/^[\w-]+$/.test(taskId)) throw new FerryError('E_BAD_REQUEST', 'bad task id');
-  return join(dataDir, 'spool', taskId);
-}
 
 /**
  * Write a spooled upload to its destination. The body was saved (and fsynced) in the data
@@ -22,9 +15,8 @@ export function spoolPath(dataDir: string, taskId: string): string {
 export const uploadKind: TaskKindHandler = {
   kind: 'upload',
   async run(task, ctx) {
-    const dst = ctx.mounts.resolve(normalizePath(task.payload.dst));
-    const overwrite = task.payload.overwrite === true;
-    const modified = typeof task.payload.modified === 'number' ? task.payload.modified : undefined;
+    const { dst: path, overwrite, modified } = uploadDefinition.read(task.payload);
+    const dst = ctx.mounts.resolve(path);
     const spool = (await DataArea.open(ctx.dataDir)).spool(task.id);
     const entry = await spool.driver.stat(spool.path);
     if (!entry || entry.isDir) {

@@ -1,21 +1,16 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { nanoid } from 'nanoid';
-import { can, isGuest, type Principal } from '../auth/roles.ts';
-import { FerryError } from '../errors.ts';
-import { baseName, parentPath } from '../storage/paths.ts';
-import { spoolPath } from '../tasks/kinds/upload.ts';
-import { ok, sendError } from './alist/envelope.ts';
-import { flavourOf } from './alist/flavour.ts';
-import { alistTask } from './alist/task-view.ts';
-import { principalOf } from './context.ts';
-import { toVirtual } from './fs.ts';
-import { bracketed } from './task-specs.ts';
+import { isGuest, type Principal } from '../../auth/roles.ts';
+import { FerryError } from '../../errors.ts';
+import { dropSpooled, spoolUpload } from '../../files/upload-spool.ts';
+import type { TaskSpec } from '../../tasks/service.ts';
+import { principalOf } from '../context.ts';
+import { ok } from './envelope.ts';
+import { flavourOf } from './flavour.ts';
+import { envelope } from './schemas.ts';
+import { alistTask } from './task-view.ts';
 
 /** How long an upload without `As-Task: true` waits for its task before answering anyway. */
 const SYNC_UPLOAD_WAIT_MS = 10 * 60_000;
@@ -36,7 +31,7 @@ const DRAIN_MS = 5_000;
  * only then does the client get its answer: an accepted upload survives a crash. With
  * `As-Task: true` the reply carries the task; without it the reply waits for the task to finish.
  */
-export async function spoolUploads(app: FastifyInstance): Promise<void> {
+export async function alistUploadRoutes(app: FastifyInstance): Promise<void> {
   // Raw bodies are streamed to disk, never parsed or buffered.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -46,22 +41,24 @@ export async function spoolUploads(app: FastifyInstance): Promise<void> {
     settleUnreadBody(request, reply);
     return payload;
   });
-
-  app.put('/api/fs/put', async (request, reply) => {
-    try {
-      const target = await uploadTarget(request);
-      const expected =
-        request.headers['content-length'] === undefined
-          ? undefined
-          : Number(request.headers['content-length']);
-      return ok(await accept(app, request, target, request.raw, expected));
-    } catch (err) {
-      return sendError(reply, err);
-    }
+  const schema = (summary: string) => ({
+    tags: ['alist fs'],
+    summary,
+    headers: UPLOAD_HEADERS,
+    response: envelope('without As-Task: null once written; with it `{task}`'),
   });
 
-  app.put('/api/fs/form', async (request, reply) => {
-    try {
+  app.put('/api/fs/put', { schema: schema('Upload the raw request body to File-Path') }, async (request) => {
+    const target = await uploadTarget(request);
+    const expected =
+      request.headers['content-length'] === undefined ? undefined : Number(request.headers['content-length']);
+    return ok(await accept(app, request, target, request.raw, expected));
+  });
+
+  app.put(
+    '/api/fs/form',
+    { schema: schema('Upload the multipart field `file` to File-Path') },
+    async (request) => {
       const target = await uploadTarget(request);
       if (!request.isMultipart())
         throw new FerryError('E_BAD_REQUEST', 'expected a multipart/form-data body');
@@ -71,11 +68,20 @@ export async function spoolUploads(app: FastifyInstance): Promise<void> {
       const result = await accept(app, request, target, file.file, undefined);
       if (file.file.truncated) throw new FerryError('E_BAD_REQUEST', 'upload too large');
       return ok(result);
-    } catch (err) {
-      return sendError(reply, err);
-    }
-  });
+    },
+  );
 }
+
+/** The headers AList's uploads take (all checked by the handler, for AList's own messages). */
+const UPLOAD_HEADERS = {
+  type: 'object',
+  properties: {
+    'file-path': { type: 'string', description: "URL-encoded path of the file (the caller's)" },
+    'as-task': { type: 'string', description: '"true": answer at once with the task' },
+    overwrite: { type: 'string', description: '"false": refuse an existing file (default: replace it)' },
+    'last-modified': { type: 'string', description: "the file's modification time, ms since the epoch" },
+  },
+} as const;
 
 /**
  * Called as a reply goes out: when the request's body was not read to its end (the upload was
@@ -119,11 +125,9 @@ function settleUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
 
 interface UploadTarget {
   principal: Principal;
-  path: string;
   asTask: boolean;
-  overwrite: boolean;
-  /** The file's modification time (ms) from `Last-Modified`, when given. */
-  modified: number | undefined;
+  /** The checked destination, and how to describe its task once the body is spooled. */
+  checked: { path: string; spec(id: string, size: number): TaskSpec };
 }
 
 /**
@@ -148,7 +152,6 @@ function lastModifiedOf(request: FastifyRequest): number | undefined {
 async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
   const principal = await principalOf(request);
   if (isGuest(principal)) throw new FerryError('E_GUEST', 'You are a guest');
-  if (!can(principal, 'WRITE')) throw new FerryError('E_FORBIDDEN', 'permission denied: write');
   const header = request.headers['file-path'];
   if (typeof header !== 'string' || header === '')
     throw new FerryError('E_BAD_REQUEST', 'File-Path header is required');
@@ -158,16 +161,12 @@ async function uploadTarget(request: FastifyRequest): Promise<UploadTarget> {
   } catch {
     throw new FerryError('E_BAD_REQUEST', 'File-Path is not valid URL encoding');
   }
-  const path = toVirtual(principal, decoded);
-  if (baseName(path) === '') throw new FerryError('E_BAD_REQUEST', 'File-Path must name a file');
-  return {
-    principal,
-    path,
-    asTask: String(request.headers['as-task']).toLowerCase() === 'true',
+  const checked = await request.server.core.requests.upload(principal, decoded, {
     // AList overwrites unless told `Overwrite: false`.
     overwrite: String(request.headers.overwrite ?? 'true').toLowerCase() !== 'false',
     modified: lastModifiedOf(request),
-  };
+  });
+  return { principal, asTask: String(request.headers['as-task']).toLowerCase() === 'true', checked };
 }
 
 async function accept(
@@ -177,33 +176,20 @@ async function accept(
   source: Readable,
   expected: number | undefined,
 ) {
-  const { mounts, tasks, config } = app.core;
-  const dst = mounts.resolve(target.path); // refuse before reading a byte when nothing is mounted there
-  // stat() also checks the destination stays inside its storage: refuse before reading a byte.
-  const existing = await dst.driver.stat(dst.path);
-  if (existing?.isDir) throw new FerryError('E_IS_A_DIRECTORY', 'a folder has that name');
-  if (existing && !target.overwrite) throw new FerryError('E_EXISTS', 'file exists');
+  const { tasks, config } = app.core;
   const id = nanoid();
-  const spool = spoolPath(config.stagingDir, id);
-  const size = await spoolTo(spool, source, request);
+  let size: number;
+  try {
+    size = await spoolUpload(config.stagingDir, id, source);
+  } catch (err) {
+    request.log.warn({ err }, 'upload body ended early');
+    throw err;
+  }
   try {
     if (expected !== undefined && Number.isFinite(expected) && size !== expected) {
       throw new FerryError('E_BAD_REQUEST', `upload incomplete: got ${size} of ${expected} bytes`);
     }
-    const [task] = await tasks.create(target.principal, [
-      {
-        id,
-        kind: 'upload',
-        name: `upload ${baseName(target.path)} to ${bracketed(dst.mountPath, parentPath(dst.path))}`,
-        payload: {
-          dst: target.path,
-          overwrite: target.overwrite,
-          ...(target.modified !== undefined && { modified: target.modified }),
-        },
-        totalBytes: size,
-        totalFiles: 1,
-      },
-    ]);
+    const [task] = await tasks.create(target.principal, [target.checked.spec(id, size)]);
     if (!task) throw new FerryError('E_INTERNAL', 'task was not created');
     if (target.asTask) return { task: alistTask(task, flavourOf(request)) };
     const [finished] = await tasks.waitFinished([task.id], SYNC_UPLOAD_WAIT_MS);
@@ -211,31 +197,7 @@ async function accept(
       throw new FerryError('E_BAD_REQUEST', finished.error || 'upload failed');
     return null;
   } catch (err) {
-    if (!(await tasks.exists(id))) await rm(spool, { force: true });
+    if (!(await tasks.exists(id))) await dropSpooled(config.stagingDir, id);
     throw err;
   }
-}
-
-/** Stream `source` into the spool file and fsync it. Returns the byte count. */
-async function spoolTo(path: string, source: Readable, request: FastifyRequest): Promise<number> {
-  await mkdir(dirname(path), { recursive: true });
-  let size = 0;
-  try {
-    source.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-    });
-    await pipeline(source, createWriteStream(path, { highWaterMark: 1 << 20 }));
-    // fsync through a second descriptor: it flushes the file, whichever descriptor wrote it.
-    const handle = await open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    await rm(path, { force: true });
-    request.log.warn({ err }, 'upload body ended early');
-    throw new FerryError('E_BAD_REQUEST', 'upload body ended early', { cause: err });
-  }
-  return size;
 }

@@ -1,25 +1,22 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import parseRange from 'range-parser';
-import { FerryError } from '../errors.ts';
-import type { Resolved } from '../storage/mounts.ts';
-import { baseName, normalizePath } from '../storage/paths.ts';
-import { errorEnvelope } from './alist/envelope.ts';
-import { inlineType, isScriptable } from './alist/inline-type.ts';
-import { principalOf } from './context.ts';
-import { toVirtual } from './user-path.ts';
+import { FerryError } from '../../errors.ts';
+import type { Download } from '../../files/file-service.ts';
+import { principalOf } from '../context.ts';
+import { inlineType, isScriptable } from './inline-type.ts';
+import { envelope } from './schemas.ts';
 
 /**
- * The virtual path a download request names, and whether the caller may read it.
- * - With `?sign=`: the path is absolute (the web UI builds `/d/<base path><path>?sign=…`) and the
- *   sign must be this server's for exactly that path; no token is needed (nor looked at). A
- *   wrong, expired or other path's sign is `E_UNAUTHORIZED`.
- * - Without: the caller's token (or the guest) decides, and the path is below its base path.
+ * The file a download request names, through the file service:
+ * - with `?sign=`: the path is absolute (the web UI builds `/d/<base path><path>?sign=…`) and the
+ *   sign must be this server's for exactly that path; no token is needed (nor looked at);
+ * - without: the caller's token (or the guest) decides, and the path is below its base path.
  * Fastify has already percent-decoded the path once; it is not decoded again, so `%25` stays a
  * literal `%` and `..%252f` cannot become a `..` segment.
  */
-async function downloadPath(request: FastifyRequest): Promise<string> {
+async function downloadOf(request: FastifyRequest): Promise<Download> {
   const path = (request.params as { '*': string })['*'];
-  const query = request.query as Record<string, unknown>;
+  const query = request.query as { sign?: unknown; inner?: unknown };
   // The web UI's archive preview asks for one entry of an archive (`?inner=`): ferry cannot
   // serve one, and sending the whole archive under that entry's name would be wrong.
   if (query.inner !== undefined)
@@ -27,12 +24,12 @@ async function downloadPath(request: FastifyRequest): Promise<string> {
       'E_BAD_REQUEST',
       'ferry does not download single entries of an archive; extract it with fs/archive/decompress',
     );
-  const sign = query.sign;
-  if (sign === undefined || sign === '') return toVirtual(await principalOf(request), path);
-  if (typeof sign !== 'string') throw new FerryError('E_UNAUTHORIZED', 'sign invalid');
-  const virtual = normalizePath(`/${path}`);
-  request.server.core.links.verify(virtual, sign);
-  return virtual;
+  const { files } = request.server.core;
+  if (query.sign === undefined || query.sign === '')
+    return files.download(path, { principal: await principalOf(request) });
+  // A sign given twice is no sign of this server's.
+  if (typeof query.sign !== 'string') throw new FerryError('E_UNAUTHORIZED', 'sign invalid');
+  return files.download(path, { sign: query.sign });
 }
 
 /**
@@ -42,13 +39,10 @@ async function downloadPath(request: FastifyRequest): Promise<string> {
 async function serveFile(
   request: FastifyRequest,
   reply: FastifyReply,
-  r: Resolved,
+  file: Download,
   inline: boolean,
 ): Promise<FastifyReply> {
-  const entry = await r.driver.stat(r.path);
-  if (!entry) throw new FerryError('E_NOT_FOUND', 'object not found');
-  if (entry.isDir) throw new FerryError('E_IS_A_DIRECTORY', 'is a folder');
-  const name = baseName(r.path);
+  const { entry, name } = file;
   reply.header('accept-ranges', 'bytes');
   reply.header('last-modified', new Date(entry.modified).toUTCString());
   reply.header('x-content-type-options', 'nosniff');
@@ -79,17 +73,18 @@ async function serveFile(
   if (request.method === 'HEAD' || entry.size === 0) return reply.send();
   const controller = new AbortController();
   request.raw.on('close', () => controller.abort());
-  return reply.send(await r.driver.read(r.path, { start, end, signal: controller.signal }));
+  return reply.send(await file.read({ start, end, signal: controller.signal }));
 }
 
 /**
  * `GET|HEAD /d/<path>` (download: `attachment`) and `/p/<path>` (AList's proxy route, which the
  * web UI's previews use: the same bytes, shown inline). ferry always sends the bytes itself, so
  * the two differ only in how the browser is told to treat them. A file's link works without a
- * token when it carries its `sign` (see `downloadPath`). Unlike the JSON API, errors here use
+ * token when it carries its `sign` (see `downloadOf`). Unlike the JSON API, errors here use
  * real HTTP statuses (download tools look at them) with the AList envelope as the body.
  */
-export async function downloadRoutes(app: FastifyInstance): Promise<void> {
+export async function alistDownloadRoutes(app: FastifyInstance): Promise<void> {
+  const envelopeBody = envelope('')[200];
   for (const [prefix, inline] of [
     ['/d', false],
     ['/p', true],
@@ -97,18 +92,25 @@ export async function downloadRoutes(app: FastifyInstance): Promise<void> {
     app.route({
       method: ['GET', 'HEAD'],
       url: `${prefix}/*`,
-      handler: async (request, reply) => {
-        try {
-          const path = await downloadPath(request);
-          return await serveFile(request, reply, app.core.mounts.resolve(path), inline);
-        } catch (err) {
-          const envelope = errorEnvelope(err);
-          // Headers set for the file before a late failure (a read that could not start).
-          for (const header of ['content-disposition', 'content-length', 'content-range', 'content-type'])
-            reply.removeHeader(header);
-          return reply.code(envelope.code >= 400 && envelope.code < 600 ? envelope.code : 500).send(envelope);
-        }
+      config: { httpStatus: true },
+      schema: {
+        tags: ['alist fs'],
+        summary: inline ? 'A file, shown inline (previews)' : 'A file, as an attachment',
+        params: { type: 'object', properties: { '*': { type: 'string', description: "the file's path" } } },
+        querystring: {
+          type: 'object',
+          properties: {
+            sign: { description: 'the sign from fs/get or fs/list: no token needed with it' },
+            inner: { description: 'an archive entry: refused, ferry serves whole files' },
+          },
+        },
+        response: {
+          '2xx': { description: 'the bytes (206 for a Range)', type: 'string', format: 'binary' },
+          '4xx': { ...envelopeBody, description: 'the AList envelope, with the HTTP status of the error' },
+          '5xx': { ...envelopeBody, description: 'the AList envelope, with the HTTP status of the error' },
+        },
       },
+      handler: async (request, reply) => serveFile(request, reply, await downloadOf(request), inline),
     });
   }
 }

@@ -1,9 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { isAdmin, isGuest } from '../auth/roles.ts';
-import { FerryError } from '../errors.ts';
-import { sendError } from './alist/envelope.ts';
-import { alistTask } from './alist/task-view.ts';
-import { principalOf } from './context.ts';
+import { isAdmin, isGuest } from '../../auth/roles.ts';
+import { TASK_KINDS } from '../../config.ts';
+import { FerryError } from '../../errors.ts';
+import { principalOf } from '../context.ts';
+import { flavourOf } from './flavour.ts';
+import { envelope } from './schemas.ts';
+import { alistTask } from './task-view.ts';
 
 const HEARTBEAT_MS = 15_000;
 const MAX_BUFFERED = 4 * 1024 * 1024;
@@ -12,18 +14,25 @@ const MAX_BUFFERED = 4 * 1024 * 1024;
  * `GET /api/task/events`: a Server-Sent Events stream of the caller's task changes (an admin's:
  * everyone's). `event: task` carries the task in AList's shape; `event: removed` the ids of
  * deleted tasks. Optional `?type=copy` narrows to one kind. A comment line every 15 s keeps
- * proxies from closing the stream.
+ * proxies from closing the stream. Served at the root and under `/@openlist` like the other AList
+ * routes, each in its own flavour. A refused caller gets the envelope instead of a stream.
  */
-export async function eventRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/api/task/events', async (request, reply) => {
-    let principal: Awaited<ReturnType<typeof principalOf>>;
-    try {
-      principal = await principalOf(request);
-      if (isGuest(principal)) throw new FerryError('E_GUEST', 'You are a guest');
-    } catch (err) {
-      return sendError(reply, err);
-    }
-    const type = (request.query as { type?: string }).type;
+export async function alistEventRoutes(app: FastifyInstance): Promise<void> {
+  const schema = {
+    tags: ['alist task'],
+    summary: "Server-Sent Events of the caller's task changes",
+    querystring: {
+      type: 'object',
+      properties: { type: { type: 'string', enum: [...TASK_KINDS], description: 'only tasks of this kind' } },
+    },
+    // The stream itself is text/event-stream (`event: task` with a task, `event: removed` with ids).
+    response: envelope('only a refused caller gets JSON: the error in the envelope'),
+  };
+  app.get<{ Querystring: { type?: string } }>('/api/task/events', { schema }, async (request, reply) => {
+    const principal = await principalOf(request);
+    if (isGuest(principal)) throw new FerryError('E_GUEST', 'You are a guest');
+    const flavour = flavourOf(request);
+    const type = request.query.type;
     const mine = (t: { creatorId: number; kind: string }) =>
       (isAdmin(principal) || t.creatorId === principal.id) && (!type || t.kind === type);
     reply.hijack();
@@ -40,10 +49,9 @@ export async function eventRoutes(app: FastifyInstance): Promise<void> {
       else res.write(text);
     };
     send(': connected\n\n');
-    const { events, config } = app.core;
-    // This route is not one of the AList dialect's (no `/@openlist` twin): it speaks the root's flavour.
+    const { events } = app.core;
     const offChange = events.on((task) => {
-      if (mine(task)) send(`event: task\ndata: ${JSON.stringify(alistTask(task, config.alistCompat))}\n\n`);
+      if (mine(task)) send(`event: task\ndata: ${JSON.stringify(alistTask(task, flavour))}\n\n`);
     });
     const offRemoved = events.onRemoved((tasks) => {
       const ids = tasks.filter(mine).map((t) => t.id);
