@@ -12,6 +12,7 @@ export const TASK_KINDS = [
   'offline_download_transfer',
   'decompress',
   'decompress_upload',
+  'sync',
 ] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
@@ -183,6 +184,7 @@ const DEFAULT_WORKERS: Record<TaskKind, number> = {
   offline_download_transfer: 2,
   decompress: 2,
   decompress_upload: 2,
+  sync: 2,
 };
 
 const DEFAULT_MAX_RETRY: Record<TaskKind, number> = {
@@ -194,6 +196,7 @@ const DEFAULT_MAX_RETRY: Record<TaskKind, number> = {
   offline_download_transfer: 3,
   decompress: 1,
   decompress_upload: 3,
+  sync: 3,
 };
 
 type Env = Record<string, string | undefined>;

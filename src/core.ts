@@ -9,6 +9,8 @@ import { OfflineTools } from './download/offline-tools.ts';
 import { FerryError } from './errors.ts';
 import { FileService } from './files/file-service.ts';
 import { TaskRequests } from './files/task-requests.ts';
+import { JobService } from './jobs/job-service.ts';
+import { jobOfRun } from './jobs/run-event.ts';
 import { Metrics } from './metrics.ts';
 import { settingCatalogue } from './settings/setting-catalogue.ts';
 import { SiteSettings } from './settings/site-settings.ts';
@@ -16,6 +18,7 @@ import { LocalDriver } from './storage/local/local-driver.ts';
 import { localRoot } from './storage/local/settings.ts';
 import { type DriverFactory, MountRegistry } from './storage/mounts.ts';
 import { openDatabase } from './store/database.ts';
+import { JobStore } from './store/job-store.ts';
 import { MountStore } from './store/mount-store.ts';
 import { NodeStore } from './store/node-store.ts';
 import { PgNotices } from './store/pg-notices.ts';
@@ -50,6 +53,8 @@ export interface Core {
   /** Requests that become tasks, checked against the files before any task exists. */
   requests: TaskRequests;
   tasks: TaskService;
+  /** Saved and scheduled transfers (`/api/job/*`). */
+  jobs: JobService;
   runner: Runner;
   /** This process as a node of the store, and the live nodes (`GET /api/admin/nodes`). */
   nodes: NodeRegistry;
@@ -156,8 +161,15 @@ export async function startCore(
       cacheMs: sqlite ? 60_000 : 1000,
       onEnqueued: () => dispatcher.wake(),
     });
-    // A task's final state and its webhook deliveries commit together (the outbox).
-    store.onFinal = webhookOutbox.onFinal;
+    // A task's final state and its webhook deliveries commit together (the outbox); a job's run
+    // adds its `job.run.finished` in the same transaction.
+    store.onFinal = async (db, finished) => {
+      await webhookOutbox.onFinal(db, finished);
+      for (const task of finished) {
+        const job = jobOfRun(task);
+        if (job) await webhookOutbox.enqueueTask(db, 'job.run.finished', task, { job });
+      }
+    };
     const webhooks = new WebhookService({
       store: webhookStore,
       outbox: webhookOutbox,
@@ -174,6 +186,16 @@ export async function startCore(
     const kinds = builtinKinds({ archive: config.archive, offline });
     const runner = new Runner({ store, events, mounts, kinds, config, log, metrics });
     const tasks = new TaskService(store, events, runner, kinds, config, log);
+    const jobs = new JobService(
+      new JobStore(database.db),
+      store,
+      tasks,
+      events,
+      mounts,
+      auth,
+      log,
+      (outcome) => metrics.jobRuns.inc({ outcome }),
+    );
     const nodes = new NodeRegistry(new NodeStore(database.db), runner, config.tasks.leaseMs, log);
     // Stored worker counts apply before the runner starts. Nodes sharing PostgreSQL reload the
     // settings every few seconds, so a change made through one reaches the others.
@@ -198,6 +220,7 @@ export async function startCore(
       await nodes.start();
       runner.start();
       tasks.startMaintenance();
+      jobs.start();
       if (sqlite) await webhookStore.releaseClaims();
       dispatcher.start();
     }
@@ -211,6 +234,7 @@ export async function startCore(
       files,
       requests: new TaskRequests(files, offline.policy),
       tasks,
+      jobs,
       runner,
       nodes,
       events,
@@ -221,6 +245,7 @@ export async function startCore(
       webhookOutbox,
       async close() {
         settings.close();
+        await jobs.stop();
         await dispatcher.stop();
         tasks.stopMaintenance();
         await runner.stop();

@@ -13,6 +13,13 @@ export const ERROR_CODES = {
   E_GUEST: { http: 403, unrecoverable: true, meaning: 'guests may not act on tasks' },
   E_FORBIDDEN: { http: 403, unrecoverable: true, meaning: 'the user lacks the permission' },
   E_TASK_NOT_FOUND: { http: 404, unrecoverable: true, meaning: 'no such task visible to the caller' },
+  E_JOB_NOT_FOUND: { http: 404, unrecoverable: true, meaning: 'no such job visible to the caller' },
+  E_SYNC_REFUSED: {
+    http: 409,
+    unrecoverable: true,
+    meaning:
+      'a sync would likely lose data (source unreadable, or empty while the destination is not, or more deletes than max_delete)',
+  },
   E_TASK_STATE: { http: 400, unrecoverable: true, meaning: 'the task is not in a state that allows this' },
   E_NOT_FOUND: { http: 404, unrecoverable: true, meaning: 'the file or folder does not exist' },
   E_EXISTS: { http: 403, unrecoverable: true, meaning: 'the destination already exists' },

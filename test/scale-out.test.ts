@@ -9,6 +9,7 @@ import { testDatabases } from './helpers/databases.ts';
 import { waitFor } from './helpers/harness.ts';
 import { type FerryProcess, spawnFerry } from './helpers/process.ts';
 import { type RangedOrigin, startRangedOrigin } from './helpers/ranged-origin.ts';
+import { startRclone } from './helpers/rclone.ts';
 
 /**
  * Scale-out that holds (issue 22): real `ferry serve` processes on one PostgreSQL store, each
@@ -373,6 +374,13 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     const missing = created.filter((id) => !seen.includes(id));
     assert.deepEqual(missing, [], 'no task skipped');
     assert.ok(created.length >= 150);
+    // Gone again, so that no later node runs them.
+    const removed = await x.api<Record<string, string>>('POST', '/api/task/copy/delete_some', {
+      token,
+      body: created,
+    });
+    assert.equal(removed.code, 200, removed.message);
+    assert.deepEqual(removed.data, {});
   });
 
   it('SIGTERM hands a node’s tasks back at once: another continues them long before the lease would end', async (t) => {
@@ -401,6 +409,78 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
       ),
       'a stopped node leaves the list',
     );
+  });
+
+  it('kill -9 mid-copy: another node takes the copy over within the lease, skips the files already copied, byte-identical', async (t) => {
+    const dav = await startRclone('webdav', { args: ['--bwlimit', '384k'] });
+    try {
+      // Files of growing size from a slow WebDAV server: the small ones land first.
+      const sizes = [32, 64, 128, 256, 512, 1024].map((k) => k * 1024);
+      await mkdir(join(dav.root, 'tree'), { recursive: true });
+      for (const [i, size] of sizes.entries())
+        await writeFile(join(dav.root, 'tree', `f${i}.bin`), origin.content(`copy-${i}`).subarray(0, size));
+      const g = await spawnNode();
+      const live = nodes.filter((n) => n !== g && n.child.exitCode === null && n.child.signalCode === null);
+      const x = live[0] as FerryProcess;
+      for (const node of live) await setWorkers(node, { copy: 0 });
+      await setWorkers(g, { copy: 1 });
+      const created = await g.api('POST', '/api/admin/storage/create', {
+        token,
+        body: {
+          mount_path: '/dav',
+          driver: 'WebDav',
+          addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
+        },
+      });
+      assert.equal(created.code, 200, created.message);
+      const res = await g.api<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+        token,
+        body: { src_dir: '/dav', dst_dir: '/local/copied', names: ['tree'] },
+      });
+      assert.equal(res.code, 200, res.message);
+      const id = res.data.tasks[0]?.id as string;
+      const landed = async () => {
+        const out = new Map<string, { ino: number; mtimeMs: number }>();
+        for (const [i, size] of sizes.entries()) {
+          const s = await stat(join(files, 'copied', 'tree', `f${i}.bin`)).catch(() => null);
+          if (s?.size === size) out.set(`f${i}.bin`, { ino: s.ino, mtimeMs: s.mtimeMs });
+        }
+        return out;
+      };
+      const before = await waitFor(
+        async () => {
+          const now = await landed();
+          return now.size >= 2 ? now : undefined;
+        },
+        15_000,
+        'two files copied',
+        20,
+      );
+      await g.kill9();
+      const killed = Date.now();
+      assert.ok(before.size < sizes.length, 'killed in the middle of the copy');
+      const held = (
+        await x.api<(Detail & { retries: number })[]>('POST', `/api/task/copy/info?tid=${id}`, { token })
+      ).data?.[0];
+      assert.equal(held?.state, 'running', `${JSON.stringify(held)}\n${g.output().slice(-3000)}`);
+      await setWorkers(x, { copy: 1 });
+      const xId = await idOf(x);
+      const took = (await heldBy(xId, [id])) - killed;
+      t.diagnostic(
+        `copy taken over ${took} ms after the kill, ${before.size} of ${sizes.length} files in place then`,
+      );
+      assert.ok(took <= LEASE_MS + TAKEOVER_SLACK_MS, `taken over ${took} ms after the kill`);
+      assert.equal((await x.finished(token, 'copy', id, 20_000)).state, 'succeeded');
+      for (const [i, size] of sizes.entries()) {
+        const got = await readFile(join(files, 'copied', 'tree', `f${i}.bin`));
+        assert.ok(got.equals(origin.content(`copy-${i}`).subarray(0, size)), `f${i}.bin byte-identical`);
+      }
+      const after = await landed();
+      for (const [name, was] of before)
+        assert.deepEqual(after.get(name), was, `${name}, copied before the kill, is not written again`);
+    } finally {
+      await dav.close();
+    }
   });
 
   it('kill -9 of the node that accepted an upload: another places it from the shared staging dir, byte-identical', async () => {

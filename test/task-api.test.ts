@@ -24,6 +24,7 @@ const TYPES = [
   'offline_download_transfer',
   'decompress',
   'decompress_upload',
+  'sync',
 ] as const;
 
 const ACTIONS = {
@@ -224,6 +225,12 @@ function fakeSpec(type: TaskKind, n: number): CreateTask {
     offline_download_transfer: { src: `/tmp/${n}`, dstDir: '/local/matrix' },
     decompress: { src: `/local/none-${n}.zip`, dstDir: '/local/matrix' },
     decompress_upload: { src: `/local/none-${n}.zip`, dstDir: '/local/matrix' },
+    sync: {
+      job: { id: `j${n}`, name: 'matrix' },
+      mode: 'sync',
+      srcDir: `/local/none-${n}`,
+      dstDir: '/local/matrix',
+    },
   };
   return { kind: type, name: `${type} matrix task ${n}`, payload: payloads[type] };
 }
@@ -248,11 +255,11 @@ describe('task API: every type × action on both prefixes', () => {
   });
   after(() => h.close());
 
-  it('knows exactly the seed’s task types, plus move and delete', () => {
+  it('knows exactly the seed’s task types, plus move, delete and sync', () => {
     assert.deepEqual([...TASK_KINDS].sort(), [...TYPES].sort());
   });
 
-  it('answers all twelve actions for all eight types on /api/task and /api/admin/task in the seed’s shapes', async () => {
+  it('answers all twelve actions for all nine types on /api/task and /api/admin/task in the seed’s shapes', async () => {
     const admin = await principalOf(h, h.adminToken);
     await withoutWorkers(h, TASK_KINDS, async () => {
       for (const prefix of PREFIXES) {

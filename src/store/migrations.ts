@@ -251,6 +251,52 @@ const MIGRATIONS: (Migration | null)[] = [
       .columns(['delivery_id', 'attempt'])
       .execute();
   },
+  // 7: jobs (saved, scheduled transfers) and their runs. `jobs.next_run_at` is the due slot a node
+  // claims by compare-and-set; `job_runs (job_id, slot)` is unique, so a slot can start one run.
+  async (db, dialect) => {
+    const serial = dialect === 'sqlite' ? 'integer' : 'bigserial';
+    await db.schema
+      .createTable('jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner_id', 'integer', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('mode', 'text', (c) => c.notNull())
+      .addColumn('src_dir', 'text', (c) => c.notNull())
+      .addColumn('dst_dir', 'text', (c) => c.notNull())
+      .addColumn('options', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('schedule', 'text')
+      .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('next_run_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('jobs_owner').on('jobs').columns(['owner_id', 'created_at']).execute();
+    await db.schema
+      .createIndex('jobs_due')
+      .on('jobs')
+      .column('next_run_at')
+      .where(sql.ref('enabled'), '=', 1)
+      .execute();
+    await db.schema
+      .createTable('job_runs')
+      .addColumn('id', serial, (c) =>
+        dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey(),
+      )
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('slot', 'bigint')
+      .addColumn('task_id', 'text')
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('error', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('job_runs_slot')
+      .on('job_runs')
+      .columns(['job_id', 'slot'])
+      .unique()
+      .execute();
+    await db.schema.createIndex('job_runs_job').on('job_runs').columns(['job_id', 'id']).execute();
+  },
 ];
 
 /**

@@ -90,6 +90,26 @@ export interface RevokedTokensTable {
   expires_at: number;
 }
 
+/** A saved transfer (`src/jobs/`): options and schedule as JSON, times in ms. */
+export interface JobsTable {
+  id: string;
+  owner_id: number;
+  name: string;
+  mode: string;
+  /** Virtual paths (below the owner's base path). */
+  src_dir: string;
+  dst_dir: string;
+  /** `JobOptions` as JSON. */
+  options: string;
+  /** `JobSchedule` as JSON, or null for a job run only by hand. */
+  schedule: string | null;
+  enabled: number;
+  /** The next due slot (ms); nodes claim it by compare-and-set. Null without a schedule. */
+  next_run_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
 /** A webhook subscription (migration 6). */
 export interface WebhooksTable {
   id: Generated<number>;
@@ -103,6 +123,19 @@ export interface WebhooksTable {
   enabled: number;
   created_at: number;
   updated_at: number;
+}
+
+/** One run of a job: a task it started, or a due slot skipped because the last run was going. */
+export interface JobRunsTable {
+  id: Generated<number>;
+  job_id: string;
+  /** The schedule slot (ms) that started it; null for a run asked by hand. Unique per job. */
+  slot: number | null;
+  task_id: string | null;
+  /** `started` or `skipped`. */
+  state: string;
+  error: string;
+  created_at: number;
 }
 
 /** One event for one webhook: the outbox row, written in the transaction of what it reports. */
@@ -154,6 +187,8 @@ export interface NodesTable {
 }
 
 export interface Database {
+  jobs: JobsTable;
+  job_runs: JobRunsTable;
   tasks: TasksTable;
   webhooks: WebhooksTable;
   webhook_deliveries: WebhookDeliveriesTable;

@@ -37,6 +37,8 @@ export async function startRclone(
     password?: string;
     /** SFTP only: `authorized_keys` text; those keys may log in as well as the password. */
     authorizedKeys?: string;
+    /** More `rclone serve` flags, e.g. `['--bwlimit', '512k']` for a slow server. */
+    args?: string[];
   } = {},
 ): Promise<RcloneServer> {
   const root = options.root ?? (await mkdtemp(join(tmpdir(), `ferry-${protocol}-`)));
@@ -75,6 +77,7 @@ export async function startRclone(
         '--log-level',
         'ERROR',
         ...keyArgs,
+        ...(options.args ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

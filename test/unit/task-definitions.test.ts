@@ -70,6 +70,21 @@ describe('task definitions', () => {
         { dstDir: '/dst/deep/out/a', overwrite: false, archive: 'a.zip' },
         locate,
       ),
+      taskSpec(
+        'sync',
+        {
+          job: { id: 'j1', name: 'mirror' },
+          mode: 'sync',
+          srcDir: '/s/photos',
+          dstDir: '/dst/deep/backup',
+          include: [],
+          exclude: ['*.tmp'],
+          compare: 'size_mtime',
+          conflict: 'overwrite',
+          maxDelete: 10,
+        },
+        locate,
+      ),
     ].map((spec) => spec.name);
     assert.deepEqual(names, [
       'upload 1.png to [/s](/test)',
@@ -80,6 +95,7 @@ describe('task definitions', () => {
       'transfer [](/data/offline/t1/done/f.iso) to [/dst/deep](/in)',
       'decompress [/s](/a.zip)[/docs] to [/dst/deep](/out) with password <pw>',
       'upload a.zip to [/dst/deep](/out/a)',
+      'sync [/s](/photos) to [/dst/deep](/backup)',
     ]);
   });
 
@@ -119,6 +135,9 @@ describe('task definitions', () => {
       ['offline_download', { dstDir: '/s', tool: 'aria2' }],
       ['offline_download_transfer', { dstDir: '/s' }],
       ['decompress', { src: '/s/a.zip', dstDir: null }],
+      ['sync', { mode: 'sync', srcDir: '/s/a', dstDir: '/s/b' }],
+      ['sync', { job: { id: 'j' }, mode: 'mirror', srcDir: '/s/a', dstDir: '/s/b' }],
+      ['sync', { job: { id: 'j' }, mode: 'sync', srcDir: '/s/../a', dstDir: '/s/b' }],
     ];
     for (const [kind, payload] of refused) {
       assert.throws(

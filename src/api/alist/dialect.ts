@@ -9,6 +9,7 @@ import { alistErrorHandler } from './error-handler.ts';
 import { alistEventRoutes } from './event-routes.ts';
 import { alistFsReadRoutes } from './fs-read-routes.ts';
 import { alistFsRoutes } from './fs-routes.ts';
+import { alistJobRoutes } from './job-routes.ts';
 import { alistOfflineRoutes } from './offline-routes.ts';
 import { alistSettingsRoutes } from './settings-routes.ts';
 import { alistTaskRoutes } from './task-routes.ts';
@@ -36,6 +37,7 @@ export async function alistDialect(app: FastifyInstance, options: { flavour: Ali
   await app.register(alistEventRoutes);
   await app.register(alistFsReadRoutes);
   await app.register(alistFsRoutes);
+  await app.register(alistJobRoutes);
   await app.register(alistUploadRoutes);
   await app.register(alistOfflineRoutes);
   await app.register(alistArchiveRoutes);

@@ -117,7 +117,7 @@ function currentName(task: Task): string {
  * - decompress: `getting src object` while a remote archive is fetched, then
  *   `walking and decompressing`.
  * - decompress_upload: `uploading`.
- * - delete has no AList counterpart: ferry's own status line.
+ * - delete and sync have no AList counterpart: ferry's own status line.
  */
 export function alistStatus(task: Task): string {
   if (task.startTime === null && task.kind !== 'upload') return '';
@@ -140,6 +140,7 @@ export function alistStatus(task: Task): string {
       // ferry's decompress says `caching <archive>` while it fetches a remote archive.
       return task.status.startsWith('caching ') ? 'getting src object' : 'walking and decompressing';
     case 'delete':
+    case 'sync':
       return task.status;
   }
 }

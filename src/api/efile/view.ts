@@ -65,7 +65,8 @@ export function efileTask(task: Task, viewer: Principal) {
     userId: String(task.creatorId),
     userName: task.creator,
     clusterUserName: task.creator,
-    sourcePath: shown(viewer, p.src ?? p.path ?? p.dst),
+    // A job's run names its folders srcDir/dstDir.
+    sourcePath: shown(viewer, p.src ?? p.srcDir ?? p.path ?? p.dst),
     targetPath: task.kind === 'delete' ? null : shown(viewer, p.dstDir ?? p.dst),
     duplicateHandleType: duplicate,
     clusterId: null,

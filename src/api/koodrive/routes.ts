@@ -10,10 +10,10 @@ export const MAX_PAGE_SIZE = 100;
 
 /**
  * KooDrive's task types over ferry's kinds. The seed defines only 0 (transfer); ferry adds
- * 1 download, 2 decompress and 3 delete for its other kinds.
+ * 1 download, 2 decompress and 3 delete for its other kinds; a job's sync run is a transfer.
  */
 export const TASK_TYPES: Record<number, readonly TaskKind[]> = {
-  0: ['copy', 'move', 'upload', 'offline_download_transfer', 'decompress_upload'],
+  0: ['copy', 'move', 'upload', 'offline_download_transfer', 'decompress_upload', 'sync'],
   1: ['offline_download'],
   2: ['decompress'],
   3: ['delete'],

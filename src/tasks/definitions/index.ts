@@ -13,6 +13,7 @@ import {
   offlineDownloadDefinition,
   offlineTransferDefinition,
 } from './offline-download.ts';
+import { syncDefinition, type TreeRunPayload } from './sync.ts';
 import type { Locate, TaskDefinition } from './task-definition.ts';
 import { type UploadPayload, uploadDefinition } from './upload.ts';
 
@@ -26,6 +27,7 @@ export interface TaskPayloads {
   offline_download_transfer: OfflineTransferPayload;
   decompress: DecompressPayload;
   decompress_upload: DecompressUploadPayload;
+  sync: TreeRunPayload;
 }
 
 /** Every kind's definition, by kind. */
@@ -38,6 +40,7 @@ export const TASK_DEFINITIONS: { readonly [K in TaskKind]: TaskDefinition<K, Tas
   offline_download_transfer: offlineTransferDefinition,
   decompress: decompressDefinition,
   decompress_upload: decompressUploadDefinition,
+  sync: syncDefinition,
 };
 
 /** What a task is created from: its kind, name and that kind's payload (the one way to add a task). */

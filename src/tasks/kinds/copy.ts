@@ -7,6 +7,7 @@ import { removeTemp } from '../../storage/transfer.ts';
 import { type CopyPayload, copyDefinition } from '../definitions/copy.ts';
 import type { Task } from '../model.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
+import { isTreeRun, runTree } from './sync.ts';
 import {
   copySmallLocal,
   type Endpoint,
@@ -287,6 +288,8 @@ function stageSmallCopy(
 export const copyKind: TaskKindHandler = {
   kind: 'copy',
   async run(task, ctx) {
+    // A copy job's run: a folder's tree into another, with the job's filters and conflict rule.
+    if (isTreeRun(task.payload)) return runTree(task, ctx);
     const payload = copyDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) throw new FerryError('E_NOT_FOUND', `not found: ${payload.src}`);

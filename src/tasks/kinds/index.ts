@@ -8,6 +8,7 @@ import type { TaskKindHandler } from './kind.ts';
 import { moveKind } from './move.ts';
 import { offlineDownloadKind } from './offline-download.ts';
 import { offlineTransferKind } from './offline-transfer.ts';
+import { syncKind } from './sync.ts';
 import { uploadKind } from './upload.ts';
 
 /** What kinds need from outside the engine: archive limits, and the download tools shared by offline downloads. */
@@ -28,6 +29,7 @@ export function builtinKinds(services: KindServices): Map<TaskKind, TaskKindHand
       decompressUploadKind,
       offlineDownloadKind(services.offline),
       offlineTransferKind,
+      syncKind,
     ].map((k) => [k.kind, k]),
   );
 }

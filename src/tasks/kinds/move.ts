@@ -4,6 +4,7 @@ import { baseName, joinPath } from '../../storage/paths.ts';
 import { moveDefinition } from '../definitions/copy.ts';
 import { copyPlanned, planCopy } from './copy.ts';
 import type { TaskKindHandler } from './kind.ts';
+import { isTreeRun, runTree } from './sync.ts';
 import type { Endpoint } from './transfer.ts';
 
 /**
@@ -16,6 +17,8 @@ import type { Endpoint } from './transfer.ts';
 export const moveKind: TaskKindHandler = {
   kind: 'move',
   async run(task, ctx) {
+    // A move job's run: every file of a folder's tree into another, each source removed once copied.
+    if (isTreeRun(task.payload)) return runTree(task, ctx);
     const payload = moveDefinition.read(task.payload);
     const plan = await planCopy(task, payload, ctx);
     if (!plan) {

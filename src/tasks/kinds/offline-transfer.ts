@@ -7,7 +7,6 @@ import {
   type DeletePolicy,
   type OfflineTransferPayload,
   offlineTransferDefinition,
-  readDeletePolicy,
 } from '../definitions/offline-download.ts';
 import type { Task } from '../model.ts';
 import type { KindDeps, TaskContext, TaskKindHandler } from './kind.ts';
@@ -80,9 +79,8 @@ export const offlineTransferKind: TaskKindHandler = {
   async discard(task, deps: KindDeps) {
     // A transfer that never succeeded (failed, canceled) and is deleted: nobody can retry it, so
     // its download goes unless the policy says to keep downloads.
-    const policy = readDeletePolicy(task.payload.deletePolicy);
-    if (policy === 'delete_never' || policy === 'delete_on_upload_failed') return;
     const p = readPayload(task, await DataArea.open(deps.dataDir));
+    if (p.deletePolicy === 'delete_never' || p.deletePolicy === 'delete_on_upload_failed') return;
     await removeSource(p.source);
   },
 };
