@@ -55,7 +55,7 @@ const RUN_MS = 900_000;
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 
 /** nginx in the foreground serving `root` on a free loopback port; its files live in `dir`. */
-async function startNginx(dir: string, root: string): Promise<Service & { origin: string }> {
+export async function startNginx(dir: string, root: string): Promise<Service & { origin: string }> {
   const port = await freePort();
   await mkdir(dir, { recursive: true });
   const conf = join(dir, 'nginx.conf');

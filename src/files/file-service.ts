@@ -1,15 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ArchiveListing } from '../archive/formats.ts';
-import { formatOf, listArchive } from '../archive/index.ts';
+import { formatOf } from '../archive/index.ts';
 import type { LinkSigner } from '../auth/link-signer.ts';
 import { can, isAdmin, type Permission, type Principal } from '../auth/roles.ts';
 import { FerryError, isFerryError } from '../errors.ts';
+import { DataArea } from '../storage/data-area.ts';
 import type { Entry } from '../storage/driver.ts';
+import { listArchiveAt } from '../storage/extraction.ts';
 import type { MountRegistry, Resolved } from '../storage/mounts.ts';
 import { baseName, checkName, isWithin, joinPath, normalizePath, parentPath } from '../storage/paths.ts';
 import { childPath, toVirtual } from './user-path.ts';
@@ -218,17 +215,8 @@ export class FileService {
     if (!format)
       throw new FerryError('E_ARCHIVE_FORMAT', `not an archive ferry can read: ${baseName(r.path)}`);
     const signal = AbortSignal.timeout(5 * 60_000);
-    const local = r.driver.localPath(r.path);
-    if (local) return { path, listing: await listArchive(local, format, password, signal) };
-    const dir = join(this.dataDir, 'decompress', `list-${randomBytes(8).toString('hex')}`);
-    try {
-      await mkdir(dir, { recursive: true });
-      const file = join(dir, baseName(r.path));
-      await pipeline(await r.driver.read(r.path, { signal }), createWriteStream(file), { signal });
-      return { path, listing: await listArchive(file, format, password, signal) };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const work = (await DataArea.open(this.dataDir)).listing();
+    return { path, listing: await listArchiveAt(r, work, { format, size: entry.size, password, signal }) };
   }
 
   /** The folders below `path` that lead to mounts, each dated by the first such mount, as AList dates them. */
