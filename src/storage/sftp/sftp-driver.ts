@@ -163,6 +163,7 @@ export class SftpDriver implements Driver {
           const seconds = Math.floor(modified / 1000);
           await this.sessions.request(p, (sftp, done) => sftp.utimes(temp, seconds, seconds, done));
         }
+        await options.beforePlace?.();
         await this.place(temp, remote, p, options.overwrite === true);
       } catch (err) {
         source.destroy();
