@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -479,6 +480,95 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
       for (const [name, was] of before)
         assert.deepEqual(after.get(name), was, `${name}, copied before the kill, is not written again`);
     } finally {
+      await dav.close();
+    }
+  });
+
+  it('SIGSTOP mid-copy past the lease: another node copies the file; the woken one places nothing, leaves no temp, and says it lost the lease', async (t) => {
+    const h = await spawnNode();
+    const live = nodes.filter((n) => n !== h && n.child.exitCode === null && n.child.signalCode === null);
+    const x = live[0] as FerryProcess;
+    for (const node of live) await setWorkers(node, { copy: 0 });
+    await setWorkers(h, { copy: 1 });
+    // 1.5 MiB from a WebDAV server at 384 KiB/s: seconds a copy, long enough to pause in. rclone's
+    // limiter saves up what an idle server did not send (up to 4 MiB) and lets it through at
+    // once, so the server starts only now, with everything else ready.
+    const dav = await startRclone('webdav', { args: ['--bwlimit', '384k'] });
+    try {
+      const content = randomBytes(1536 * 1024);
+      await mkdir(join(dav.root, 'one'), { recursive: true });
+      await writeFile(join(dav.root, 'one', 'big.bin'), content);
+      const created = await h.api('POST', '/api/admin/storage/create', {
+        token,
+        body: {
+          mount_path: '/dav-stopped',
+          driver: 'WebDav',
+          addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
+        },
+      });
+      assert.equal(created.code, 200, created.message);
+      const res = await h.api<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+        token,
+        body: { src_dir: '/dav-stopped/one', dst_dir: '/local/stopped-copy', names: ['big.bin'] },
+      });
+      assert.equal(res.code, 200, res.message);
+      const id = res.data.tasks[0]?.id as string;
+      const hId = await idOf(h);
+      let seen: Detail | undefined;
+      await waitFor(
+        async () => {
+          const t = await detail(x, 'copy', id);
+          seen = t;
+          return t?.state === 'running' && t.node === hId && t.processed_bytes >= 128 * 1024
+            ? true
+            : undefined;
+        },
+        15_000,
+        'the copy to run on the node to pause',
+        20,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify(seen)} (node ${hId})\n${h.output().slice(-3000)}`);
+      });
+      process.kill(h.pid, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      t.diagnostic(`paused at ${(await detail(x, 'copy', id))?.processed_bytes} bytes`);
+      try {
+        await setWorkers(x, { copy: 1 });
+        const finished = await x.finished(token, 'copy', id, 20_000).catch(async (err: Error) => {
+          const now = await detail(x, 'copy', id);
+          throw new Error(`${err.message}: ${JSON.stringify(now)}\n${x.output().slice(-3000)}`);
+        });
+        assert.equal(finished.state, 'succeeded');
+        t.diagnostic(`the other node finished ${Date.now() - stoppedAt} ms after the pause`);
+        const dst = join(files, 'stopped-copy', 'big.bin');
+        assert.ok((await readFile(dst)).equals(content), 'byte-identical');
+        const placed = await stat(dst);
+        await new Promise((r) => setTimeout(r, Math.max(0, stoppedAt + 2 * LEASE_MS - Date.now())));
+        process.kill(h.pid, 'SIGCONT');
+        const lost = await waitFor(
+          async () =>
+            h
+              .output()
+              .split('\n')
+              .find((line) => line.includes('"lost the lease"') && line.includes(id)),
+          LEASE_MS + TAKEOVER_SLACK_MS,
+          'the woken node to log that it lost the copy’s lease',
+        );
+        t.diagnostic(lost);
+        // Time for the rest of its bytes to arrive, had it gone on to place them.
+        await new Promise((r) => setTimeout(r, LEASE_MS));
+        const now = await stat(dst);
+        assert.equal(now.ino, placed.ino, 'not renamed over');
+        assert.equal(now.mtimeMs, placed.mtimeMs, 'not written again');
+        assert.ok((await readFile(dst)).equals(content), 'still byte-identical');
+        assert.deepEqual(await readdir(join(files, 'stopped-copy')), ['big.bin'], 'no temp file left');
+        assert.equal((await detail(x, 'copy', id))?.state, 'succeeded');
+      } finally {
+        process.kill(h.pid, 'SIGCONT');
+      }
+    } finally {
+      // Out of the way of the next case, which counts the live nodes.
+      await h.stop();
       await dav.close();
     }
   });

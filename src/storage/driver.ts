@@ -81,6 +81,13 @@ export interface WriteOptions {
    * operating system (`syncFiles`). Only the Local driver has anything to flush.
    */
   sync?: boolean;
+  /**
+   * Awaited right before the step that gives the file its final name (rename, MOVE,
+   * CompleteMultipartUpload), after every byte is written. If it throws, the write removes or
+   * aborts its temp as on any failure and rethrows: a task uses it to check it still holds its
+   * lease, so a node paused past it places nothing on waking.
+   */
+  beforePlace?: () => Promise<void>;
 }
 
 /**

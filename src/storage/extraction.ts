@@ -34,6 +34,11 @@ export interface ExtractOptions {
   onItemFailed(rel: string, err: FerryError): void;
   /** A link entry inside the archive, not created. */
   onSkippedLink(rel: string): void;
+  /**
+   * Awaited right before each file takes its final name at a Local destination
+   * (`WriteOptions.beforePlace`); a temp tree for an upload is private and not guarded.
+   */
+  beforePlace?: () => Promise<void>;
 }
 
 /**
@@ -116,6 +121,7 @@ export async function extractTo(
     onBytes: options.onBytes,
     onFileDone: options.onFileDone,
     onItemFailed: options.onItemFailed,
+    ...(direct && options.beforePlace && { beforePlace: options.beforePlace }),
   });
   await extractArchive(options.format, {
     file,

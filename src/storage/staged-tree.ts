@@ -40,11 +40,12 @@ export class StagedTree {
   static open(
     src: Endpoint,
     dst: Endpoint,
-    options: { signal: AbortSignal; sync: boolean; tempKey: string },
+    options: { signal: AbortSignal; sync: boolean; tempKey: string; beforePlace?: () => Promise<void> },
   ): StagedTree | null {
     const dstRoot = src.driver.localPath(src.path) && dst.driver.localPath(dst.path);
     if (!dstRoot) return null;
-    return new StagedTree(new StagedCopies(dstRoot, options.signal, options.sync), src, dst, options.tempKey);
+    const copies = new StagedCopies(dstRoot, options.signal, options.sync, options.beforePlace);
+    return new StagedTree(copies, src, dst, options.tempKey);
   }
 
   /**

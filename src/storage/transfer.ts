@@ -31,6 +31,8 @@ export interface CopyOptions {
   sync: boolean;
   /** The copy's modification time, ms since the epoch, where the destination keeps one (`WriteOptions.modified`). */
   modified?: number;
+  /** Awaited right before the file takes its final name (`WriteOptions.beforePlace`). */
+  beforePlace?: () => Promise<void>;
 }
 
 /**
@@ -53,12 +55,17 @@ export async function copyBetween(
   size: number,
   options: CopyOptions,
 ): Promise<void> {
-  const { signal, onProgress, overwrite, sync, tempKey, modified } = options;
+  const { signal, onProgress, overwrite, sync, tempKey, modified, beforePlace } = options;
   signal.throwIfAborted();
   if (modified === undefined && (await copySmallLocal(src, dst, size, options))) return;
   const srcLocal = src.driver.localPath(src.path);
   const dstLocal = dst.driver.localPath(dst.path);
-  const atomically = { overwrite, tempKey, ...(modified !== undefined && { modified }) };
+  const atomically = {
+    overwrite,
+    tempKey,
+    ...(modified !== undefined && { modified }),
+    ...(beforePlace && { beforePlace }),
+  };
   if (srcLocal && dstLocal) {
     await writeLocalAtomically(dstLocal, atomically, (temp) =>
       copyLocalFile(srcLocal, temp, { signal, onProgress, sizeHint: size, sync }),
@@ -66,7 +73,14 @@ export async function copyBetween(
     return;
   }
   if (src.driver === dst.driver && src.driver.capabilities.serverSideCopy && modified === undefined) {
-    await dst.driver.copy(src.path, dst.path, { signal, overwrite, size, tempKey, sync });
+    await dst.driver.copy(src.path, dst.path, {
+      signal,
+      overwrite,
+      size,
+      tempKey,
+      sync,
+      ...(beforePlace && { beforePlace }),
+    });
     onProgress(size);
     return;
   }
@@ -84,6 +98,7 @@ export async function copyBetween(
     onProgress,
     sync,
     ...(modified !== undefined && { modified }),
+    ...(beforePlace && { beforePlace }),
   };
   const ranged = size > 0 && (srcLocal !== null || size >= RANGED_WRITE_MIN);
   if (dst.driver.writeRanges && src.driver.capabilities.rangeRead && ranged) {
@@ -104,13 +119,18 @@ export async function copyBetween(
  */
 async function writeLocalAtomically(
   dst: string,
-  options: { overwrite: boolean; tempKey: string; modified?: number },
+  options: { overwrite: boolean; tempKey: string; modified?: number; beforePlace?: () => Promise<void> },
   fill: (temp: string) => Promise<void>,
 ): Promise<void> {
   const temp = tempPathFor(dst, options.tempKey);
+  // Another attempt with the same key (this task, on a node paused past its lease) may still
+  // hold this temp file open: a new inode, not the old one truncated, so its late writes land in
+  // a file nobody places.
+  await unlink(temp).catch(() => undefined);
   try {
     await fill(temp);
     if (options.modified !== undefined) await utimes(temp, options.modified / 1000, options.modified / 1000);
+    await options.beforePlace?.();
     if (options.overwrite) {
       await rename(temp, dst);
     } else {
@@ -141,6 +161,9 @@ export async function copySmallLocal(
   const from = src.driver.localPath(src.path);
   const to = from && dst.driver.localPath(dst.path, { newName: true });
   if (!from || !to) return false;
+  // The thread copies and places in one message: the check comes before it, a small file's copy
+  // earlier than elsewhere.
+  await options.beforePlace?.();
   try {
     await fileThreads.copy(from, tempPathFor(to, options.tempKey), to, options);
   } catch (err) {
@@ -182,12 +205,13 @@ const CANNOT_LINK = new Set(['EXDEV', 'EPERM', 'EMLINK']);
 export async function linkInto(
   src: Endpoint,
   dst: Endpoint,
-  options: { overwrite: boolean; tempKey: string; modified?: number },
+  options: { overwrite: boolean; tempKey: string; modified?: number; beforePlace?: () => Promise<void> },
 ): Promise<boolean> {
   const from = src.driver.localPath(src.path);
   const target = from && dst.driver.localPath(dst.path);
   if (!from || !target) return false;
   await dst.driver.mkdir(parentPath(dst.path));
+  await options.beforePlace?.();
   if (options.modified !== undefined) await utimes(from, options.modified / 1000, options.modified / 1000);
   try {
     if (options.overwrite) {
@@ -223,11 +247,12 @@ export async function linkInto(
 export async function moveInto(
   src: Endpoint,
   dst: Endpoint,
-  options: { keepSource: boolean; tempKey: string },
+  options: { keepSource: boolean; tempKey: string; beforePlace?: () => Promise<void> },
 ): Promise<boolean> {
   const from = src.driver.localPath(src.path);
   const target = from && dst.driver.localPath(dst.path);
   if (!from || !target) return false;
+  await options.beforePlace?.();
   const fallBack = (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (['EXDEV', 'EPERM', 'EMLINK', 'ENOTEMPTY', 'EEXIST', 'EISDIR', 'ENOTDIR'].includes(code ?? ''))

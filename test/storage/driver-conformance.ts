@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Driver } from '../../src/storage/driver.ts';
-import { TEMP_PREFIX } from '../../src/storage/paths.ts';
+import { TEMP_PREFIX, tempPathFor } from '../../src/storage/paths.ts';
+import { TaskStopped } from '../../src/tasks/abort-reason.ts';
 import { runStorageLayerConformance } from './storage-layer-conformance.ts';
 import { bytes, codeOf, readAll, slowSource } from './stream-helpers.ts';
 
@@ -247,6 +248,73 @@ export function runDriverConformance(
         (await driver.list('/keep')).map((e) => e.name),
         ['f.txt'],
       );
+    });
+
+    it('places nothing, and leaves no temp file, when beforePlace throws; places when it passes', async () => {
+      // A small body (one request on S3), a large one of unknown size (multipart through a
+      // stream), and ranges when the driver writes them: each checks right before placing.
+      const small = randomBytes(1000);
+      const large = randomBytes(6 * 1024 * 1024 + 3);
+      const ways: [string, (path: string, options: Parameters<Driver['write']>[2]) => Promise<void>][] = [
+        ['small', (path, o) => driver.write(path, bytes(small), { ...o, size: small.length })],
+        ['large', (path, o) => driver.write(path, bytes(large.subarray(0, 3e6), large.subarray(3e6)), o)],
+      ];
+      const { writeRanges } = driver;
+      if (writeRanges) {
+        const readInto = async (start: number, into: Buffer) => {
+          large.copy(into, 0, start, start + into.length);
+        };
+        ways.push(['ranges', (path, o) => writeRanges.call(driver, path, large.length, readInto, o)]);
+      }
+      await driver.write('/fence/old', bytes('precious'));
+      for (const [way, write] of ways) {
+        for (const [path, overwrite] of [
+          [`/fence/${way}`, false],
+          ['/fence/old', true],
+        ] as const) {
+          const tempKey = `fence-${way}`;
+          let written = 0;
+          const refused = write(path, {
+            tempKey,
+            overwrite,
+            onProgress: (n) => {
+              written += n;
+            },
+            beforePlace: async () => {
+              throw new TaskStopped('lease-lost');
+            },
+          });
+          assert.equal(await codeOf(refused), 'E_CANCELED', `${way} → ${path}`);
+          assert.equal(await driver.stat(tempPathFor(path, tempKey)), null, `no temp of ${way} → ${path}`);
+          if (overwrite) {
+            assert.equal((await readAll(await driver.read(path))).toString(), 'precious', way);
+          } else {
+            assert.equal(await driver.stat(path), null, `nothing placed by ${way}`);
+          }
+          assert.ok(written <= large.length, way);
+        }
+      }
+      assert.deepEqual(
+        (await driver.list('/fence')).map((e) => e.name),
+        ['old'],
+      );
+      for (const [way, write] of ways) {
+        let written = 0;
+        let writtenWhenAsked = -1;
+        await write(`/fence/${way}`, {
+          tempKey: `fence-${way}`,
+          onProgress: (n) => {
+            written += n;
+          },
+          beforePlace: async () => {
+            writtenWhenAsked = written;
+            assert.equal(await driver.stat(`/fence/${way}`), null, `${way}: not placed before the check`);
+          },
+        });
+        const expected = way === 'small' ? small : large;
+        assert.ok(writtenWhenAsked >= 0, `${way}: beforePlace was called`);
+        assert.ok((await readAll(await driver.read(`/fence/${way}`))).equals(expected), way);
+      }
     });
 
     it('refuses every path that climbs out of the root, whatever the method', async () => {

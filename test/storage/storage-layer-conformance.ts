@@ -9,10 +9,11 @@ import { ExtractionGuard } from '../../src/archive/index.ts';
 import type { Driver, Endpoint } from '../../src/storage/driver.ts';
 import { extractTo, listArchiveAt } from '../../src/storage/extraction.ts';
 import { LocalDriver } from '../../src/storage/local/local-driver.ts';
-import { TEMP_PREFIX } from '../../src/storage/paths.ts';
+import { TEMP_PREFIX, tempPathFor } from '../../src/storage/paths.ts';
 import { fetchRangesInto, rangeReaderOf } from '../../src/storage/ranged-fetch.ts';
 import { StagedTree } from '../../src/storage/staged-tree.ts';
 import { copyBetween, linkInto, moveInto, removeTemp } from '../../src/storage/transfer.ts';
+import { TaskStopped } from '../../src/tasks/abort-reason.ts';
 import { bytes, codeOf, readAll, slowSource } from './stream-helpers.ts';
 
 const LIMITS = { maxTotalBytes: 1 << 30, maxEntries: 10_000, maxRatio: 1000, ratioGraceBytes: 1 << 20 };
@@ -106,6 +107,91 @@ export function runStorageLayerConformance(name: string, driverOf: () => Driver)
       else assert.equal(await local.stat('/cba/out'), null);
       assert.ok((await names(local, '/cba').catch(() => [])).every((n) => !n.startsWith(TEMP_PREFIX)));
       await removeTemp(at(local, '/cba/out'), 'conformance');
+    });
+
+    it('every way of copying, linking, moving and staging checks beforePlace and places nothing when it throws', async () => {
+      const refuse = async () => {
+        throw new TaskStopped('lease-lost');
+      };
+      let asked = 0;
+      const allow = async () => {
+        asked++;
+      };
+      await driver.mkdir('/bp');
+      await local.mkdir('/bp');
+      // Sizes: a small-file-thread copy between local ends, a stream, ranges (S3 parts, or
+      // parallel ranges into a local file).
+      for (const size of [1000, 300 * 1024, 6 * 1024 * 1024]) {
+        const data = randomBytes(size);
+        await local.write(`/bp/src-${size}`, bytes(data));
+        await driver.write(`/bp/src-${size}`, bytes(data));
+        const pairs: [string, Endpoint, Endpoint][] = [
+          ['up', at(local, `/bp/src-${size}`), at(driver, `/bp/up-${size}`)],
+          ['down', at(driver, `/bp/src-${size}`), at(local, `/bp/down-${size}`)],
+          ['within', at(driver, `/bp/src-${size}`), at(driver, `/bp/within-${size}`)],
+        ];
+        for (const [way, src, dst] of pairs) {
+          const code = await codeOf(copyBetween(src, dst, size, options({ beforePlace: refuse })));
+          assert.equal(code, 'E_CANCELED', `${way} ${size}`);
+          assert.equal(await dst.driver.stat(dst.path), null, `nothing placed ${way} ${size}`);
+          assert.equal(
+            await dst.driver.stat(tempPathFor(dst.path, 'conformance')),
+            null,
+            `no temp ${way} ${size}`,
+          );
+          const before = asked;
+          await copyBetween(src, dst, size, options({ beforePlace: allow }));
+          assert.ok(asked > before, `${way} ${size}: asked`);
+          assert.ok((await readAll(await dst.driver.read(dst.path))).equals(data), `${way} ${size}`);
+        }
+      }
+      assert.deepEqual(
+        (await names(local, '/bp')).filter((n) => n.startsWith(TEMP_PREFIX)),
+        [],
+      );
+
+      await local.write('/bp/spool', bytes('spooled'));
+      const linking = linkInto(at(local, '/bp/spool'), at(driver, '/bp/linked'), {
+        overwrite: true,
+        tempKey: 'conformance',
+        beforePlace: refuse,
+      });
+      if (driver.localPath('/') !== null) assert.equal(await codeOf(linking), 'E_CANCELED');
+      else assert.equal(await linking, false);
+      assert.equal(await driver.stat('/bp/linked'), null);
+      const moving = moveInto(at(local, '/bp/spool'), at(driver, '/bp/moved'), {
+        keepSource: false,
+        tempKey: 'conformance',
+        beforePlace: refuse,
+      });
+      if (driver.localPath('/') !== null) assert.equal(await codeOf(moving), 'E_CANCELED');
+      else assert.equal(await moving, false);
+      assert.equal(await driver.stat('/bp/moved'), null);
+      assert.equal((await readAll(await local.read('/bp/spool'))).toString(), 'spooled', 'source kept');
+
+      // Staged small files: the batch is checked before it is put in place.
+      await local.write('/bp-st/a', bytes('a'));
+      await driver.mkdir('/bp-st-out');
+      const tree = StagedTree.open(at(local, '/bp-st'), at(driver, '/bp-st-out'), {
+        signal,
+        sync: false,
+        tempKey: 'conformance',
+        beforePlace: refuse,
+      });
+      if (tree) {
+        await tree.add({
+          rel: '/a',
+          size: 1,
+          overwrite: false,
+          placed: () => assert.fail('placed'),
+          failed: (err) => assert.fail(String(err)),
+          done: async () => assert.fail('done'),
+        });
+        assert.equal(await codeOf(tree.finish()), 'E_CANCELED');
+        await tree.abandon();
+        assert.deepEqual(await names(driver, '/bp-st-out'), []);
+        assert.equal(await driver.stat(tempPathFor('/bp-st-out/a', 'conformance')), null);
+      }
     });
 
     it('reads exact ranges for writeRanges, and fails a range past the end', async (t) => {

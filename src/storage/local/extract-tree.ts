@@ -21,6 +21,8 @@ export interface LocalTreeOptions {
   onFileDone(): void;
   /** A file that could not be placed (exists, a folder in the way); extraction goes on. */
   onItemFailed(rel: string, err: FerryError): void;
+  /** Awaited right before each file takes its final name (`WriteOptions.beforePlace`). */
+  beforePlace?: () => Promise<void>;
 }
 
 /**
@@ -107,6 +109,8 @@ export class LocalTree {
     const write = this.serially(rel, async () => {
       try {
         await this.mkdirInside(parentPath(rel));
+        // The thread writes and places in one message: the check comes before it.
+        await this.options.beforePlace?.();
         await fileThreads.write(tempPathFor(final, tempKey), final, data, {
           overwrite,
         });
@@ -248,6 +252,7 @@ export class LocalTree {
   }
 
   private async place(temp: string, final: string, rel: string): Promise<void> {
+    await this.options.beforePlace?.();
     if (this.options.overwrite) {
       const existing = await lstat(final).catch(() => null);
       if (existing?.isDirectory()) throw new FerryError('E_EXISTS', `a folder is in the way: ${rel}`);

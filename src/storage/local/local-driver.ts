@@ -212,6 +212,7 @@ export class LocalDriver implements Driver {
       if (options.sync !== false) await fsyncFile(temp);
       // A cancel that lands after the last byte still cancels: the task will say "canceled".
       options.signal?.throwIfAborted();
+      await options.beforePlace?.();
       await place(temp, at.abs, options.overwrite === true);
     } catch (err) {
       source.destroy();
@@ -291,6 +292,7 @@ export class LocalDriver implements Driver {
         sync: options.sync !== false,
       });
       options.signal?.throwIfAborted();
+      await options.beforePlace?.();
       await place(temp, dst.abs, options.overwrite === true);
     } catch (err) {
       await unlink(temp).catch(() => undefined);

@@ -69,6 +69,8 @@ export class StagedCopies {
     private readonly root: string,
     private readonly signal: AbortSignal,
     private readonly sync: boolean,
+    /** Awaited before each batch is put in place (`WriteOptions.beforePlace`). */
+    private readonly beforePlace?: () => Promise<void>,
   ) {}
 
   /**
@@ -161,6 +163,7 @@ export class StagedCopies {
     if (this.sync) await syncFileSystem(this.root, this.signal);
     const durable = this.placed;
     this.placed = [];
+    if (batch.length > 0) await this.beforePlace?.();
     const failures =
       batch.length > 0
         ? await fileThreads.place(batch.map(({ temp, final, overwrite }) => ({ temp, final, overwrite })))

@@ -280,6 +280,8 @@ export class S3Driver implements Driver {
     const dst = normalizePath(to);
     if (!options.overwrite && (await this.stat(dst)))
       throw new FerryError('E_EXISTS', `already exists: ${to}`);
+    // The one CopyObject is what places the object.
+    await options.beforePlace?.();
     await this.call(from, () =>
       this.client.send(
         new CopyObjectCommand({

@@ -62,7 +62,7 @@ export async function uploadStream(
   if (options.size !== undefined && options.size < MIN_PART_SIZE)
     return putSmall(client, target, path, source, { ...options, size: options.size });
   const upload = new Upload({
-    client,
+    client: options.beforePlace ? placingGuarded(client, options.beforePlace) : client,
     params: { ...target, Body: source },
     partSize: partSizeFor(options.size),
     queueSize: PARTS_IN_FLIGHT,
@@ -87,6 +87,23 @@ export async function uploadStream(
   } finally {
     options.signal?.removeEventListener('abort', abort);
   }
+}
+
+/**
+ * `client` for lib-storage's `Upload`, awaiting `beforePlace` before the request that places the
+ * object: CompleteMultipartUpload, or the one PutObject of a stream that fit in one part. When it
+ * throws, `Upload` aborts the multipart upload as on any failed completion.
+ */
+function placingGuarded(client: S3Client, beforePlace: () => Promise<void>): S3Client {
+  const send = async (...args: Parameters<S3Client['send']>) => {
+    const [command] = args;
+    if (command instanceof CompleteMultipartUploadCommand || command instanceof PutObjectCommand)
+      await beforePlace();
+    return client.send(...args);
+  };
+  return new Proxy(client, {
+    get: (target, key) => (key === 'send' ? send : Reflect.get(target, key, target)),
+  });
 }
 
 /**
@@ -117,6 +134,8 @@ async function putSmall(
     source.destroy();
     throw failedRequest(err, path, options.signal);
   }
+  // The PutObject is what places the object.
+  await options.beforePlace?.();
   await putBody(client, target, path, Buffer.concat(chunks, length), options.signal);
   options.onProgress?.(length);
 }
@@ -160,6 +179,7 @@ export async function uploadRanges(
     await readInto(0, body, signal).catch((err: unknown) => {
       throw failedRequest(err, path, signal);
     });
+    await options.beforePlace?.();
     await putBody(client, target, path, body, signal);
     options.onProgress?.(size);
     return;
@@ -238,6 +258,7 @@ export async function uploadRanges(
     const results = await Promise.allSettled(Array.from({ length: workers }, worker));
     signal?.throwIfAborted();
     if (results.some((r) => r.status === 'rejected')) throw stop.signal.reason;
+    await options.beforePlace?.();
     await client.send(
       new CompleteMultipartUploadCommand({
         ...target,

@@ -150,8 +150,15 @@ export class SftpDriver implements Driver {
       await this.ensureDir(this.remote(parentPath(p)));
       const temp = this.remote(tempPathFor(p, options.tempKey));
       const session = await this.sessions.live();
-      // 'w' truncates: a temp left by an interrupted attempt with the same key is replaced.
-      const handle = await call<Buffer>(session, p, (done) => session.sftp.open(temp, 'w', done));
+      // A new file, never one left by an interrupted attempt with the same key truncated: that
+      // attempt (the same task on a node paused past its lease) may still hold it open, and its
+      // late writes would land in this file once it has its final name. So 'wx', and when the
+      // name is taken, the old file goes first.
+      const open = () => call<Buffer>(session, p, (done) => session.sftp.open(temp, 'wx', done));
+      const handle = await open().catch(async () => {
+        await this.discard(temp);
+        return open();
+      });
       try {
         const sink = new RemoteFileWriter(session, handle, p, options.onProgress);
         await (signal ? pipeline(source, sink, { signal }) : pipeline(source, sink));
@@ -163,6 +170,7 @@ export class SftpDriver implements Driver {
           const seconds = Math.floor(modified / 1000);
           await this.sessions.request(p, (sftp, done) => sftp.utimes(temp, seconds, seconds, done));
         }
+        await options.beforePlace?.();
         await this.place(temp, remote, p, options.overwrite === true);
       } catch (err) {
         source.destroy();

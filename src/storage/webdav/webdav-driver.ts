@@ -190,6 +190,7 @@ export class WebDavDriver implements Driver {
       await this.send('PUT', temp, { data: Readable.from(counted()), signal });
       // A cancel that lands after the last byte still cancels.
       signal?.throwIfAborted();
+      await options.beforePlace?.();
       await this.moveInto(temp, full, options.overwrite === true);
     } catch (err) {
       // Read before destroying the source, which its generator would see as an error of its own.
@@ -253,6 +254,7 @@ export class WebDavDriver implements Driver {
       const headers = { Destination: this.url(temp), Overwrite: 'T', Depth: '0' };
       await this.send('COPY', src.full, { headers, signal });
       signal?.throwIfAborted();
+      await options.beforePlace?.();
       await this.moveInto(temp, dst.full, options.overwrite === true);
       options.onProgress?.(entry.size);
     } catch (err) {

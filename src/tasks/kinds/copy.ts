@@ -126,7 +126,7 @@ export async function copyPlanned(
     const staged = StagedTree.open(
       plan.src,
       { driver: plan.dst.driver, path: plan.dstPath },
-      { signal, sync: mustSync(ctx, afterFile), tempKey: ctx.taskId },
+      { signal, sync: mustSync(ctx, afterFile), tempKey: ctx.taskId, beforePlace: () => ctx.fence() },
     );
     const tree: TreeStaging | undefined = staged
       ? {
@@ -212,6 +212,8 @@ async function copyOneFile(
     overwrite: payload.overwrite,
     tempKey: ctx.taskId,
     sync: mustSync(ctx, afterFile),
+    // A node that stalled past its lease places nothing once another holds the task.
+    beforePlace: () => ctx.fence(),
   };
   // Nothing to skip: no lookup of the destination first. Every transfer that may not replace a
   // file refuses a taken name itself (that saves two requests per file on S3); transferFile tries

@@ -72,6 +72,8 @@ export function decompressKind(limits: ArchiveLimits): TaskKindHandler {
           tempKey: task.id,
           // The files are on disk before the task says so, unless left to the OS (`syncFiles`).
           sync: ctx.syncFiles,
+          // Into a Local destination each file is placed as extracted: each checks the lease.
+          beforePlace: () => ctx.fence(),
           onStage: (stage) => {
             progress.setStatus(`${stage} ${name}`);
             if (stage === 'extracting' && format.startsWith('tar')) progress.setTotals({ bytes: entry.size });

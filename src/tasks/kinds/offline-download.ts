@@ -125,6 +125,7 @@ async function streamHttp(tools: OfflineTools, payload: OfflineDownloadPayload, 
         overwrite: true,
         tempKey: ctx.taskId,
         sync: ctx.syncFiles,
+        beforePlace: () => ctx.fence(),
         onProgress: (n) => ctx.progress.addBytes(n),
         ...(total > 0 && { size: total }),
       });

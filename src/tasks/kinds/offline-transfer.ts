@@ -54,8 +54,9 @@ export const offlineTransferKind: TaskKindHandler = {
       ctx.progress.setStatus(name);
       await dst.driver.mkdir(dst.path);
       // Placing is not undone: a node that stalled past its lease must not place over the result.
-      await ctx.fence();
-      if (await moveInto(src, target, { keepSource: keep, tempKey: task.id })) {
+      // Every way of placing checks the lease right before its final step.
+      const beforePlace = () => ctx.fence();
+      if (await moveInto(src, target, { keepSource: keep, tempKey: task.id, beforePlace })) {
         ctx.progress.addBytes(totals.bytes);
         for (let i = 0; i < totals.files; i++) ctx.progress.fileDone();
       } else if (srcEntry.isDir) {
@@ -93,6 +94,7 @@ async function copyFile(src: Endpoint, dst: Endpoint, size: number, ctx: TaskCon
     tempKey: ctx.taskId,
     // The download may be deleted once the task succeeds: the copy is on disk before that.
     sync: true,
+    beforePlace: () => ctx.fence(),
     onProgress: (n) => ctx.progress.addBytes(n),
   });
 }

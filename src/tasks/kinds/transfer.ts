@@ -17,6 +17,11 @@ export interface TransferOptions {
   tempKey: string;
   /** Flush a local destination to disk before it takes its name; false leaves that to the OS. */
   sync: boolean;
+  /**
+   * Awaited right before the file takes its final name: a task passes `ctx.fence`, so a node
+   * paused past its lease places nothing once another holds the task.
+   */
+  beforePlace: () => Promise<void>;
 }
 
 /**

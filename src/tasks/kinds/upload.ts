@@ -27,10 +27,11 @@ export const uploadKind: TaskKindHandler = {
     const size = entry.size;
     ctx.progress.setTotals({ bytes: size, files: 1 });
     const times = modified !== undefined ? { modified } : {};
-    // A node that stalled past its lease places nothing over the holder's result.
-    await ctx.fence();
+    // A node that stalled past its lease places nothing over the holder's result: each way of
+    // placing checks the lease right before its final step.
+    const beforePlace = () => ctx.fence();
     // The spool is kept for a retry until success is recorded: linked, never moved.
-    if (await linkInto(spool, dst, { overwrite, tempKey: task.id, ...times })) {
+    if (await linkInto(spool, dst, { overwrite, tempKey: task.id, beforePlace, ...times })) {
       ctx.progress.addBytes(size);
     } else {
       await copyBetween(spool, dst, size, {
@@ -40,6 +41,7 @@ export const uploadKind: TaskKindHandler = {
         // The spool goes once the task succeeds: the copy is on disk before that.
         sync: true,
         ...times,
+        beforePlace,
         onProgress: (n) => ctx.progress.addBytes(n),
       });
     }
