@@ -317,6 +317,18 @@ export function runDriverConformance(
       }
     });
 
+    it('a write keyed like an interrupted one replaces its leftover temp file with a new one', async (t) => {
+      // An object store writes no temp file (a multipart upload is invisible until complete).
+      if (driver.name === 'S3') return t.skip('no temp files');
+      // The leftover may still be open in a paused attempt of the same task: a new file, not the
+      // old one truncated, so that attempt's late writes land in nothing that gets placed.
+      const temp = tempPathFor('/leftover/f', 'key');
+      await driver.write(temp, bytes('stale bytes of an attempt that stopped'));
+      await driver.write('/leftover/f', bytes('fresh'), { tempKey: 'key' });
+      assert.equal((await readAll(await driver.read('/leftover/f'))).toString(), 'fresh');
+      assert.equal(await driver.stat(temp), null);
+    });
+
     it('refuses every path that climbs out of the root, whatever the method', async () => {
       await driver.write('/trav/f.txt', bytes('x'));
       for (const p of TRAVERSALS) {
