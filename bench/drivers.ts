@@ -51,6 +51,23 @@ const RUN_MS = 900_000;
 // ---------------------------------------------------------------------------------------------
 // The servers ferry and rclone talk to
 
+/** Mount the s3rver bucket at `/s3` of `server`, below `folder` of the bucket. */
+export async function mountS3(server: Server, endpoint: string, folder: string): Promise<void> {
+  await server.ok('POST', '/api/admin/storage/create', {
+    mount_path: '/s3',
+    driver: 'S3',
+    addition: JSON.stringify({
+      bucket: BUCKET,
+      endpoint,
+      region: 'us-east-1',
+      access_key_id: 'S3RVER',
+      secret_access_key: 'S3RVER',
+      force_path_style: true,
+      root_folder_path: folder,
+    }),
+  });
+}
+
 /** s3rver in a child process (test/helpers/s3rver-child.ts); resolves once it printed its port. */
 export async function startS3rver(directory: string): Promise<Service & { endpoint: string }> {
   // --openssl-legacy-provider: s3rver's continuation tokens use DES (see test/helpers/s3-server.ts).
@@ -416,19 +433,7 @@ export async function drivers(root: string): Promise<Row[]> {
     log(
       `${BENCH}: server pid ${server.pid} up in ${fmtS(server.startMs)}, s3rver ${s3.endpoint}, webdav ${webdav.address}`,
     );
-    await server.ok('POST', '/api/admin/storage/create', {
-      mount_path: '/s3',
-      driver: 'S3',
-      addition: JSON.stringify({
-        bucket: BUCKET,
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        access_key_id: 'S3RVER',
-        secret_access_key: 'S3RVER',
-        force_path_style: true,
-        root_folder_path: '/bench',
-      }),
-    });
+    await mountS3(server, s3.endpoint, '/bench');
     const rows = await s3Bench(server, s3.endpoint, files, outDir, runs);
     rows.push({ bench: BENCH, figure: 'server RSS right after start (idle)', value: fmtMB(idle.rssKb) });
 

@@ -17,7 +17,7 @@
  */
 import { appendFile, link, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BUCKET, startS3rver } from './drivers.ts';
+import { mountS3, startS3rver } from './drivers.ts';
 import {
   fmtMB,
   fmtRatio,
@@ -174,20 +174,7 @@ export async function memoryBench(root: string): Promise<Row[]> {
     if (transfer === 's3-up') await link(join(www, name), join(dataDir, 'files', 'src', name));
     const server = await startServer({ dataDir });
     try {
-      if (s3)
-        await server.ok('POST', '/api/admin/storage/create', {
-          mount_path: '/s3',
-          driver: 'S3',
-          addition: JSON.stringify({
-            bucket: BUCKET,
-            endpoint: s3.endpoint,
-            region: 'us-east-1',
-            access_key_id: 'S3RVER',
-            secret_access_key: 'S3RVER',
-            force_path_style: true,
-            root_folder_path: '/memory',
-          }),
-        });
+      if (s3) await mountS3(server, s3.endpoint, '/memory');
       const idle = await server.memory();
       await syncDisks();
       const sampling = sampler(server.pid, `${transfer},${bytes},${round}`, intervalMs, trace);

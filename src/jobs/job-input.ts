@@ -1,18 +1,10 @@
 import { FerryError } from '../errors.ts';
-import type { JobCompare, JobConflict, JobMode, JobOptions, JobSchedule } from '../store/job-store.ts';
+import type { JobCompare, JobConflict, JobFields, JobMode } from '../store/job-store.ts';
 import { checkGlobs } from '../tasks/kinds/sync-plan.ts';
 import { readSchedule } from './schedule.ts';
 
 /** A job as a caller describes it (create, update), checked; folders already virtual paths. */
-export interface JobInput {
-  name: string;
-  mode: JobMode;
-  srcDir: string;
-  dstDir: string;
-  options: JobOptions;
-  schedule: JobSchedule | null;
-  enabled: boolean;
-}
+export type JobInput = JobFields;
 
 const MODES: readonly JobMode[] = ['copy', 'move', 'sync'];
 const COMPARES: readonly JobCompare[] = ['size_mtime', 'hash'];

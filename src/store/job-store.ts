@@ -24,9 +24,8 @@ export interface JobSchedule {
   everySeconds?: number;
 }
 
-export interface Job {
-  id: string;
-  ownerId: number;
+/** What a job's owner describes (create, update). */
+export interface JobFields {
   name: string;
   mode: JobMode;
   /** Virtual paths. */
@@ -35,6 +34,11 @@ export interface Job {
   options: JobOptions;
   schedule: JobSchedule | null;
   enabled: boolean;
+}
+
+export interface Job extends JobFields {
+  id: string;
+  ownerId: number;
   nextRunAt: number | null;
   createdAt: number;
   updatedAt: number;
