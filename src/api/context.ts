@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '../auth/roles.ts';
+import { isAdmin, type Principal } from '../auth/roles.ts';
 import type { Core } from '../core.ts';
+import { FerryError } from '../errors.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,6 +24,13 @@ export async function principalOf(
   if (request.principal) return request.principal;
   request.principal = await request.server.core.auth.authenticate(tokenOf(header));
   return request.principal;
+}
+
+/** The caller of a request, who must be an admin (AList's answer otherwise: 403 "You are not an admin"). */
+export async function adminOf(request: FastifyRequest): Promise<Principal> {
+  const principal = await principalOf(request);
+  if (!isAdmin(principal)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
+  return principal;
 }
 
 /** The token in an `Authorization` header value (see `principalOf`), or undefined for none. */

@@ -1,9 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isAdmin } from '../../auth/roles.ts';
 import { TASK_KINDS, type TaskKind } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
 import { isSecretSetting, type Mount, type NewStorage } from '../../storage/mounts.ts';
-import { principalOf } from '../context.ts';
+import { adminOf } from '../context.ts';
 import { driverInfo, driverNames } from './driver-info.ts';
 import { ok } from './envelope.ts';
 import { envelope } from './schemas.ts';
@@ -41,11 +40,6 @@ export function storageView(m: Mount) {
     down_proxy_url: o.downProxyUrl,
     disable_proxy_sign: o.disableProxySign,
   };
-}
-
-async function requireAdmin(request: FastifyRequest): Promise<void> {
-  const p = await principalOf(request);
-  if (!isAdmin(p)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
 }
 
 /**
@@ -137,7 +131,7 @@ export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
         response: envelope(input.reply ?? 'data: null'),
       },
       handler: async (request) => {
-        await requireAdmin(request);
+        await adminOf(request);
         return ok(await run(request));
       },
     });

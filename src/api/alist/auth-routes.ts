@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { User } from '../../auth/auth-service.ts';
-import { isAdmin, isGuest } from '../../auth/roles.ts';
+import { isGuest } from '../../auth/roles.ts';
 import { FerryError } from '../../errors.ts';
-import { principalOf, tokenOf } from '../context.ts';
+import { adminOf, principalOf, tokenOf } from '../context.ts';
 import { ok } from './envelope.ts';
 import { envelope } from './schemas.ts';
 
@@ -80,13 +80,6 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
       handler: async (request) => ok(await run(request)),
     });
   };
-  /** The caller, who must be an admin (the /api/admin/user/ routes). */
-  const admin = async (request: FastifyRequest) => {
-    const p = await principalOf(request);
-    if (!isAdmin(p)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
-    return p;
-  };
-
   const login = fields({ username: {}, password: {}, otp_code: {} });
   route(
     'POST',
@@ -145,7 +138,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'GET',
     '/api/admin/user/list',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       const [users, total] = await Promise.all([auth.listUsers(pageOf(request)), auth.countUsers()]);
       return { content: users.map(userView), total };
     },
@@ -155,7 +148,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'GET',
     '/api/admin/user/get',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       return userView(await auth.getUser(idOf(request, 'id')));
     },
     { querystring: idQuery('id'), reply: 'the user' },
@@ -164,7 +157,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'POST',
     '/api/admin/user/create',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       return userView(await auth.createUser(bodyOf(request)));
     },
     { body: USER_FIELDS, reply: 'the user' },
@@ -173,7 +166,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'POST',
     '/api/admin/user/update',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       const body = bodyOf(request);
       return userView(await auth.updateUser(body.id, body));
     },
@@ -183,7 +176,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'POST',
     '/api/admin/user/delete',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       const id = Number(
         (request.query as { id?: string }).id ?? (request.body as { id?: unknown } | null)?.id,
       );
@@ -196,7 +189,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'GET',
     '/api/admin/user/sshkey/list',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       await auth.getUser(idOf(request, 'uid'));
       return NO_SSH_KEYS;
     },
@@ -207,7 +200,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'POST',
     '/api/admin/user/cancel_2fa',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       await auth.getUser(idOf(request, 'id'));
       return null;
     },
@@ -219,7 +212,7 @@ export async function alistAuthRoutes(app: FastifyInstance): Promise<void> {
     'POST',
     '/api/admin/user/del_cache',
     async (request) => {
-      await admin(request);
+      await adminOf(request);
       const username = (request.query as Record<string, unknown>).username;
       if (typeof username !== 'string' || username === '')
         throw new FerryError('E_BAD_REQUEST', 'username is required');

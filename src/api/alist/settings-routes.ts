@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { archiveEndings } from '../../archive/formats.ts';
-import { isAdmin } from '../../auth/roles.ts';
 import { FerryError } from '../../errors.ts';
 import {
   ABSENT_FEATURES,
@@ -8,7 +7,7 @@ import {
   type SettingPage,
 } from '../../settings/setting-catalogue.ts';
 import type { SettingChange, SettingsSnapshot } from '../../settings/site-settings.ts';
-import { principalOf } from '../context.ts';
+import { adminOf } from '../context.ts';
 import { ok } from './envelope.ts';
 import { envelope } from './schemas.ts';
 
@@ -124,7 +123,7 @@ export async function alistSettingsRoutes(app: FastifyInstance): Promise<void> {
         response: envelope(input.reply ?? 'data: null'),
       },
       handler: async (request) => {
-        if (!isAdmin(await principalOf(request))) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
+        await adminOf(request);
         return ok(await run(request));
       },
     });

@@ -1,9 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isAdmin } from '../../auth/roles.ts';
-import { FerryError } from '../../errors.ts';
 import type { Webhook } from '../../webhooks/model.ts';
 import type { DeliveryLogEntry } from '../../webhooks/webhook-service.ts';
-import { principalOf } from '../context.ts';
+import { adminOf } from '../context.ts';
 import { ok } from './envelope.ts';
 import { envelope } from './schemas.ts';
 
@@ -39,11 +37,6 @@ function deliveryView({ delivery, attempt }: DeliveryLogEntry) {
     state: delivery.state,
     attempted_at: iso(attempt?.at ?? null),
   };
-}
-
-async function requireAdmin(request: FastifyRequest): Promise<void> {
-  const p = await principalOf(request);
-  if (!isAdmin(p)) throw new FerryError('E_FORBIDDEN', 'You are not an admin');
 }
 
 /** A parameter from the query string, or the JSON body (AList's clients send either). */
@@ -101,7 +94,7 @@ export async function alistWebhookRoutes(app: FastifyInstance): Promise<void> {
         response: envelope(input.reply),
       },
       handler: async (request) => {
-        await requireAdmin(request);
+        await adminOf(request);
         return ok(await run(request));
       },
     });
