@@ -2,10 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TASK_KINDS, type TaskKind } from '../../config.ts';
 import { FerryError } from '../../errors.ts';
 import { isSecretSetting, type Mount, type NewStorage } from '../../storage/mounts.ts';
-import { adminOf } from '../context.ts';
+import { adminRoutes } from './admin-route.ts';
 import { driverInfo, driverNames } from './driver-info.ts';
-import { ok } from './envelope.ts';
-import { envelope } from './schemas.ts';
 
 /** A storage in AList's shape (`model.Storage`: every field AList's clients read), with secret settings blanked. */
 export function storageView(m: Mount) {
@@ -114,27 +112,7 @@ const STORAGE_BODY = {
 /** Storage management and engine settings (admins only). */
 export async function alistAdminRoutes(app: FastifyInstance): Promise<void> {
   const { mounts, runner, nodes } = app.core;
-  const route = (
-    method: 'GET' | 'POST',
-    url: string,
-    run: (request: FastifyRequest) => Promise<unknown>,
-    input: { body?: object; querystring?: object; reply?: string } = {},
-  ) =>
-    app.route({
-      method,
-      url,
-      schema: {
-        tags: ['alist admin'],
-        // Fastify takes no body schema on a GET.
-        ...(input.body && method === 'POST' && { body: input.body }),
-        ...(input.querystring && { querystring: input.querystring }),
-        response: envelope(input.reply ?? 'data: null'),
-      },
-      handler: async (request) => {
-        await adminOf(request);
-        return ok(await run(request));
-      },
-    });
+  const route = adminRoutes(app, ['alist admin']);
   const idInput = { querystring: ID_QUERY, body: { properties: { id: { description: 'the storage id' } } } };
 
   // AList pages this list with `page` and `per_page`; without them it is whole.

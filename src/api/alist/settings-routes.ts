@@ -7,7 +7,7 @@ import {
   type SettingPage,
 } from '../../settings/setting-catalogue.ts';
 import type { SettingChange, SettingsSnapshot } from '../../settings/site-settings.ts';
-import { adminOf } from '../context.ts';
+import { adminRoutes } from './admin-route.ts';
 import { ok } from './envelope.ts';
 import { envelope } from './schemas.ts';
 
@@ -107,26 +107,7 @@ export async function alistSettingsRoutes(app: FastifyInstance): Promise<void> {
     handler: async () => ok(archiveEndings()),
   });
 
-  const admin = (
-    method: 'GET' | 'POST',
-    url: string,
-    run: (request: FastifyRequest) => Promise<unknown>,
-    input: { body?: object; querystring?: object; reply?: string } = {},
-  ) =>
-    app.route({
-      method,
-      url,
-      schema: {
-        tags,
-        ...(input.body && method === 'POST' && { body: input.body }),
-        ...(input.querystring && { querystring: input.querystring }),
-        response: envelope(input.reply ?? 'data: null'),
-      },
-      handler: async (request) => {
-        await adminOf(request);
-        return ok(await run(request));
-      },
-    });
+  const admin = adminRoutes(app, tags);
   const groupQuery = {
     type: 'object',
     properties: {
