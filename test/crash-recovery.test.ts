@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { tempPathFor } from '../src/storage/paths.ts';
 import { waitFor } from './helpers/harness.ts';
 import { type FerryProcess, spawnFerry } from './helpers/process.ts';
 import { findTempFiles, sha256, sha256File, writeRandomFile } from './helpers/tree.ts';
@@ -32,13 +33,21 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
   let dataDir: string;
   let server: FerryProcess | null = null;
   const env = { FERRY_ADMIN_PASSWORD: PASSWORD };
+  /** Every server started, so that none outlives a test that failed half-way. */
+  const started: FerryProcess[] = [];
+  const start = async (dir: string) => {
+    const s = await spawnFerry(dir, env);
+    started.push(s);
+    return s;
+  };
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'ferry-crash-recovery-'));
   });
   after(async () => {
     // Whatever happened, no server outlives the test.
-    if (server) await server.kill9().catch(() => undefined);
+    for (const s of started)
+      if (s.child.exitCode === null && s.child.signalCode === null) await s.kill9().catch(() => undefined);
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -72,7 +81,7 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
     console.log(`# wrote ${COPIES} source files (${bytes} bytes) in ${Date.now() - t} ms`);
 
     t = Date.now();
-    server = await spawnFerry(dataDir, env);
+    server = await start(dataDir);
     console.log(`# first server up in ${Date.now() - t} ms (pid ${server.pid})`);
     let token = await login(server);
 
@@ -137,7 +146,7 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
     assert.ok(incomplete >= 1, 'the kill cut at least one copy short');
 
     t = Date.now();
-    server = await spawnFerry(dataDir, env);
+    server = await start(dataDir);
     console.log(`# restarted in ${Date.now() - t} ms (pid ${server.pid})`);
     token = await login(server);
 
@@ -172,7 +181,11 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
     for (const [name, hash] of expected)
       assert.equal(await sha256File(join(src, name)), hash, `source ${name}`);
     assert.equal(await sha256File(join(files, 'uploaded', 'big upload.bin')), sha256(upload));
-    assert.deepEqual(await findTempFiles(files), [], 'no .ferry-tmp-* file remains');
+    assert.deepEqual(
+      await findTempFiles(files),
+      [],
+      `no .ferry-tmp-* file remains (the upload's would be ${tempPathFor('/uploaded/big upload.bin', uploadId)})`,
+    );
     // The spool goes just after the success is recorded (or at the next start, when the process
     // died in between): wait for it, within a bound.
     await waitFor(
@@ -197,7 +210,7 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
     const poisonDir = join(dataDir, 'poison');
     try {
-      server = await spawnFerry(poisonDir, env);
+      server = await start(poisonDir);
       let token = await login(server);
       const url = `http://127.0.0.1:${(origin.address() as AddressInfo).port}/endless.bin`;
       const added = await server.api<{ tasks: TaskView[] }>('POST', '/api/fs/add_offline_download', {
@@ -216,7 +229,7 @@ describe('crash recovery of a real server killed with SIGKILL', () => {
           'running',
         );
         await server.kill9();
-        server = await spawnFerry(poisonDir, env);
+        server = await start(poisonDir);
         token = await login(server);
       }
       const failed = await state();
