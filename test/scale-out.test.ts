@@ -11,6 +11,7 @@ import { waitFor } from './helpers/harness.ts';
 import { type FerryProcess, spawnFerry } from './helpers/process.ts';
 import { type RangedOrigin, startRangedOrigin } from './helpers/ranged-origin.ts';
 import { startRclone } from './helpers/rclone.ts';
+import { startRecordingProxy } from './helpers/recording-proxy.ts';
 
 /**
  * Scale-out that holds (issue 22): real `ferry serve` processes on one PostgreSQL store, each
@@ -599,5 +600,127 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     await setWorkers(x, { upload: 1 });
     assert.equal((await x.finished(token, 'upload', id, 10_000)).state, 'succeeded');
     assert.ok((await readFile(join(files, 'up', 'uploaded.bin'))).equals(body));
+  });
+
+  it('kill -9 of two of three nodes mid-copy, an upload waiting: the third resumes both copies with Range where they stood and places the upload', async (t) => {
+    const live = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
+    const survivor = live[0] as FerryProcess;
+    const [p, q] = [await spawnNode(), await spawnNode()];
+    for (const node of [...live, p, q]) await setWorkers(node, { copy: 0, upload: 0 });
+    // Two 2 MiB files from a WebDAV server at 512 KiB/s (both share it): seconds each, long
+    // enough to record checkpoints and die in the middle. The server starts only now (rclone's
+    // limiter saves up what an idle server did not send), and a proxy in front of it records
+    // every request the nodes make.
+    const dav = await startRclone('webdav', { args: ['--bwlimit', '512k'] });
+    const proxy = await startRecordingProxy(dav.address);
+    try {
+      const names = ['r0.bin', 'r1.bin'];
+      const contents = names.map(() => randomBytes(2 * 1024 * 1024));
+      await mkdir(join(dav.root, 'resume'), { recursive: true });
+      for (const [i, name] of names.entries())
+        await writeFile(join(dav.root, 'resume', name), contents[i] as Buffer);
+      const created = await p.api('POST', '/api/admin/storage/create', {
+        token,
+        body: {
+          mount_path: '/dav-resume',
+          driver: 'WebDav',
+          addition: JSON.stringify({
+            address: proxy.address,
+            username: dav.username,
+            password: dav.password,
+          }),
+        },
+      });
+      assert.equal(created.code, 200, created.message);
+      const ids: string[] = [];
+      for (const name of names) {
+        const res = await p.api<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
+          token,
+          body: { src_dir: '/dav-resume/resume', dst_dir: '/local/resumed', names: [name] },
+        });
+        assert.equal(res.code, 200, res.message);
+        ids.push(res.data.tasks[0]?.id as string);
+      }
+      // An upload accepted by P, spooled in the shared staging directory, not yet placed.
+      const body = randomBytes(300 * 1024);
+      const put = await request(`${p.base}/api/fs/put`, {
+        method: 'PUT',
+        headers: {
+          authorization: token,
+          'file-path': encodeURIComponent('/local/resumed/up.bin'),
+          'as-task': 'true',
+          'content-type': 'application/octet-stream',
+        },
+        body,
+      });
+      const reply = (await put.body.json()) as {
+        code: number;
+        message: string;
+        data: { task: { id: string } };
+      };
+      assert.equal(reply.code, 200, reply.message);
+      const uploadId = reply.data.task.id;
+
+      await setWorkers(p, { copy: 1 });
+      await setWorkers(q, { copy: 1 });
+      const [pId, qId, survivorId] = await Promise.all([idOf(p), idOf(q), idOf(survivor)]);
+      // Each copy runs on one of P and Q and has recorded a checkpoint past 256 KiB.
+      await waitFor(
+        async () => {
+          const all = await Promise.all(ids.map((id) => detail(survivor, 'copy', id)));
+          if (!all.every((d) => d?.state === 'running' && (d.node === pId || d.node === qId)))
+            return undefined;
+          if (all[0]?.node === all[1]?.node) return undefined;
+          const { rows } = await db.query<{ payload: string }>(
+            'SELECT payload FROM tasks WHERE id = ANY($1)',
+            [ids],
+          );
+          const done = rows.map((r) =>
+            Object.values(
+              (JSON.parse(r.payload) as { partials?: Record<string, { done: number }> }).partials ?? {},
+            ),
+          );
+          return done.every((d) => (d[0]?.done ?? 0) >= 256 * 1024) ? true : undefined;
+        },
+        20_000,
+        'both copies to run on P and Q and record a checkpoint',
+        50,
+      );
+      await setWorkers(survivor, { copy: 2, upload: 1 });
+      const killed = Date.now();
+      await Promise.all([p.kill9(), q.kill9()]);
+      const took = (await heldBy(survivorId, ids)) - killed;
+      t.diagnostic(`copies taken over ${took} ms after the kills (lease ${LEASE_MS} ms)`);
+      assert.ok(took <= LEASE_MS + TAKEOVER_SLACK_MS, `taken over ${took} ms after the kills`);
+      for (const id of ids)
+        assert.equal((await survivor.finished(token, 'copy', id, 30_000)).state, 'succeeded');
+      assert.equal((await survivor.finished(token, 'upload', uploadId, 10_000)).state, 'succeeded');
+      assert.ok((await readFile(join(files, 'resumed', 'up.bin'))).equals(body), 'upload byte-identical');
+      for (const [i, name] of names.entries()) {
+        assert.ok(
+          (await readFile(join(files, 'resumed', name))).equals(contents[i] as Buffer),
+          `${name} byte-identical`,
+        );
+        const reads = proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/resume/${name}`));
+        const after = reads.filter((r) => r.at > killed);
+        t.diagnostic(`${name}: ${reads.map((r) => r.range).join(', ')}`);
+        assert.ok(after.length > 0, `${name} read after the kill`);
+        for (const r of after) {
+          const from = Number(/^bytes=(\d+)-/.exec(r.range ?? '')?.[1] ?? 0);
+          assert.ok(
+            from >= 256 * 1024,
+            `${name}: after the kill only the rest is read, not from byte 0: ${r.range}`,
+          );
+        }
+      }
+      assert.deepEqual(
+        (await readdir(join(files, 'resumed'))).sort(),
+        ['r0.bin', 'r1.bin', 'up.bin'],
+        'no temp left',
+      );
+    } finally {
+      await proxy.close();
+      await dav.close();
+    }
   });
 });

@@ -1,10 +1,11 @@
-import { constants, copyFile, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { OfflineDownloadConfig } from '../config.ts';
 import { FerryError } from '../errors.ts';
 import { FileSystemFlush, syncFileSystem } from '../io/background-flush.ts';
+import { detachFile } from '../io/detach-file.ts';
 import { Aria2Client, Aria2Daemon, type Aria2Status } from './aria2.ts';
 import type { HttpDownloader, HttpResumeState } from './http-download.ts';
 import { HostPolicy } from './url-policy.ts';
@@ -30,7 +31,7 @@ export interface HttpIntoOptions {
   onBytes(n: number): void;
   /** Flush the file to disk as it comes and at the end; false leaves that to the OS. */
   sync: boolean;
-  /** An earlier attempt ran: its partial file is detached before it is continued (`detachPartial`). */
+  /** An earlier attempt ran: its partial file is detached before it is continued (`detachFile`). */
   resumed: boolean;
   /** Called before the finished file takes its place in `done/`: throws when that may not happen. */
   beforePlacing(): Promise<void>;
@@ -112,7 +113,7 @@ export class OfflineTools {
     const area = this.areaOf(taskId);
     await mkdir(area, { recursive: true });
     const partPath = join(area, 'partial');
-    if (options.resumed) await detachPartial(partPath);
+    if (options.resumed) await detachFile(partPath);
     const http = await this.http();
     const { fileName } = await http.download({ ...options, partPath });
     await options.beforePlacing();
@@ -245,24 +246,6 @@ export class OfflineTools {
     await this.daemon?.close();
     this.daemon = null;
   }
-}
-
-/**
- * Give the partial file of an earlier attempt a new inode before resuming it. That attempt may
- * live on in a node that stalled past its lease (SIGSTOP, a long pause) with the file still open:
- * once it wakes, its writes land in the old inode, which no name points to any more, instead of
- * in the file this attempt finishes and places. A copy within one file system is cheap (a
- * reflink or an in-kernel copy where the file system has them).
- */
-async function detachPartial(partPath: string): Promise<void> {
-  const fresh = `${partPath}.resumed`;
-  try {
-    await copyFile(partPath, fresh, constants.COPYFILE_FICLONE);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  await rename(fresh, partPath);
 }
 
 /**

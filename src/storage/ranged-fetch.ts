@@ -17,14 +17,45 @@ export interface RangedFetchOptions {
   onProgress: (bytes: number) => void;
   /** Flush the file to disk as it is written and at the end; false leaves that to the OS. */
   sync: boolean;
+  /**
+   * Bytes `0..from-1` of `temp` are already the source's (an earlier attempt's, on disk): only
+   * the rest is fetched, and `temp` is not emptied first.
+   */
+  from?: number;
+  /**
+   * Called about once every `CHECKPOINT_MS` with a length whose bytes are all in `temp` and on
+   * disk (datasynced first): what a later attempt may keep as its `from`. A rejection (a lost
+   * lease) stops the fetch with that error.
+   */
+  checkpoint?: (done: number) => Promise<void>;
+}
+
+/** How often a fetch with a `checkpoint` records how far it got. */
+const CHECKPOINT_MS = 1000;
+
+/** One range being fetched, and how many of its bytes are written so far (in order). */
+interface RangeWrite {
+  start: number;
+  end: number;
+  written: number;
+}
+
+/** The length of the start of the file that is all written: up to the first range not complete. */
+function writtenPrefix(from: number, ranges: readonly RangeWrite[]): number {
+  let done = from;
+  for (const range of ranges) {
+    done = range.start + range.written;
+    if (done <= range.end) break;
+  }
+  return done;
 }
 
 /**
- * Fill the local file `temp` (created or truncated) with the `size` bytes of `src`, fetched as
- * ranges of 16 MiB, four at a time, each written at its own offset, flushed to disk as it goes
- * and fsynced at the end (when `sync`). A range that delivers more or fewer bytes than asked (a
- * server that ignores `Range`, a file that changed) fails the fetch rather than writing a wrong
- * file. On abort every stream is destroyed at once.
+ * Fill the local file `temp` (created or truncated, or continued from `from`) with the `size`
+ * bytes of `src`, fetched as ranges of 16 MiB, four at a time, each written at its own offset,
+ * flushed to disk as it goes and fsynced at the end (when `sync`). A range that delivers more or
+ * fewer bytes than asked (a server that ignores `Range`, a file that changed) fails the fetch
+ * rather than writing a wrong file. On abort every stream is destroyed at once.
  */
 export async function fetchRangesInto(
   src: Endpoint,
@@ -32,18 +63,38 @@ export async function fetchRangesInto(
   size: number,
   options: RangedFetchOptions,
 ): Promise<void> {
-  const { onProgress } = options;
+  const { onProgress, from = 0, checkpoint } = options;
   // The first range to fail stops the others.
   const stop = new AbortController();
   const signal = AbortSignal.any([options.signal, stop.signal]);
-  const file = await open(temp, 'w');
+  const file = await open(temp, from > 0 ? 'r+' : 'w');
   // The disk writes what has arrived while the rest is fetched: the fsync at the end waits for
   // the tail only.
   const writeback = writebackOf(temp, options.sync);
   const writers: ChunkWriter[] = [];
+  const ranges: RangeWrite[] = [];
+  let saved = from;
+  let saving: Promise<void> | null = null;
+  const save = async () => {
+    const done = writtenPrefix(from, ranges);
+    if (done <= saved) return;
+    await file.datasync();
+    await checkpoint?.(done);
+    saved = done;
+  };
+  const checkpoints =
+    checkpoint &&
+    setInterval(() => {
+      saving ??= save()
+        .catch((err: unknown) => stop.abort(err))
+        .finally(() => {
+          saving = null;
+        });
+    }, CHECKPOINT_MS);
   try {
     await file.truncate(size);
-    let next = 0;
+    if (from > 0) onProgress(from);
+    let next = from;
     const worker = async () => {
       try {
         await fetchRanges();
@@ -53,7 +104,9 @@ export async function fetchRangesInto(
       }
     };
     const fetchRanges = async () => {
+      let range: RangeWrite | undefined;
       const writer = new ChunkWriter(file, 0, (bytes) => {
+        if (range) range.written += bytes;
         onProgress(bytes);
         writeback.wrote(bytes);
       });
@@ -63,6 +116,8 @@ export async function fetchRangesInto(
         const start = next;
         const end = Math.min(start + RANGE_BYTES, size) - 1;
         next = end + 1;
+        range = { start, end, written: 0 };
+        ranges.push(range);
         const stream = await src.driver.read(src.path, { start, end, signal });
         writer.seek(start);
         let at = start;
@@ -79,7 +134,10 @@ export async function fetchRangesInto(
         if (at !== end + 1) throw rangeMismatch(src.path, start, end);
       }
     };
-    const workers = Array.from({ length: Math.min(RANGES_IN_FLIGHT, Math.ceil(size / RANGE_BYTES)) }, worker);
+    const workers = Array.from(
+      { length: Math.min(RANGES_IN_FLIGHT, Math.ceil((size - from) / RANGE_BYTES)) },
+      worker,
+    );
     const results = await Promise.allSettled(workers);
     if (results.some((r) => r.status === 'rejected')) {
       options.signal.throwIfAborted();
@@ -88,6 +146,8 @@ export async function fetchRangesInto(
     }
     await writeback.finish();
   } finally {
+    if (checkpoints) clearInterval(checkpoints);
+    await saving;
     for (const writer of writers) await writer.settle();
     await file.close();
     for (const writer of writers) writer.free();

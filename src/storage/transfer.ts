@@ -1,5 +1,6 @@
 import { link, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { FerryError, fromFsError } from '../errors.ts';
+import { detachFile } from '../io/detach-file.ts';
 import { fileThreads, WriteFailure } from '../io/file-threads.ts';
 import type { Endpoint } from './driver.ts';
 import { copyLocalFile } from './local/fast-copy.ts';
@@ -33,7 +34,44 @@ export interface CopyOptions {
   modified?: number;
   /** Awaited right before the file takes its final name (`WriteOptions.beforePlace`). */
   beforePlace?: () => Promise<void>;
+  /**
+   * Asked before a failed copy into a local mount removes its temp file, whose name `tempKey`
+   * gives: false (or a rejection) means this attempt lost its task to another, whose temp that
+   * name is now, and leaves it alone. Without it the temp is removed.
+   */
+  ownsTemp?: () => Promise<boolean>;
+  /**
+   * Make the copy resumable by a later attempt (another node's, after a takeover) where it can
+   * be: see `CopyResume`.
+   */
+  resume?: CopyResume;
 }
+
+/**
+ * How an interrupted copy continues where it stood. Supported for a file of at least
+ * `RESUMABLE_MIN` bytes from a remote source that reads ranges into a local mount (between two
+ * local mounts the kernel copies at disk speed: that copy starts over): its temp file (named by
+ * `tempKey`, beside the destination, so on a shared mount every node sees it) keeps what was
+ * fetched, the copy records now and then how much of it is on disk, and the next attempt fetches
+ * only the rest, with ranges. Other copies start again from the first byte.
+ */
+export interface CopyResume {
+  /** What an earlier attempt of this copy recorded, if anything. */
+  earlier?: CopyCheckpoint;
+  /** Record how far the copy got; a rejection (a lost lease) stops the copy. */
+  save(checkpoint: CopyCheckpoint): Promise<void>;
+}
+
+export interface CopyCheckpoint {
+  /** The source's size and modification time when the copy began: a changed source starts over. */
+  size: number;
+  modified: number;
+  /** The first `done` bytes are in the temp file and on disk. */
+  done: number;
+}
+
+/** Files smaller than this are copied again whole after an interruption: no checkpoints. */
+export const RESUMABLE_MIN = 1024 * 1024;
 
 /**
  * Copy one file from one driver to another (or the same), atomically: nothing appears under
@@ -55,7 +93,7 @@ export async function copyBetween(
   size: number,
   options: CopyOptions,
 ): Promise<void> {
-  const { signal, onProgress, overwrite, sync, tempKey, modified, beforePlace } = options;
+  const { signal, onProgress, overwrite, sync, tempKey, modified, beforePlace, ownsTemp } = options;
   signal.throwIfAborted();
   if (modified === undefined && (await copySmallLocal(src, dst, size, options))) return;
   const srcLocal = src.driver.localPath(src.path);
@@ -65,6 +103,7 @@ export async function copyBetween(
     tempKey,
     ...(modified !== undefined && { modified }),
     ...(beforePlace && { beforePlace }),
+    ...(ownsTemp && { ownsTemp }),
   };
   if (srcLocal && dstLocal) {
     await writeLocalAtomically(dstLocal, atomically, (temp) =>
@@ -82,6 +121,10 @@ export async function copyBetween(
       ...(beforePlace && { beforePlace }),
     });
     onProgress(size);
+    return;
+  }
+  if (dstLocal && src.driver.capabilities.rangeRead && options.resume && size >= RESUMABLE_MIN) {
+    await fetchResumably(src, dstLocal, size, atomically, { signal, onProgress, sync }, options.resume);
     return;
   }
   if (dstLocal && src.driver.capabilities.rangeRead && size >= RANGED_FETCH_MIN) {
@@ -113,20 +156,83 @@ export async function copyBetween(
 }
 
 /**
+ * `copyBetween` of a remote file into a local mount that an attempt after this one can continue
+ * (see `CopyResume`): the ranges are fetched into the task's temp file with a checkpoint about
+ * every second, and an earlier attempt's temp is continued from its last checkpoint when the
+ * source is unchanged. The temp outlives an attempt that died (a node killed or paused); one that
+ * failed or stopped cleanly removes it as every copy does, and the next starts over.
+ */
+async function fetchResumably(
+  src: Endpoint,
+  dst: string,
+  size: number,
+  atomically: PlaceOptions,
+  fetch: { signal: AbortSignal; onProgress: (bytes: number) => void; sync: boolean },
+  resume: CopyResume,
+): Promise<void> {
+  const entry = await src.driver.stat(src.path);
+  if (!entry || entry.isDir) throw new FerryError('E_NOT_FOUND', `not found: ${src.path}`);
+  const stamp = { size, modified: entry.modified };
+  const { earlier } = resume;
+  let from = 0;
+  const prepare = async (temp: string) => {
+    const usable =
+      earlier &&
+      earlier.size === size &&
+      earlier.modified === entry.modified &&
+      earlier.done > 0 &&
+      earlier.done <= size;
+    // Kept only when the temp holds at least what the checkpoint says is on disk.
+    const kept = usable ? await detachFile(temp) : null;
+    if (usable && kept !== null && kept >= earlier.done) from = earlier.done;
+    else await unlink(temp).catch(() => undefined);
+  };
+  await writeLocalAtomically(
+    dst,
+    atomically,
+    (temp) =>
+      fetchRangesInto(src, temp, size, {
+        ...fetch,
+        from,
+        checkpoint: (done) => resume.save({ ...stamp, done }),
+      }),
+    prepare,
+  );
+}
+
+/** How a file is put in place (`writeLocalAtomically`). */
+interface PlaceOptions {
+  overwrite: boolean;
+  tempKey: string;
+  modified?: number;
+  beforePlace?: () => Promise<void>;
+  ownsTemp?: () => Promise<boolean>;
+}
+
+/**
+ * A new temp file for this attempt: another attempt with the same key (this task, on a node paused
+ * past its lease) may still hold the old one open, so a new inode, not the old one truncated,
+ * and its late writes land in a file nobody places.
+ */
+async function freshTemp(temp: string): Promise<void> {
+  await unlink(temp).catch(() => undefined);
+}
+
+/**
  * Let `fill` write the file's bytes under a temp name beside `dst` (and fsync them if asked),
  * then put it in place: `rename` when overwriting, else `link` + `unlink`, which refuses an
- * existing name atomically. On any failure the temp file is removed and nothing appears under `dst`.
+ * existing name atomically. `prepare` readies the temp name first (by default: nothing there). On
+ * any failure the temp file is removed, unless this attempt lost its task (`ownsTemp`), and
+ * nothing appears under `dst`.
  */
 async function writeLocalAtomically(
   dst: string,
-  options: { overwrite: boolean; tempKey: string; modified?: number; beforePlace?: () => Promise<void> },
+  options: PlaceOptions,
   fill: (temp: string) => Promise<void>,
+  prepare: (temp: string) => Promise<void> = freshTemp,
 ): Promise<void> {
   const temp = tempPathFor(dst, options.tempKey);
-  // Another attempt with the same key (this task, on a node paused past its lease) may still
-  // hold this temp file open: a new inode, not the old one truncated, so its late writes land in
-  // a file nobody places.
-  await unlink(temp).catch(() => undefined);
+  await prepare(temp);
   try {
     await fill(temp);
     if (options.modified !== undefined) await utimes(temp, options.modified / 1000, options.modified / 1000);
@@ -138,7 +244,8 @@ async function writeLocalAtomically(
       await unlink(temp);
     }
   } catch (err) {
-    await unlink(temp).catch(() => undefined);
+    const owned = options.ownsTemp ? await options.ownsTemp().catch(() => false) : true;
+    if (owned) await unlink(temp).catch(() => undefined);
     throw err instanceof FerryError ? err : fromFsError(err, dst);
   }
 }

@@ -220,6 +220,7 @@ export class Runner {
           if (controller.signal.aborted) throw controller.signal.reason;
           if (!(await this.deps.store.holds(task.id, lease))) this.fenceLost(run, 'before a final step');
         },
+        holds: () => this.deps.store.holds(task.id, lease),
         enqueue: (spec) => this.enqueue(task, spec),
       })
       .then(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -221,6 +221,47 @@ export function runStorageLayerConformance(name: string, driverOf: () => Driver)
       });
       assert.equal(counted, data.length);
       assert.ok((await readFile(file)).equals(data));
+    });
+
+    it('copyBetween into a local mount continues an earlier attempt from its checkpoint, and starts over when the source changed', async (t) => {
+      if (!driver.capabilities.rangeRead) return t.skip('no range reads');
+      // Between two local mounts a copy runs in the kernel, at disk speed: it starts over.
+      if (driver.localPath('/')) return t.skip('a local source is copied again whole');
+      const data = randomBytes(3 * 1024 * 1024 + 777);
+      await driver.write('/resume/f', bytes(data));
+      const entry = await driver.stat('/resume/f');
+      assert.ok(entry);
+      const kept = 1024 * 1024 + 5;
+      // What an earlier attempt left: its checkpointed bytes, here zeros, so the result shows
+      // whether they were kept or fetched again, and more after them that was never checkpointed.
+      const leftover = async (dst: string) => {
+        await local.mkdir('/resumed');
+        const temp = tempPathFor(join(localRoot, dst), 'conformance');
+        await writeFile(temp, Buffer.concat([Buffer.alloc(kept), randomBytes(4096)]));
+      };
+      const copy = async (dst: string, modified: number) => {
+        const saved: number[] = [];
+        const opts = options({
+          resume: {
+            earlier: { size: data.length, modified, done: kept },
+            save: async (c) => {
+              saved.push(c.done);
+            },
+          },
+        });
+        await copyBetween(at(driver, '/resume/f'), at(local, dst), data.length, opts);
+        assert.equal(opts.counted(), data.length, 'every byte counted, kept ones included');
+        assert.ok(saved.every((n) => n > kept && n <= data.length));
+        return readFile(join(localRoot, dst));
+      };
+      await leftover('/resumed/same');
+      const resumed = await copy('/resumed/same', entry.modified);
+      assert.ok(resumed.subarray(0, kept).equals(Buffer.alloc(kept)), 'the checkpointed bytes were kept');
+      assert.ok(resumed.subarray(kept).equals(data.subarray(kept)), 'the rest was fetched');
+      await leftover('/resumed/changed');
+      const whole = await copy('/resumed/changed', entry.modified + 60_000);
+      assert.ok(whole.equals(data), 'a source changed since the checkpoint is copied whole');
+      assert.deepEqual(await names(local, '/resumed'), ['changed', 'same'], 'no temp left');
     });
 
     it('places by link or rename only between local ends; otherwise says so and leaves the source', async () => {

@@ -6,6 +6,7 @@ import { StagedTree } from '../../storage/staged-tree.ts';
 import { removeTemp } from '../../storage/transfer.ts';
 import { type CopyPayload, copyDefinition } from '../definitions/copy.ts';
 import type { Task } from '../model.ts';
+import { CopyCheckpoints } from './copy-checkpoints.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { isTreeRun, runTree } from './sync.ts';
 import {
@@ -47,6 +48,8 @@ export interface CopyPlan {
   size: number;
   /** The source is a followed link (`Entry.link`): a move may delete nothing through it. */
   link: boolean;
+  /** Where the task's large files record how far they got, so a takeover resumes them. */
+  checkpoints?: CopyCheckpoints;
 }
 
 /**
@@ -59,9 +62,11 @@ export async function planCopy(task: Task, payload: CopyPayload, ctx: TaskContex
   const entry = await src.driver.stat(src.path);
   if (!entry) return null;
   let name = payload.dstName ?? baseName(payload.src);
+  let stored = task.payload;
   if (payload.keepBoth && payload.dstName === undefined) {
     name = await freeName(dst.driver, dst.path, name);
-    await ctx.savePayload({ ...task.payload, dstName: name });
+    stored = { ...task.payload, dstName: name };
+    await ctx.savePayload(stored);
   }
   const dstPath = joinPath(dst.path, name);
   if (src.mount === dst.mount && isWithin(dstPath, src.path)) {
@@ -70,7 +75,15 @@ export async function planCopy(task: Task, payload: CopyPayload, ctx: TaskContex
       dstPath === src.path ? 'source and destination are the same' : 'cannot copy a folder into itself',
     );
   }
-  return { src, dst, dstPath, isDir: entry.isDir, size: entry.size, link: entry.link === true };
+  return {
+    src,
+    dst,
+    dstPath,
+    isDir: entry.isDir,
+    size: entry.size,
+    link: entry.link === true,
+    checkpoints: new CopyCheckpoints(stored, ctx),
+  };
 }
 
 /**
@@ -95,6 +108,7 @@ export async function copyPlanned(
       ctx,
       after,
       staging,
+      plan.checkpoints,
     );
   if (!plan.isDir) {
     progress.setTotals({ bytes: plan.size, files: 1 });
@@ -204,6 +218,7 @@ async function copyOneFile(
   ctx: TaskContext,
   afterFile?: AfterFile,
   staging?: Staging,
+  checkpoints?: CopyCheckpoints,
 ): Promise<void> {
   const { signal, progress } = ctx;
   const options = {
@@ -214,6 +229,8 @@ async function copyOneFile(
     sync: mustSync(ctx, afterFile),
     // A node that stalled past its lease places nothing once another holds the task.
     beforePlace: () => ctx.fence(),
+    ownsTemp: () => ctx.holds(),
+    ...(checkpoints && { resume: checkpoints.for(dst.path) }),
   };
   // Nothing to skip: no lookup of the destination first. Every transfer that may not replace a
   // file refuses a taken name itself (that saves two requests per file on S3); transferFile tries
@@ -225,6 +242,7 @@ async function copyOneFile(
     if (!payload.overwrite) await transferFile(src, dst, size, options);
     else copied = await copySmallLocal(src, dst, size, options);
     if (copied) {
+      checkpoints?.placed(dst.path);
       await afterFile?.(src, dst, size);
       progress.fileDone();
       return;
@@ -247,6 +265,7 @@ async function copyOneFile(
     if (!payload.overwrite) throw new FerryError('E_EXISTS', `already exists: ${dst.path}`);
   }
   await transferFile(src, dst, size, options);
+  checkpoints?.placed(dst.path);
   await afterFile?.(src, dst, size);
   progress.fileDone();
 }

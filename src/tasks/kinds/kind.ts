@@ -43,6 +43,12 @@ export interface TaskContext {
    */
   fence(): Promise<void>;
   /**
+   * Whether this attempt still holds the task in the store, canceled or not (unlike `fence`, it
+   * neither throws nor aborts). Asked before a failed attempt removes a file named by the task
+   * (a temp keyed by its id): once another node holds the task, that name is the new holder's.
+   */
+  holds(): Promise<boolean>;
+  /**
    * Queue a follow-up task with this task's creator (decompress → decompress_upload). Idempotent
    * by `id`: a resumed task that queued it before gets the existing one back.
    */

@@ -95,6 +95,7 @@ async function copyFile(src: Endpoint, dst: Endpoint, size: number, ctx: TaskCon
     // The download may be deleted once the task succeeds: the copy is on disk before that.
     sync: true,
     beforePlace: () => ctx.fence(),
+    ownsTemp: () => ctx.holds(),
     onProgress: (n) => ctx.progress.addBytes(n),
   });
 }

@@ -141,6 +141,7 @@ async function copyOne(
     // A move deletes the only other copy next: its copy must be on disk first.
     sync: ctx.syncFiles || mode === 'move',
     beforePlace: () => ctx.fence(),
+    ownsTemp: () => ctx.holds(),
   });
   if (mode === 'move' && !copy.viaLink) {
     // Deleting a source is not undone: only the lease holder does it, once the copy is checked.

@@ -3,7 +3,12 @@ import type { Readable } from 'node:stream';
 import { FerryError } from '../../errors.ts';
 import type { Driver, Entry, MeasureOptions } from '../../storage/driver.ts';
 import { joinPath } from '../../storage/paths.ts';
-import { copyBetween, copySmallLocal as copySmall, type Endpoint } from '../../storage/transfer.ts';
+import {
+  type CopyResume,
+  copyBetween,
+  copySmallLocal as copySmall,
+  type Endpoint,
+} from '../../storage/transfer.ts';
 import type { Progress } from '../progress.ts';
 
 /** A file or folder on some driver. */
@@ -22,6 +27,10 @@ export interface TransferOptions {
    * paused past its lease places nothing once another holds the task.
    */
   beforePlace: () => Promise<void>;
+  /** Make the copy resumable by the attempt after this one where it can be (`CopyResume`). */
+  resume?: CopyResume;
+  /** Whether this attempt still holds the task (`ctx.holds`): a lost task's temp is not removed. */
+  ownsTemp?: () => Promise<boolean>;
 }
 
 /**
