@@ -88,6 +88,26 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     assert.equal(res.code, 200, res.message);
     return res.data.tasks.map((t) => t.id);
   };
+  /** PUT `body` to `path` on `node` as a task (spooled in the shared staging dir); its task id. */
+  const uploadAsTask = async (node: FerryProcess, path: string, body: Buffer) => {
+    const res = await request(`${node.base}/api/fs/put`, {
+      method: 'PUT',
+      headers: {
+        authorization: token,
+        'file-path': encodeURIComponent(path),
+        'as-task': 'true',
+        'content-type': 'application/octet-stream',
+      },
+      body,
+    });
+    const reply = (await res.body.json()) as {
+      code: number;
+      message: string;
+      data: { task: { id: string } };
+    };
+    assert.equal(reply.code, 200, reply.message);
+    return reply.data.task.id;
+  };
   /** Wait until every task of `ids` runs on `node` and has moved at least `bytes` bytes. */
   const runningOn = (node: FerryProcess, nodeId: string, ids: string[], bytes: number) =>
     waitFor(
@@ -579,23 +599,7 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
     const [x, y] = live as [FerryProcess, FerryProcess];
     for (const node of [x, y]) await setWorkers(node, { upload: 0 });
     const body = origin.content('uploaded.bin');
-    const res = await request(`${y.base}/api/fs/put`, {
-      method: 'PUT',
-      headers: {
-        authorization: token,
-        'file-path': encodeURIComponent('/local/up/uploaded.bin'),
-        'as-task': 'true',
-        'content-type': 'application/octet-stream',
-      },
-      body,
-    });
-    const reply = (await res.body.json()) as {
-      code: number;
-      message: string;
-      data: { task: { id: string } };
-    };
-    assert.equal(reply.code, 200, reply.message);
-    const id = reply.data.task.id;
+    const id = await uploadAsTask(y, '/local/up/uploaded.bin', body);
     await y.kill9();
     await setWorkers(x, { upload: 1 });
     assert.equal((await x.finished(token, 'upload', id, 10_000)).state, 'succeeded');
@@ -643,23 +647,7 @@ describe('scale-out on one PostgreSQL store', { skip: postgres ? false : 'Postgr
       }
       // An upload accepted by P, spooled in the shared staging directory, not yet placed.
       const body = randomBytes(300 * 1024);
-      const put = await request(`${p.base}/api/fs/put`, {
-        method: 'PUT',
-        headers: {
-          authorization: token,
-          'file-path': encodeURIComponent('/local/resumed/up.bin'),
-          'as-task': 'true',
-          'content-type': 'application/octet-stream',
-        },
-        body,
-      });
-      const reply = (await put.body.json()) as {
-        code: number;
-        message: string;
-        data: { task: { id: string } };
-      };
-      assert.equal(reply.code, 200, reply.message);
-      const uploadId = reply.data.task.id;
+      const uploadId = await uploadAsTask(p, '/local/resumed/up.bin', body);
 
       await setWorkers(p, { copy: 1 });
       await setWorkers(q, { copy: 1 });
