@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -84,8 +84,11 @@ describe('transfers through the AList file API', () => {
     assert.equal(res.code, 200, `fs/${kind}: ${res.message}`);
     return res.data.tasks;
   };
-  const noTemps = async (dir: string) =>
-    assert.deepEqual(await findTempFiles(dir), [], `temp files in ${dir}`);
+  const noTemps = async (dir: string) => {
+    const temps = await findTempFiles(dir);
+    const sizes = await Promise.all(temps.map((t) => stat(t).then((s) => s.size, () => -1)));
+    assert.deepEqual(temps, [], `temp files in ${dir} (sizes ${sizes.join(', ')})`);
+  };
 
   before(async () => {
     h = await startHarness();
