@@ -325,7 +325,7 @@ export async function linkInto(
       const temp = tempPathFor(target, options.tempKey);
       await unlink(temp).catch(() => undefined); // left by an attempt that died here
       await link(from, temp);
-      await rename(temp, target).catch(async (err) => {
+      await renameLink(temp, target).catch(async (err) => {
         await unlink(temp).catch(() => undefined);
         throw err;
       });
@@ -376,10 +376,20 @@ export async function moveInto(
     return fallBack(err);
   }
   try {
-    await rename(temp, target);
+    await renameLink(temp, target);
     return true;
   } catch (err) {
     await unlink(temp).catch(() => undefined);
     return fallBack(err);
   }
+}
+
+/**
+ * Rename the hard link `temp` over `target`. When `target` is already a link to the same file (an
+ * earlier attempt of the task placed it and died before recording that), `rename` does nothing
+ * and succeeds, as POSIX says, and the temp name would stay behind: it is removed then.
+ */
+async function renameLink(temp: string, target: string): Promise<void> {
+  await rename(temp, target);
+  await unlink(temp).catch(() => undefined);
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -274,6 +274,23 @@ export function runStorageLayerConformance(name: string, driverOf: () => Driver)
       if (linked) assert.equal((await readAll(await driver.read('/ln/placed'))).toString(), 'spooled');
       else assert.equal(await driver.stat('/ln/placed'), null);
       assert.equal((await readAll(await local.read('/ln/spool'))).toString(), 'spooled');
+      if (linked) {
+        // Placed again by a retry (the first attempt died before recording it): the two names
+        // are links to one file, where a rename does nothing; no temp name may stay.
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const again = { overwrite: true, tempKey: 'conformance' };
+          assert.equal(await linkInto(at(local, '/ln/spool'), at(driver, '/ln/placed'), again), true);
+          assert.equal(
+            await moveInto(at(local, '/ln/spool'), at(driver, '/ln/placed'), {
+              keepSource: true,
+              tempKey: 'conformance',
+            }),
+            true,
+          );
+        }
+        const onDisk = await readdir(join(driver.localPath('/') as string, 'ln'));
+        assert.deepEqual(onDisk, ['placed'], 'no temp name left beside the placed file');
+      }
 
       await local.write('/mv/done', bytes('downloaded'));
       const moved = await moveInto(at(local, '/mv/done'), at(driver, '/mv/placed'), {
