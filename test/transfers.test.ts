@@ -86,7 +86,14 @@ describe('transfers through the AList file API', () => {
   };
   const noTemps = async (dir: string) => {
     const temps = await findTempFiles(dir);
-    const sizes = await Promise.all(temps.map((t) => stat(t).then((s) => s.size, () => -1)));
+    const sizes = await Promise.all(
+      temps.map((t) =>
+        stat(t).then(
+          (s) => s.size,
+          () => -1,
+        ),
+      ),
+    );
     assert.deepEqual(temps, [], `temp files in ${dir} (sizes ${sizes.join(', ')})`);
   };
 
