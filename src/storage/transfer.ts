@@ -36,8 +36,9 @@ export interface CopyOptions {
   beforePlace?: () => Promise<void>;
   /**
    * Asked before a failed copy into a local mount removes its temp file, whose name `tempKey`
-   * gives: false (or a rejection) means this attempt lost its task to another, whose temp that
-   * name is now, and leaves it alone. Without it the temp is removed.
+   * gives: false means this attempt lost its task to another, whose temp that name is now, and
+   * leaves it alone. Without it, or when it cannot tell (a rejection), the temp is removed: at
+   * worst the new holder's placing then fails and its attempt is retried.
    */
   ownsTemp?: () => Promise<boolean>;
   /**
@@ -244,7 +245,7 @@ async function writeLocalAtomically(
       await unlink(temp);
     }
   } catch (err) {
-    const owned = options.ownsTemp ? await options.ownsTemp().catch(() => false) : true;
+    const owned = options.ownsTemp ? await options.ownsTemp().catch(() => true) : true;
     if (owned) await unlink(temp).catch(() => undefined);
     throw err instanceof FerryError ? err : fromFsError(err, dst);
   }
