@@ -3,6 +3,7 @@ import type { Driver } from '../../storage/driver.ts';
 import { joinPath, parentPath } from '../../storage/paths.ts';
 import { isTreeRun, syncDefinition, type TreeRunPayload } from '../definitions/sync.ts';
 import type { Task } from '../model.ts';
+import { CopyCheckpoints } from './copy-checkpoints.ts';
 import type { TaskContext, TaskKindHandler } from './kind.ts';
 import { deletedFiles, type PlannedCopy, planTree, type TreeMode, type TreeSpec } from './sync-plan.ts';
 import { type Endpoint, forEachLimit, ItemFailures, items, transferFile } from './transfer.ts';
@@ -56,6 +57,9 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
   const copyBytes = plan.copies.reduce((sum, c) => sum + c.size, 0);
   progress.setTotals({ bytes: copyBytes, files: plan.copies.length + deletedFiles(plan) });
   const result: TreeRunResult = { copied: 0, deleted: 0, skipped: plan.skipped, failed: 0, bytes: 0 };
+  // A large file a run was in the middle of when its node died continues on the node that takes
+  // the run over (the payload's checkpoints; dropped again with the result at the end).
+  const checkpoints = new CopyCheckpoints(task.payload, ctx);
   const failures = new ItemFailures(progress, signal);
   const failed = (rel: string, err: unknown) => {
     result.failed++;
@@ -81,7 +85,7 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
     }
     await forEachLimit(plan.copies, FILE_CONCURRENCY, signal, async (copy) => {
       try {
-        await copyOne(spec.mode, copy, { src, dst, payload, ctx });
+        await copyOne(spec.mode, copy, { src, dst, payload, ctx, checkpoints });
         result.deleted += copy.clears.length;
         for (const _ of copy.clears) progress.fileDone();
         result.copied++;
@@ -122,7 +126,13 @@ export async function runTree(task: Task, ctx: TaskContext): Promise<void> {
 async function copyOne(
   mode: TreeMode,
   copy: PlannedCopy,
-  run: { src: Endpoint; dst: Endpoint; payload: TreeRunPayload; ctx: TaskContext },
+  run: {
+    src: Endpoint;
+    dst: Endpoint;
+    payload: TreeRunPayload;
+    ctx: TaskContext;
+    checkpoints: CopyCheckpoints;
+  },
 ): Promise<void> {
   const { ctx } = run;
   const from: Endpoint = { driver: run.src.driver, path: joinPath(run.src.path, copy.rel) };
@@ -142,7 +152,9 @@ async function copyOne(
     sync: ctx.syncFiles || mode === 'move',
     beforePlace: () => ctx.fence(),
     ownsTemp: () => ctx.holds(),
+    resume: run.checkpoints.for(to.path),
   });
+  run.checkpoints.placed(to.path);
   if (mode === 'move' && !copy.viaLink) {
     // Deleting a source is not undone: only the lease holder does it, once the copy is checked.
     const written = await to.driver.stat(to.path);
