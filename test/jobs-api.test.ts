@@ -41,6 +41,9 @@ describe('jobs API', () => {
   };
   const create = (body: Record<string, unknown>, token = h.adminToken) =>
     h.json<JobView>('POST', '/api/job/create', { token, body });
+  /** `POST /api/job/run`: the run's task (the reply as it came, for the cases that expect a refusal). */
+  const runJob = (id: string, token = h.adminToken) =>
+    h.json<{ task: { id: string; type: string; name: string } }>('POST', `/api/job/run?id=${id}`, { token });
   const runs = async (id: string, token = h.adminToken) =>
     (await h.json<RunRow[]>('GET', `/api/job/runs?id=${id}`, { token })).data;
 
@@ -62,9 +65,7 @@ describe('jobs API', () => {
     const plan = await h.json('POST', `/api/job/plan?id=${job.data.id}`, { token: h.adminToken });
     assert.equal(plan.code, 409);
     assert.match(plan.message, /source is empty while the destination is not/);
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const run = await runJob(job.data.id);
     const task = await h.finished('sync', run.data.task.id);
     assert.equal(task.state, 'failed');
     assert.match(task.error, /source is empty/);
@@ -79,9 +80,7 @@ describe('jobs API', () => {
       src_dir: '/local/no-such-src',
       dst_dir: '/local/dst-of-missing',
     });
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const run = await runJob(job.data.id);
     const task = await h.finished('sync', run.data.task.id);
     assert.equal(task.state, 'failed');
     assert.match(task.error, /source cannot be listed/);
@@ -101,9 +100,7 @@ describe('jobs API', () => {
     const plan = await h.json('POST', `/api/job/plan?id=${job.data.id}`, { token: h.adminToken });
     assert.equal(plan.code, 409);
     assert.match(plan.message, /would delete 3 files, more than max_delete \(2\)/);
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const run = await runJob(job.data.id);
     const task = await h.finished('sync', run.data.task.id);
     assert.equal(task.state, 'failed');
     assert.deepEqual((await readdir(join(files(), 'md-dst'))).sort(), [
@@ -124,9 +121,7 @@ describe('jobs API', () => {
       },
     });
     assert.equal(raised.code, 200, raised.message);
-    const again = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const again = await runJob(job.data.id);
     assert.equal((await h.finished('sync', again.data.task.id)).state, 'succeeded');
     assert.deepEqual(await readdir(join(files(), 'md-dst')), ['new.txt']);
     const [newest] = await runs(job.data.id);
@@ -179,9 +174,7 @@ describe('jobs API', () => {
       { copy: [...plan.data.copy].sort(), delete: [...plan.data.delete].sort() },
       { copy: ['/x', '/y/inner.txt'], delete: ['/x/deeper/old2.txt', '/x/old.txt', '/y'] },
     );
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const run = await runJob(job.data.id);
     const task = await h.finished('sync', run.data.task.id);
     assert.equal(task.state, 'succeeded', task.error);
     assert.equal(await readFile(join(files(), 'swap-dst/x'), 'utf8'), 'now a file');
@@ -213,18 +206,14 @@ describe('jobs API', () => {
       token: h.adminToken,
     });
     assert.deepEqual(plan.data.delete, ['/gone-link'], 'the link is one entry, not the files it leads to');
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const run = await runJob(job.data.id);
     assert.equal((await h.finished('sync', run.data.task.id)).state, 'succeeded');
     assert.equal(await readFile(join(files(), 'outside/keep.txt'), 'utf8'), 'outside the destination');
     await assert.rejects(lstat(join(files(), 'ln-dst/gone-link')), 'the link itself is gone');
     // A source folder of the link's name: nothing is copied through the link, the run fails.
     await put('ln-src/in-link/b.txt');
     await symlink(join(files(), 'outside'), join(files(), 'ln-dst/in-link'));
-    const again = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-      token: h.adminToken,
-    });
+    const again = await runJob(job.data.id);
     const failed = await h.finished('sync', again.data.task.id);
     assert.equal(failed.state, 'failed');
     assert.deepEqual(await readdir(join(files(), 'outside')), ['keep.txt']);
@@ -245,9 +234,7 @@ describe('jobs API', () => {
         src_dir: '/local/hook-src',
         dst_dir: '/local/hook-dst',
       });
-      const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${job.data.id}`, {
-        token: h.adminToken,
-      });
+      const run = await runJob(job.data.id);
       await h.finished('sync', run.data.task.id);
       const got = await waitFor(async () => receiver.received[0], 10_000, 'the job.run.finished delivery');
       assert.equal(got.headers['x-ferry-event'], 'job.run.finished');
@@ -279,11 +266,7 @@ describe('jobs API', () => {
       src_dir: '/local/cm-src',
       dst_dir: '/local/cm-copy',
     });
-    const run = await h.json<{ task: { id: string; type: string; name: string } }>(
-      'POST',
-      `/api/job/run?id=${copy.data.id}`,
-      { token: h.adminToken },
-    );
+    const run = await runJob(copy.data.id);
     assert.equal(run.data.task.type, 'copy');
     assert.equal(run.data.task.name, 'copy [/local](/cm-src) to [/local](/cm-copy)');
     assert.equal((await h.finished('copy', run.data.task.id)).state, 'succeeded');
@@ -294,13 +277,7 @@ describe('jobs API', () => {
       src_dir: '/local/cm-src',
       dst_dir: '/local/cm-moved',
     });
-    const moved = await h.json<{ task: { id: string; type: string } }>(
-      'POST',
-      `/api/job/run?id=${move.data.id}`,
-      {
-        token: h.adminToken,
-      },
-    );
+    const moved = await runJob(move.data.id);
     assert.equal(moved.data.task.type, 'move');
     assert.equal((await h.finished('move', moved.data.task.id)).state, 'succeeded');
     assert.equal(await readFile(join(files(), 'cm-moved/two.txt'), 'utf8'), 'two');
@@ -311,13 +288,7 @@ describe('jobs API', () => {
       src_dir: '/local/cm-copy',
       dst_dir: '/local/cm-sync',
     });
-    const synced = await h.json<{ task: { id: string; type: string; name: string } }>(
-      'POST',
-      `/api/job/run?id=${sync.data.id}`,
-      {
-        token: h.adminToken,
-      },
-    );
+    const synced = await runJob(sync.data.id);
     assert.equal(synced.data.task.type, 'sync');
     assert.equal(synced.data.task.name, 'sync [/local](/cm-copy) to [/local](/cm-sync)');
     const syncTask = await h.finished('sync', synced.data.task.id);
@@ -346,9 +317,7 @@ describe('jobs API', () => {
     assert.equal(mine.data.src_dir, '/src');
     const climbing = await create({ name: 'x', mode: 'sync', src_dir: '/../bob', dst_dir: '/dst' }, alice);
     assert.equal(climbing.code, 403);
-    const run = await h.json<{ task: { id: string } }>('POST', `/api/job/run?id=${mine.data.id}`, {
-      token: alice,
-    });
+    const run = await runJob(mine.data.id, alice);
     assert.equal(run.code, 200, run.message);
     assert.equal((await h.finished('sync', run.data.task.id)).state, 'succeeded');
     assert.equal(await readFile(join(files(), 'alice/dst/a.txt'), 'utf8'), 'alice/src/a.txt');
@@ -378,7 +347,7 @@ describe('jobs API', () => {
       body: { id: seen?.owner_id, base_path: '/local/elsewhere' },
     });
     assert.equal(moved.code, 200, moved.message);
-    const stale = await h.json('POST', `/api/job/run?id=${mine.data.id}`, { token: h.adminToken });
+    const stale = await runJob(mine.data.id);
     assert.equal(stale.code, 403);
     assert.match(stale.message, /outside its owner's base path/);
     const noRemove = await h.user('carol', { permission: 0x08 | 0x40 });
@@ -416,9 +385,7 @@ describe('jobs API', () => {
     const saved = h.core.runner.getLimits().sync;
     h.core.runner.setLimit('sync', 0);
     try {
-      const both = await Promise.all(
-        [1, 2].map(() => h.json('POST', `/api/job/run?id=${job.data.id}`, { token: h.adminToken })),
-      );
+      const both = await Promise.all([1, 2].map(() => runJob(job.data.id)));
       assert.deepEqual(both.map((r) => r.code).sort(), [200, 400]);
       assert.equal((await runs(job.data.id)).length, 1);
     } finally {
@@ -490,7 +457,7 @@ describe('jobs API', () => {
       );
       assert.equal(row?.task_id, null);
       assert.match(row?.error ?? '', /still going/);
-      const byHand = await h.json('POST', `/api/job/run?id=${job.data.id}`, { token: h.adminToken });
+      const byHand = await runJob(job.data.id);
       assert.equal(byHand.code, 400);
       assert.match(byHand.message, /still going/);
     } finally {
