@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type EveryTask, makeEveryTask, startFileServer, type TaskReply } from './helpers/every-task.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
+import { mountWebDav, type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 
 /**
  * Every AList reply that carries a task (fs/put as a task, fs/copy, fs/move, fs/remove, offline
@@ -103,16 +103,7 @@ describe('AList task replies in both flavours', () => {
   const made = new Map<string, EveryTask>();
 
   const mountDav = async (h: Harness) => {
-    if (!dav) return;
-    const res = await h.json('POST', '/api/admin/storage/create', {
-      token: h.adminToken,
-      body: {
-        mount_path: '/dav',
-        driver: 'WebDav',
-        addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
-      },
-    });
-    assert.equal(res.code, 200, res.message);
+    if (dav) await mountWebDav(h, dav);
   };
 
   before(async () => {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { type FileEntry, TextWriter, Uint8ArrayReader, ZipReader } from '@zip.js/zip.js';
 import { sevenZipBinary } from '../src/archive/index.ts';
 import { type Harness, startHarness, waitFor } from './helpers/harness.ts';
-import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
+import { mountWebDav, type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 import { requireTools, runs } from './helpers/tools.ts';
 import { diffSnapshots, findTempFiles, snapshotTree, writeRandomFile } from './helpers/tree.ts';
 
@@ -578,15 +578,7 @@ t.close()
     // A second server whose upload workers are off, so the handed-over tree waits.
     const h2 = await startHarness({ tasks: { workers: { decompress_upload: 0 } } });
     try {
-      const res = await h2.json('POST', '/api/admin/storage/create', {
-        token: h2.adminToken,
-        body: {
-          mount_path: '/dav',
-          driver: 'WebDav',
-          addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
-        },
-      });
-      assert.equal(res.code, 200, res.message);
+      await mountWebDav(h2, dav);
       await mkdir(join(h2.dataDir, 'files', 'arc'), { recursive: true });
       await cp(join(files, 'arc', 'tree.zip'), join(h2.dataDir, 'files', 'arc', 'tree.zip'));
       const created = await h2.json<{ tasks: TaskView[] }>('POST', '/api/fs/archive/decompress', {

@@ -4,7 +4,7 @@ import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness } from './helpers/harness.ts';
-import { type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
+import { mountWebDav, type RcloneServer, rcloneAvailable, startRclone } from './helpers/rclone.ts';
 import { mountS3, type S3Server, startS3Server } from './helpers/s3-server.ts';
 
 /**
@@ -185,15 +185,7 @@ describe('sync jobs between real storages', () => {
     await mountS3(h, s3, '/', '/s3');
     if (rcloneAvailable()) {
       dav = await startRclone('webdav');
-      const res = await h.json('POST', '/api/admin/storage/create', {
-        token: h.adminToken,
-        body: {
-          mount_path: '/dav',
-          driver: 'WebDav',
-          addition: JSON.stringify({ address: dav.address, username: dav.username, password: dav.password }),
-        },
-      });
-      assert.equal(res.code, 200, res.message);
+      await mountWebDav(h, dav);
     }
   });
   after(async () => {

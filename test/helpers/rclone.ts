@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Harness } from './harness.ts';
 import { freePort, waitForPort } from './process.ts';
 import { requireTools, runs } from './tools.ts';
 
@@ -112,4 +114,21 @@ export async function startRclone(
       if (ownsRoot) await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** Mount the WebDAV `server` at `mountPath` through the admin API of `h`. */
+export async function mountWebDav(h: Harness, server: RcloneServer, mountPath = '/dav'): Promise<void> {
+  const res = await h.json('POST', '/api/admin/storage/create', {
+    token: h.adminToken,
+    body: {
+      mount_path: mountPath,
+      driver: 'WebDav',
+      addition: JSON.stringify({
+        address: server.address,
+        username: server.username,
+        password: server.password,
+      }),
+    },
+  });
+  assert.equal(res.code, 200, `mount WebDAV at ${mountPath}: ${res.message}`);
 }
