@@ -176,8 +176,17 @@ async function makeTree(dir: string, files: number, fileBytes: number): Promise<
   );
 }
 
-/** One ferry copy task; resolves with its time from the request to `succeeded` seen by polling. */
-async function ferryCopy(server: Server, srcDir: string, name: string, dstDir: string) {
+/**
+ * One ferry copy task; resolves with its time from the request to `succeeded` seen by polling
+ * every `intervalMs` (short for a timing; the memory bench polls less, not to add to what it measures).
+ */
+export async function ferryCopy(
+  server: Server,
+  srcDir: string,
+  name: string,
+  dstDir: string,
+  intervalMs = 20,
+) {
   const t0 = now();
   const created = await server.ok<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
     src_dir: srcDir,
@@ -186,7 +195,7 @@ async function ferryCopy(server: Server, srcDir: string, name: string, dstDir: s
   });
   const tid = created.tasks[0]?.id;
   if (!tid) throw new Error('fs/copy created no task');
-  const task = await server.waitTask('copy', tid, { timeoutMs: RUN_MS, intervalMs: 20 });
+  const task = await server.waitTask('copy', tid, { timeoutMs: RUN_MS, intervalMs });
   return { ms: now() - t0, task };
 }
 

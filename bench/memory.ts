@@ -17,7 +17,7 @@
  */
 import { appendFile, link, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mountS3, startS3rver } from './drivers.ts';
+import { ferryCopy, mountS3, startS3rver } from './drivers.ts';
 import {
   fmtMB,
   fmtRatio,
@@ -97,18 +97,6 @@ function sampler(pid: number, label: string, intervalMs: number, trace: string |
   };
 }
 
-/** One ferry copy task; resolves once it succeeded. */
-async function copyTask(server: Server, srcDir: string, name: string, dstDir: string): Promise<void> {
-  const created = await server.ok<{ tasks: { id: string }[] }>('POST', '/api/fs/copy', {
-    src_dir: srcDir,
-    dst_dir: dstDir,
-    names: [name],
-  });
-  const tid = created.tasks[0]?.id;
-  if (!tid) throw new Error('fs/copy created no task');
-  await server.waitTask('copy', tid, { timeoutMs: RUN_MS, intervalMs: 100 });
-}
-
 /** One offline download; resolves once its transfer task placed the file. */
 async function download(server: Server, url: string, dstDir: string): Promise<void> {
   const created = await server.ok<{ tasks: { id: string }[] }>('POST', '/api/fs/add_offline_download', {
@@ -184,9 +172,9 @@ export async function memoryBench(root: string): Promise<Row[]> {
       let ms = 0;
       try {
         if (transfer === 's3-up') {
-          await copyTask(server, '/local/src', name, `/s3/r${round}`);
+          await ferryCopy(server, '/local/src', name, `/s3/r${round}`, 100);
         } else if (transfer === 's3-down') {
-          await copyTask(server, `/s3/r${round}`, name, '/local/down');
+          await ferryCopy(server, `/s3/r${round}`, name, '/local/down', 100);
           out = join(dataDir, 'files', 'down', name);
         } else {
           await download(server, `${nginx?.origin}/${name}`, '/local/dl');
