@@ -186,7 +186,7 @@ async function fetchResumably(
     // Kept only when the temp holds at least what the checkpoint says is on disk.
     const kept = usable ? await detachFile(temp) : null;
     if (usable && kept !== null && kept >= earlier.done) from = earlier.done;
-    else await unlink(temp).catch(() => undefined);
+    else await freshTemp(temp);
   };
   await writeLocalAtomically(
     dst,
