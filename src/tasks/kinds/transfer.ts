@@ -175,7 +175,9 @@ export async function measureTree(
 
 /**
  * Run `work` over items from `source` with at most `limit` in flight; stops taking new items
- * once the signal aborts, and rethrows the first error `work` throws.
+ * once the signal aborts, and rethrows the first error `work` throws, or the source's. It never
+ * settles while work is in flight, whatever ends it: a walk that throws on a cancel must not let
+ * the task end while a copy it started still writes.
  */
 export async function forEachLimit<T>(
   source: AsyncIterable<T> | Iterable<T>,
@@ -185,17 +187,21 @@ export async function forEachLimit<T>(
 ): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   let failure: unknown = null;
-  for await (const item of source) {
-    if (failure !== null || signal.aborted) break;
-    const p: Promise<void> = work(item)
-      .catch((err) => {
-        failure ??= err;
-      })
-      .finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= limit) await Promise.race(inFlight);
+  try {
+    for await (const item of source) {
+      if (failure !== null || signal.aborted) break;
+      const p: Promise<void> = work(item)
+        .catch((err) => {
+          failure ??= err;
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= limit) await Promise.race(inFlight);
+    }
+  } finally {
+    // The promises in flight never reject (their errors go to `failure`).
+    await Promise.all(inFlight);
   }
-  await Promise.all(inFlight);
   if (failure !== null) throw failure;
   signal.throwIfAborted();
 }
